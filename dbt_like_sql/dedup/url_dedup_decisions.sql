@@ -1,0 +1,57 @@
+-- One row per registered row of the shards being decided ($shards): kept, or dropped with the
+-- uid it duplicates. Pool order decides: the row with the smallest (shard_seq, row_idx) wins.
+--   duplicate_uid: an earlier shard already holds this uid (within a shard uids are unique:
+--                  staging quarantines repeats);
+--   duplicate_url: an earlier row with the same normalized URL is its uid's first occurrence.
+-- Only rows of shards at or before a decided row can beat it, so a shard's decisions do not
+-- depend on shards that came later or on the order in which shards were materialized.
+WITH batch AS (
+    SELECT shard, shard_seq, row_idx, url_key, uid_key
+    FROM {{ source('url_registry') }}
+    WHERE list_contains($shards, shard)
+),
+url_rows AS (
+    SELECT shard_seq, row_idx, url_key, uid_key
+    FROM {{ source('url_registry') }}
+    WHERE url_key IN (SELECT url_key FROM batch)
+),
+uid_first_seq AS (
+    SELECT uid_key, min(shard_seq) AS first_seq
+    FROM {{ source('url_registry') }}
+    WHERE uid_key IN (SELECT uid_key FROM url_rows)
+    GROUP BY uid_key
+),
+url_winner AS (
+    SELECT
+        u.url_key,
+        arg_min(u.uid_key, (u.shard_seq::BIGINT << 40) + u.row_idx) AS winner_uid_key,
+        min((u.shard_seq::BIGINT << 40) + u.row_idx) AS winner_order
+    FROM url_rows u
+    JOIN uid_first_seq f ON f.uid_key = u.uid_key AND f.first_seq = u.shard_seq
+    GROUP BY u.url_key
+),
+decided AS (
+    SELECT
+        b.shard,
+        b.row_idx,
+        b.uid_key,
+        CASE
+            WHEN f.first_seq < b.shard_seq THEN 'duplicate_uid'
+            WHEN w.winner_order < (b.shard_seq::BIGINT << 40) + b.row_idx THEN 'duplicate_url'
+        END AS reason,
+        CASE
+            WHEN f.first_seq < b.shard_seq THEN b.uid_key
+            WHEN w.winner_order < (b.shard_seq::BIGINT << 40) + b.row_idx THEN w.winner_uid_key
+        END AS duplicate_of_key
+    FROM batch b
+    JOIN uid_first_seq f ON f.uid_key = b.uid_key
+    LEFT JOIN url_winner w ON w.url_key = b.url_key
+)
+SELECT
+    shard,
+    row_idx,
+    lower(lpad(to_hex(uid_key), 32, '0')) AS uid,
+    reason IS NULL AS keep,
+    reason,
+    lower(lpad(to_hex(duplicate_of_key), 32, '0')) AS duplicate_of
+FROM decided

@@ -1,0 +1,56 @@
+-- One row per row of one source shard: canonical columns, the normalized URL and its key,
+-- and the first validation failure (reason NULL = the row is valid).
+WITH src AS (
+    SELECT
+        *,
+        CASE WHEN $uid_derived
+             THEN md5(coalesce(url, '') || chr(31) || coalesce(text, ''))
+             ELSE uid END AS uid_final,
+        normalize_url(url) AS url_norm
+    FROM {{ source('raw_shard') }}
+),
+checked AS (
+    SELECT
+        *,
+        CASE
+            WHEN url IS NULL OR trim(url) = '' THEN 'url_missing'
+            WHEN url_scheme(url) NOT IN ('http', 'https') THEN 'url_scheme'
+            WHEN url_norm IS NULL OR length(url) > $max_url_length THEN 'url_unparseable'
+            WHEN original_width <= 0 OR original_height <= 0
+                 OR original_width > $max_image_side OR original_height > $max_image_side
+                THEN 'size_invalid'
+            WHEN isnan(clip_b32_similarity_score) OR abs(clip_b32_similarity_score) > 1
+                 OR isnan(clip_l14_similarity_score) OR abs(clip_l14_similarity_score) > 1
+                THEN 'score_invalid'
+            WHEN uid_key(uid_final) IS NULL THEN 'uid_malformed'
+        END AS first_failure,
+        min(row_idx) OVER (PARTITION BY uid_final) AS uid_first_row
+    FROM src
+)
+SELECT
+    $shard AS shard,
+    row_idx,
+    uid_final AS uid,
+    url,
+    text,
+    original_width,
+    original_height,
+    clip_b32_similarity_score,
+    clip_l14_similarity_score,
+    face_bboxes,
+    sha256,
+    url_norm,
+    url_key(url_norm) AS url_key,
+    uid_key(uid_final) AS uid_key,
+    coalesce(first_failure,
+             CASE WHEN row_idx > uid_first_row THEN 'uid_repeated' END) AS reason,
+    CASE
+        WHEN first_failure = 'url_scheme' THEN 'scheme ' || coalesce(nullif(url_scheme(url), ''), '(none)')
+        WHEN first_failure = 'url_unparseable' AND length(url) > $max_url_length
+            THEN 'length ' || length(url) || ' > ' || $max_url_length
+        WHEN first_failure = 'size_invalid' THEN 'size ' || coalesce(original_width::VARCHAR, '?') || 'x'
+            || coalesce(original_height::VARCHAR, '?')
+        WHEN first_failure = 'uid_malformed' THEN 'uid ' || coalesce(uid_final, 'NULL')
+        WHEN first_failure IS NULL AND row_idx > uid_first_row THEN 'first at row ' || uid_first_row
+    END AS reason_detail
+FROM checked

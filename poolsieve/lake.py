@@ -1,0 +1,67 @@
+"""The lake: one root folder holding every asset's files plus the DuckDB catalog.
+
+Layout (one folder per asset and partition, so re-materializing a partition replaces exactly it)::
+
+    <root>/catalog.duckdb                     URL registry, shard table
+    <root>/pool_shard/<shard>/rows.parquet    normalized rows
+    <root>/pool_shard/<shard>/quarantine.parquet
+    <root>/url_dedup/<shard>/decisions.parquet
+
+Every file is written under a temporary name and renamed into place, so readers never see a
+half-written file and a crashed run leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    def partition_dir(self, asset: str, partition: str) -> Path:
+        """The folder of one asset partition (partition keys may hold '/', so they are quoted)."""
+        return self.root / asset / quote(partition, safe="")
+
+    def asset_glob(self, asset: str, filename: str) -> str:
+        return str(self.root / asset / "*" / filename)
+
+
+def tmp_path_for(final: Path) -> Path:
+    """A sibling temporary name for an atomic write of ``final``."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+
+
+def commit(tmp: Path, final: Path) -> None:
+    """Atomically move a finished temporary file into place."""
+    os.replace(tmp, final)
+
+
+def write_bytes_atomic(final: Path, data: bytes) -> None:
+    tmp = tmp_path_for(final)
+    tmp.write_bytes(data)
+    commit(tmp, final)
+
+
+def file_sha256(path: str | Path, filesystem=None, chunk: int = 1 << 20) -> str:
+    """sha256 of a file (local path, or a path on an fsspec filesystem)."""
+    digest = hashlib.sha256()
+    opener = filesystem.open if filesystem is not None else open
+    with opener(str(path), "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,57 @@
+"""The URL registry: every valid row ever ingested, keyed for dedup, in the DuckDB catalog.
+
+One row per (shard, row_idx): the 128-bit key of the normalized URL (``url_key``), the uid as a
+128-bit integer (``uid_key``) and the shard's position in pool order (``shard_seq``). Ingesting a
+shard replaces exactly that shard's rows, so re-ingesting is idempotent.
+
+Why this shape: dedup of a new shard needs, for each of its URLs and uids, the earliest earlier
+occurrence. Fixed-width 16-byte keys make that a hash join whose build side is the new shard and
+whose probe reads only two integer columns of the registry (no strings, no source files), so the
+work grows with the new shard; the per-URL cost of the old pool is a sequential scan of 32 bytes.
+``bucket`` (top 10 bits of url_key) is the unit for splitting the registry across workers or disks:
+all occurrences of one URL live in one bucket, so buckets dedup independently.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+REGISTRY_DDL = """
+CREATE TABLE IF NOT EXISTS url_registry (
+    shard VARCHAR NOT NULL,
+    shard_seq INTEGER NOT NULL,
+    row_idx BIGINT NOT NULL,
+    url_key UHUGEINT NOT NULL,
+    uid_key UHUGEINT NOT NULL,
+    bucket USMALLINT NOT NULL
+)
+"""
+
+
+def ensure_registry(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(REGISTRY_DDL)
+
+
+def replace_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int, rows: str) -> int:
+    """Replace ``shard``'s registry rows with those of relation ``rows``; returns rows registered."""
+    ensure_registry(conn)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM url_registry WHERE shard = $s", {"s": shard})
+        conn.execute(
+            f"""INSERT INTO url_registry
+            SELECT $s, $seq, row_idx, url_key, uid_key, (url_key >> 118)::USMALLINT
+            FROM "{rows}" """,
+            {"s": shard, "seq": shard_seq},
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return conn.execute("SELECT count(*) FROM url_registry WHERE shard = $s", {"s": shard}).fetchone()[0]
+
+
+def registered_shards(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """shard -> shard_seq for every shard in the registry."""
+    ensure_registry(conn)
+    return dict(conn.execute("SELECT DISTINCT shard, shard_seq FROM url_registry").fetchall())

@@ -1,0 +1,185 @@
+"""A small dbt-like runner for the SQL models in ``dbt_like_sql/``.
+
+Conventions (dbt's jaffle-shop, shrunk):
+- one SELECT per ``.sql`` file; the file name is the relation name; the folder is the layer;
+- inputs only through ``{{ ref('model') }}`` and ``{{ source('name') }}``;
+- a ``.yml`` beside a model declares its grain and column tests (run by :func:`column_test_failures`);
+- ``macros/*.sql`` hold ``CREATE MACRO`` statements, loaded into every connection first;
+- parameters are DuckDB named parameters (``$name``), always bound, never pasted into the text.
+
+Models are materialized as TEMP tables in the caller's connection, in dependency order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from poolsieve.paths import SQL_DIR
+
+_REF = re.compile(r"\{\{\s*ref\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*\)\s*\}\}")
+_SOURCE = re.compile(r"\{\{\s*source\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*\)\s*\}\}")
+_PARAM = re.compile(r"(?<![A-Za-z0-9_$])\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class SqlProjectError(ValueError):
+    """A model is missing, malformed, or its refs form a cycle."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """One SQL model: a SELECT in ``<layer>/<name>.sql`` with an optional ``<name>.yml``."""
+
+    name: str
+    layer: str
+    path: Path
+    sql: str
+    spec: dict = field(default_factory=dict, compare=False)
+
+    @cached_property
+    def refs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_REF.findall(self.sql)))
+
+    @cached_property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_SOURCE.findall(self.sql)))
+
+    @cached_property
+    def params(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_PARAM.findall(_strip_comments(self.sql))))
+
+
+def _strip_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqlProject:
+    """All models and macros under one folder, ordered by their refs."""
+
+    def __init__(self, root: Path = SQL_DIR):
+        self.root = Path(root)
+        self.models = self._load_models()
+        self.macro_sql = "\n".join(p.read_text() for p in sorted((self.root / "macros").glob("*.sql")))
+
+    def _load_models(self) -> dict[str, Model]:
+        models: dict[str, Model] = {}
+        for path in sorted(self.root.rglob("*.sql")):
+            if "macros" in path.relative_to(self.root).parts:
+                continue
+            name = path.stem
+            if name in models:
+                raise SqlProjectError(f"two models named {name!r}: {models[name].path} and {path}")
+            spec_path = path.with_suffix(".yml")
+            spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
+            layer = path.parent.relative_to(self.root).as_posix()
+            models[name] = Model(name, layer, path, path.read_text(), spec or {})
+        return models
+
+    def model(self, name: str) -> Model:
+        if name not in self.models:
+            raise SqlProjectError(f"unknown model {name!r}; known: {sorted(self.models)}")
+        return self.models[name]
+
+    def in_layer(self, layer: str) -> list[str]:
+        return sorted(n for n, m in self.models.items() if m.layer == layer)
+
+    def plan(self, targets: list[str]) -> list[Model]:
+        """The targets and every model they ref, dependencies first (a topological order)."""
+        order: list[Model] = []
+        state: dict[str, str] = {}
+
+        def visit(name: str, chain: tuple[str, ...]) -> None:
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "visiting":
+                raise SqlProjectError("ref cycle: " + " -> ".join((*chain, name)))
+            state[name] = "visiting"
+            model = self.model(name)
+            for ref in model.refs:
+                visit(ref, (*chain, name))
+            state[name] = "done"
+            order.append(model)
+
+        for target in targets:
+            visit(target, ())
+        return order
+
+    def code_version(self, targets: list[str], params: dict | None = None) -> str:
+        """Hash of the SQL of the targets and their refs, the macros, and any parameters."""
+        digest = hashlib.sha256(self.macro_sql.encode())
+        for model in self.plan(targets):
+            digest.update(model.name.encode() + b"\0" + model.sql.encode())
+        for key in sorted(params or {}):
+            digest.update(f"{key}={params[key]!r}".encode())
+        return digest.hexdigest()[:16]
+
+    def load_macros(self, conn: duckdb.DuckDBPyConnection) -> None:
+        if self.macro_sql.strip():
+            conn.execute(self.macro_sql)
+
+    def render(self, model: Model, sources: dict[str, str]) -> str:
+        def source(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in sources:
+                raise SqlProjectError(f"model {model.name} needs source {name!r}; given {sorted(sources)}")
+            return _quote(sources[name])
+
+        return _SOURCE.sub(source, _REF.sub(lambda m: _quote(m.group(1)), model.sql))
+
+    def run(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        targets: list[str],
+        sources: dict[str, str],
+        params: dict | None = None,
+    ) -> list[str]:
+        """Materialize the targets (and their refs) as TEMP tables; returns the names built."""
+        params = params or {}
+        built = []
+        for model in self.plan(targets):
+            missing = [p for p in model.params if p not in params]
+            if missing:
+                raise SqlProjectError(f"model {model.name} needs parameters {missing}")
+            sql = f"CREATE OR REPLACE TEMP TABLE {_quote(model.name)} AS\n{self.render(model, sources)}"
+            conn.execute(sql, {p: params[p] for p in model.params})
+            built.append(model.name)
+        return built
+
+
+def column_test_failures(conn: duckdb.DuckDBPyConnection, model: Model, relation: str) -> list[str]:
+    """Run the column tests declared in the model's YAML against ``relation``; [] when all pass."""
+    failures = []
+    for column in model.spec.get("columns", []):
+        for test in column.get("tests", []):
+            failures += _run_column_test(conn, relation, column["name"], test)
+    return failures
+
+
+def _run_column_test(conn, relation: str, column: str, test) -> list[str]:
+    kind, arg = (test, None) if isinstance(test, str) else next(iter(test.items()))
+    rel, col = _quote(relation), _quote(column)
+    if kind == "not_null":
+        bad = conn.execute(f"SELECT count(*) FROM {rel} WHERE {col} IS NULL").fetchone()[0]
+    elif kind == "unique":
+        bad = conn.execute(
+            f"SELECT count(*) FROM (SELECT {col} FROM {rel} WHERE {col} IS NOT NULL "
+            f"GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()[0]
+    elif kind == "accepted_values":
+        bad = conn.execute(
+            f"SELECT count(*) FROM {rel} WHERE {col} IS NOT NULL AND NOT list_contains($values, {col})",
+            {"values": list(arg["values"])},
+        ).fetchone()[0]
+    else:
+        raise SqlProjectError(f"unknown column test {kind!r} on {relation}.{column}")
+    return [f"{relation}.{column}: {kind} failed for {bad} rows"] if bad else []
