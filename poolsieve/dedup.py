@@ -69,4 +69,7 @@ def _write_shard_decisions(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: s
     ).fetchall()
     per = dict(counts)
     kept = per.pop("keep", 0)
-    return DedupResult([shard], kept + sum(per.values()), kept, per, {"decisions": path})
+    registered = conn.execute(
+        "SELECT count(*) FROM url_registry WHERE shard = $s", {"s": shard}
+    ).fetchone()[0]
+    return DedupResult([shard], registered, kept, per, {"decisions": path})

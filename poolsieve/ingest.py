@@ -18,6 +18,16 @@ from poolsieve.schema import SourceLayout, canonical_relation, read_layout
 from poolsieve.sqlrunner import SqlProject
 
 STAGING_MODELS = ["pool_shard_rows", "pool_shard_quarantine"]
+#: reason codes, in the order staging tests them (the first that applies is recorded)
+QUARANTINE_REASONS = [
+    "url_missing",
+    "url_scheme",
+    "url_unparseable",
+    "size_invalid",
+    "score_invalid",
+    "uid_malformed",
+    "uid_repeated",
+]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,72 @@
+"""pool_shard: one source parquet file, validated and normalized (one partition per file)."""
+
+
+import dagster as dg
+
+from assets.metadata import conservation_check, reason_counts, table_schema
+from pipelines.partitions import SHARDS, shard_seq
+from pipelines.resources import PoolsieveResource
+from poolsieve.ingest import QUARANTINE_REASONS, STAGING_MODELS, ingest_shard
+from poolsieve.lake import file_sha256
+from poolsieve.sources import open_source
+from poolsieve.sqlrunner import SqlProject
+
+PROJECT = SqlProject()
+ROWS_CONSERVED = "rows_conserved"
+
+
+@dg.asset(
+    partitions_def=SHARDS,
+    code_version=PROJECT.code_version(STAGING_MODELS),
+    group_name="pool",
+    kinds={"duckdb", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(ROWS_CONSERVED, asset="pool_shard", blocking=True)
+    ],
+)
+def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """One pool file as normalized DataComp rows; invalid rows quarantined with a reason code."""
+    shard = context.partition_key
+    fs, root = open_source(poolsieve.source_url)
+    path = f"{root}/{shard}"
+    if not fs.exists(path):
+        raise dg.Failure(f"source file {path} for shard {shard!r} is gone from {poolsieve.source_url}")
+    info = fs.info(path)
+    with poolsieve.connect() as conn:
+        if "file" not in fs.protocol:
+            conn.register_filesystem(fs)
+            path = poolsieve.source_url.rstrip("/") + "/" + shard
+        result = ingest_shard(
+            conn, poolsieve.lake, shard, shard_seq(context.instance, shard), path,
+            poolsieve.ingest_params, PROJECT, fs,
+        )
+    context.log.info(
+        f"{shard}: read {result.rows_read}, normalized {result.rows_normalized}, "
+        f"quarantined {result.rows_quarantined} {result.quarantine_reasons}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows_read": result.rows_read,
+            "rows_normalized": result.rows_normalized,
+            "rows_quarantined": result.rows_quarantined,
+            **reason_counts("quarantined", result.quarantine_reasons, QUARANTINE_REASONS),
+            "source_path": dg.MetadataValue.path(path),
+            "source_size": int(info.get("size", 0)),
+            "source_mtime": str(info.get("mtime", "")),
+            "source_sha256": file_sha256(path, fs),
+            "source_schema": result.layout.style,
+            "source_extra_columns": result.layout.extra_columns,
+            "uid_derived": result.layout.uid_derived,
+            "dagster/column_schema": table_schema(result.columns),
+            "sql_hash": PROJECT.code_version(STAGING_MODELS),
+            "rows_path": dg.MetadataValue.path(result.files["rows"]),
+            "quarantine_path": dg.MetadataValue.path(result.files["quarantine"]),
+        },
+        check_results=[
+            conservation_check(
+                ROWS_CONSERVED,
+                result.rows_read,
+                {"normalized": result.rows_normalized, "quarantined": result.rows_quarantined},
+            )
+        ],
+    )

@@ -1,0 +1,68 @@
+"""url_dedup: exact dedup of one shard's rows on the normalized URL, across every shard ever ingested."""
+
+
+import dagster as dg
+
+from assets.metadata import conservation_check, reason_counts
+from assets.pool_shard import pool_shard
+from pipelines.partitions import SHARDS, shard_seq
+from pipelines.resources import PoolsieveResource
+from poolsieve import registry
+from poolsieve.dedup import DEDUP_MODELS, dedup_shards
+from poolsieve.sqlrunner import SqlProject
+
+PROJECT = SqlProject()
+DEDUP_REASONS = ["duplicate_uid", "duplicate_url"]
+ROWS_CONSERVED = "rows_conserved"
+COMPLETE = "compared_with_all_earlier_shards"
+
+
+@dg.asset(
+    partitions_def=SHARDS,
+    deps=[pool_shard],
+    code_version=PROJECT.code_version(DEDUP_MODELS),
+    group_name="pool",
+    kinds={"duckdb", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(ROWS_CONSERVED, asset="url_dedup", blocking=True),
+        dg.AssetCheckSpec(COMPLETE, asset="url_dedup"),
+    ],
+)
+def url_dedup(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """Keep/drop per row of one shard; dropped rows name the uid they duplicate (duplicate_of)."""
+    shard = context.partition_key
+    seq = shard_seq(context.instance, shard)
+    with poolsieve.connect() as conn:
+        known = registry.registered_shards(conn)
+        result = dedup_shards(conn, poolsieve.lake, [shard], PROJECT)[shard]
+    earlier = context.instance.get_dynamic_partitions(SHARDS.name)[:seq]
+    not_ingested = [k for k in earlier if k not in known]
+    if not_ingested:
+        context.log.warning(
+            f"{shard}: earlier shards {not_ingested} are not ingested yet; their rows could not "
+            "be compared - re-materialize this shard after ingesting them"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "rows_in": result.rows_in,
+            "rows_kept": result.rows_kept,
+            "rows_dropped": result.rows_in - result.rows_kept,
+            **reason_counts("dropped", result.reasons, DEDUP_REASONS),
+            "shard_seq": seq,
+            "compared_shards": len([k for k in earlier if k in known]),
+            "earlier_shards_not_ingested": not_ingested,
+            "sql_hash": PROJECT.code_version(DEDUP_MODELS),
+            "decisions_path": dg.MetadataValue.path(result.files["decisions"]),
+        },
+        check_results=[
+            conservation_check(
+                ROWS_CONSERVED, result.rows_in, {"kept": result.rows_kept, **result.reasons}
+            ),
+            dg.AssetCheckResult(
+                check_name=COMPLETE,
+                passed=not not_ingested,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"earlier_shards_not_ingested": not_ingested},
+            ),
+        ],
+    )

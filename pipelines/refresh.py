@@ -1,0 +1,89 @@
+"""Pool refresh: the sensor (new/changed files, by cursor) and the schedule (re-scan, by lineage).
+
+Both plan with poolsieve.sources.plan_refresh: new files become partitions and get a run, changed
+files get a run, removed files are reported (log + an AssetObservation on pool_shard), never
+silently dropped.
+"""
+
+
+import json
+import os
+
+import dagster as dg
+
+from pipelines.jobs import ingest_job
+from pipelines.partitions import SHARDS
+from pipelines.resources import PoolsieveResource
+from poolsieve.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
+
+REFRESH_CRON = os.environ.get("POOLSIEVE_REFRESH_CRON", "0 3 * * *")
+
+
+def removal_events(removed: list[str], source: str) -> list[dg.AssetObservation]:
+    return [
+        dg.AssetObservation(
+            asset_key="pool_shard",
+            partition=key,
+            metadata={"removed_from_source": True, "source": source},
+        )
+        for key in removed
+    ]
+
+
+def run_requests(plan: RefreshPlan, listing: SourceListing) -> list[dg.RunRequest]:
+    files = listing.by_key()
+    return [
+        dg.RunRequest(partition_key=key, run_key=f"{key}@{files[key].signature}")
+        for key in plan.to_run
+    ]
+
+
+def _log_plan(log, plan: RefreshPlan, listing: SourceListing) -> None:
+    if plan.new or plan.changed:
+        log.info(f"pool refresh: new {plan.new}, changed {plan.changed}")
+    if plan.removed:
+        log.warning(f"pool refresh: files gone from {listing.root}: {plan.removed}")
+    if listing.ignored:
+        log.info(f"pool refresh: ignored non-parquet files {listing.ignored}")
+
+
+@dg.sensor(job=ingest_job, minimum_interval_seconds=60)
+def pool_source_sensor(context: dg.SensorEvaluationContext, poolsieve: PoolsieveResource):
+    """Registers new source files as shard partitions and requests their ingest runs."""
+    listing = scan_source(poolsieve.source_url)
+    cursor = json.loads(context.cursor) if context.cursor else {"seen": {}, "removed": []}
+    registered = context.instance.get_dynamic_partitions(SHARDS.name)
+    plan = plan_refresh(listing, registered, cursor["seen"])
+    _log_plan(context.log, plan, listing)
+    newly_removed = [k for k in plan.removed if k not in cursor["removed"]]
+    seen = {**cursor["seen"], **{k: listing.by_key()[k].signature for k in plan.to_run}}
+    return dg.SensorResult(
+        run_requests=run_requests(plan, listing),
+        dynamic_partitions_requests=[SHARDS.build_add_request(plan.new)] if plan.new else [],
+        asset_events=removal_events(newly_removed, listing.root),
+        cursor=json.dumps({"seen": seen, "removed": sorted(set(cursor["removed"]) | set(plan.removed))}),
+    )
+
+
+def materialized_signatures(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:
+    """shard -> 'size:mtime' of its source file at its latest pool_shard materialization."""
+    signatures = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(dg.AssetKey("pool_shard"), key)
+        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        if "source_size" in meta:
+            signatures[key] = f"{meta['source_size'].value}:{meta['source_mtime'].value}"
+    return signatures
+
+
+@dg.schedule(job=ingest_job, cron_schedule=REFRESH_CRON, execution_timezone="UTC")
+def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, poolsieve: PoolsieveResource):
+    """Daily (POOLSIEVE_REFRESH_CRON) re-scan: registers new files, re-runs new or changed shards."""
+    listing = scan_source(poolsieve.source_url)
+    registered = context.instance.get_dynamic_partitions(SHARDS.name)
+    plan = plan_refresh(listing, registered, materialized_signatures(context.instance, registered))
+    _log_plan(context.log, plan, listing)
+    if plan.new:
+        context.instance.add_dynamic_partitions(SHARDS.name, plan.new)
+    requests = run_requests(plan, listing)
+    return requests or dg.SkipReason(f"pool source {listing.root} has nothing new or changed")
