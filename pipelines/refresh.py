@@ -87,3 +87,29 @@ def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, poolsieve: Pool
         context.instance.add_dynamic_partitions(SHARDS.name, plan.new)
     requests = run_requests(plan, listing)
     return requests or dg.SkipReason(f"pool source {listing.root} has nothing new or changed")
+
+
+def incomplete_dedups(instance: dg.DagsterInstance) -> list[tuple[str, int]]:
+    """(shard, event id) of url_dedups that ran before an earlier shard was ingested, now is."""
+    keys = instance.get_dynamic_partitions(SHARDS.name)
+    ingested = set(instance.get_materialized_partitions(dg.AssetKey("pool_shard")))
+    stale = []
+    for key in keys:
+        event = instance.get_latest_materialization_event(dg.AssetKey("url_dedup"), key)
+        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        missing = meta.get("earlier_shards_not_ingested")
+        if missing and missing.value and set(missing.value) <= ingested:
+            stale.append((key, event.storage_id))
+    return stale
+
+
+@dg.sensor(
+    asset_selection=dg.AssetSelection.assets("url_dedup"),
+    minimum_interval_seconds=120,
+)
+def dedup_recheck_sensor(context: dg.SensorEvaluationContext):
+    """Re-decides a shard deduped before an earlier shard was ingested, once that one is."""
+    stale = incomplete_dedups(context.instance)
+    if not stale:
+        return dg.SkipReason("every url_dedup partition was compared with all earlier shards")
+    return [dg.RunRequest(partition_key=key, run_key=f"{key}@{event}") for key, event in stale]

@@ -4,7 +4,8 @@
 -- Rules, in order:
 --   * surrounding whitespace is trimmed; the URL must look like
 --     scheme://[userinfo@]host[:port][/path][?query][#fragment] with a host of letters, digits,
---     '.', '-', '_' (or an [IPv6] literal) and no inner whitespace, else the result is NULL
+--     '.', '-', '_' (or an [IPv6] literal) and no tab or line break, else the result is NULL
+--   * spaces inside path and query are percent-encoded ('%20'), as a browser or img2dataset sends them
 --   * scheme and host are lower-cased; userinfo, path and query keep their case
 --   * the default port is dropped (:80 for http, :443 for https), as is an empty port (':')
 --   * the fragment is dropped
@@ -23,7 +24,7 @@ CREATE OR REPLACE MACRO _url_is_canonical(u) AS
 
 CREATE OR REPLACE MACRO _url_parts(u) AS regexp_extract(
     trim(u),
-    '^([A-Za-z][A-Za-z0-9+.\-]*)://(?:([^/?#@\s]*)@)?([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]*))?(/[^?#\s]*)?(?:\?([^#\s]*))?(?:#\S*)?$',
+    '^([A-Za-z][A-Za-z0-9+.\-]*)://(?:([^/?#@\s]*)@)?([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]*))?(/[^?#\t\n\r]*)?(?:\?([^#\t\n\r]*))?(?:#[^\t\n\r]*)?$',
     ['scheme', 'userinfo', 'host', 'port', 'path', 'query']);
 
 CREATE OR REPLACE MACRO _url_drop_tracking(q) AS CASE
@@ -44,8 +45,8 @@ CREATE OR REPLACE MACRO _url_assemble(u, p) AS CASE
         || CASE WHEN p.port = '' OR (lower(p.scheme) = 'http' AND p.port = '80')
                      OR (lower(p.scheme) = 'https' AND p.port = '443') THEN ''
                 ELSE ':' || p.port END
-        || rtrim(p.path, '/')
-        || _url_drop_tracking(p.query)
+        || replace(rtrim(p.path, '/'), ' ', '%20')
+        || replace(_url_drop_tracking(p.query), ' ', '%20')
     END;
 
 CREATE OR REPLACE MACRO normalize_url(u) AS

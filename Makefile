@@ -1,0 +1,46 @@
+# poolsieve - the README's commands. `make demo` and `make test` work on a fresh clone.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: setup demo test test-fast dev lint format bench-dedup clean
+
+setup: $(STAMP)
+
+# torch/torchvision are pinned and installed first: pip takes these builds from this machine's disk.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup          ## generate the demo pool and run the main job on it
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/poolsieve demo
+
+test: setup          ## every test, slow ones included (what CI runs)
+	$(PY) -m pytest
+
+test-fast: setup     ## skip tests marked slow
+	$(PY) -m pytest -m "not slow"
+
+dev: setup           ## the Dagster UI on http://127.0.0.1:3000
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-dedup: setup   ## the dedup benchmark (ROWS=10000000 for the 10M run)
+	$(PY) bench/dedup/run.py --rows $(or $(ROWS),1000000)
+
+clean:
+	rm -rf lake .dagster_home

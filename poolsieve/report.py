@@ -1,0 +1,49 @@
+"""Plain-text summaries of the lake (what the main job prints at the end)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from poolsieve.lake import Lake
+
+
+def lake_summary(root: Path) -> str:
+    """Rows read / quarantined per reason / kept / dropped per reason, over every shard."""
+    lake = Lake(root)
+    conn = duckdb.connect()
+    lines = ["", "pool summary (all shards)"]
+    quarantine = lake.asset_glob("pool_shard", "quarantine.parquet")
+    rows = lake.asset_glob("pool_shard", "rows.parquet")
+    decisions = lake.asset_glob("url_dedup", "decisions.parquet")
+    normalized = _count(conn, rows)
+    quarantined = _by_reason(conn, quarantine)
+    lines.append(f"  rows read            {normalized + sum(quarantined.values()):>10}")
+    lines.append(f"  quarantined          {sum(quarantined.values()):>10}")
+    lines += [f"    {reason:<18} {n:>10}" for reason, n in quarantined.items()]
+    lines.append(f"  normalized           {normalized:>10}")
+    dropped = _by_reason(conn, decisions)
+    lines.append(f"  dropped by dedup     {sum(dropped.values()):>10}")
+    lines += [f"    {reason:<18} {n:>10}" for reason, n in dropped.items()]
+    lines.append(f"  kept (unique URLs)   {normalized - sum(dropped.values()):>10}")
+    return "\n".join(lines)
+
+
+def _count(conn, pattern: str) -> int:
+    try:
+        return conn.execute("SELECT count(*) FROM read_parquet($p)", {"p": pattern}).fetchone()[0]
+    except duckdb.IOException:
+        return 0
+
+
+def _by_reason(conn, pattern: str) -> dict[str, int]:
+    try:
+        rows = conn.execute(
+            "SELECT reason, count(*) FROM read_parquet($p) WHERE reason IS NOT NULL "
+            "GROUP BY reason ORDER BY reason",
+            {"p": pattern},
+        ).fetchall()
+    except duckdb.IOException:
+        return {}
+    return dict(rows)

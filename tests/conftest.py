@@ -1,0 +1,79 @@
+"""Shared fixtures: a temporary lake with a real DuckDB catalog, and DataComp parquet writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from poolsieve.duck import DuckSettings, connect
+from poolsieve.lake import Lake
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LAION_SAMPLE = SHARED_DATA / "laion_sample_1000.parquet"
+
+DATACOMP_TYPES = {
+    "uid": pa.string(),
+    "url": pa.string(),
+    "text": pa.string(),
+    "original_width": pa.int64(),
+    "original_height": pa.int64(),
+    "clip_b32_similarity_score": pa.float32(),
+    "clip_l14_similarity_score": pa.float32(),
+    "face_bboxes": pa.list_(pa.list_(pa.float64())),
+    "sha256": pa.string(),
+}
+
+
+def uid(i: int) -> str:
+    return f"{i:032x}"
+
+
+def row(i: int, url: str | None = None, **overrides) -> dict:
+    """A valid DataComp row; uid from i, url unique unless given."""
+    base = {
+        "uid": uid(i),
+        "url": url if url is not None else f"http://img.example.com/{i}.jpg",
+        "text": f"a photo of thing {i}",
+        "original_width": 640,
+        "original_height": 480,
+        "clip_b32_similarity_score": 0.3,
+        "clip_l14_similarity_score": 0.25,
+        "face_bboxes": [],
+        "sha256": "0" * 64,
+    }
+    if url is None and "url" in overrides:
+        base["url"] = overrides.pop("url")
+    base.update(overrides)
+    return base
+
+
+def write_datacomp(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {name: [r.get(name) for r in rows] for name in DATACOMP_TYPES}
+    table = pa.table({n: pa.array(v, type=DATACOMP_TYPES[n]) for n, v in columns.items()})
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    root = tmp_path / "lake"
+    root.mkdir()
+    return Lake(root)
+
+
+@pytest.fixture
+def conn(lake):
+    connection = connect(lake.catalog, DuckSettings(memory_limit="1GB", threads=2))
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def source_dir(tmp_path) -> Path:
+    path = tmp_path / "source"
+    path.mkdir()
+    return path
