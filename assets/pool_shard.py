@@ -8,6 +8,7 @@ from pipelines.partitions import SHARDS, shard_seq
 from pipelines.resources import PoolsieveResource
 from poolsieve.ingest import QUARANTINE_REASONS, STAGING_MODELS, ingest_shard
 from poolsieve.lake import file_sha256
+from poolsieve.schema import SourceFileError
 from poolsieve.sources import open_source
 from poolsieve.sqlrunner import SqlProject
 
@@ -36,10 +37,13 @@ def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
         if "file" not in fs.protocol:
             conn.register_filesystem(fs)
             path = poolsieve.source_url.rstrip("/") + "/" + shard
-        result = ingest_shard(
-            conn, poolsieve.lake, shard, shard_seq(context.instance, shard), path,
-            poolsieve.ingest_params, PROJECT, fs,
-        )
+        try:
+            result = ingest_shard(
+                conn, poolsieve.lake, shard, shard_seq(context.instance, shard), path,
+                poolsieve.ingest_params, PROJECT, fs,
+            )
+        except SourceFileError as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
     context.log.info(
         f"{shard}: read {result.rows_read}, normalized {result.rows_normalized}, "
         f"quarantined {result.rows_quarantined} {result.quarantine_reasons}"

@@ -65,12 +65,21 @@ def pool_source_sensor(context: dg.SensorEvaluationContext, poolsieve: Poolsieve
     )
 
 
+def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> tuple[int, dict]:
+    """(storage id, metadata) of the latest materialization of one asset partition; (0, {})."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return 0, {}
+    return records[0].storage_id, dict(records[0].asset_materialization.metadata)
+
+
 def materialized_signatures(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:
     """shard -> 'size:mtime' of its source file at its latest pool_shard materialization."""
     signatures = {}
     for key in keys:
-        event = instance.get_latest_materialization_event(dg.AssetKey("pool_shard"), key)
-        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        meta = latest_metadata(instance, "pool_shard", key)[1]
         if "source_size" in meta:
             signatures[key] = f"{meta['source_size'].value}:{meta['source_mtime'].value}"
     return signatures
@@ -95,11 +104,10 @@ def incomplete_dedups(instance: dg.DagsterInstance) -> list[tuple[str, int]]:
     ingested = set(instance.get_materialized_partitions(dg.AssetKey("pool_shard")))
     stale = []
     for key in keys:
-        event = instance.get_latest_materialization_event(dg.AssetKey("url_dedup"), key)
-        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        storage_id, meta = latest_metadata(instance, "url_dedup", key)
         missing = meta.get("earlier_shards_not_ingested")
         if missing and missing.value and set(missing.value) <= ingested:
-            stale.append((key, event.storage_id))
+            stale.append((key, storage_id))
     return stale
 
 

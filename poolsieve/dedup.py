@@ -71,5 +71,5 @@ def _write_shard_decisions(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: s
     kept = per.pop("keep", 0)
     registered = conn.execute(
         "SELECT count(*) FROM url_registry WHERE shard = $s", {"s": shard}
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return DedupResult([shard], registered, kept, per, {"decisions": path})

@@ -107,7 +107,7 @@ def _write_parquet(conn: duckdb.DuckDBPyConnection, relation: str, final) -> str
 
 
 def _count(conn: duckdb.DuckDBPyConnection, relation: str) -> int:
-    return conn.execute(f'SELECT count(*) FROM "{relation}"').fetchone()[0]
+    return conn.execute(f'SELECT count(*) FROM "{relation}"').fetchall()[0][0]
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, relation: str):

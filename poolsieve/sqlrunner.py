@@ -169,17 +169,17 @@ def _run_column_test(conn, relation: str, column: str, test) -> list[str]:
     kind, arg = (test, None) if isinstance(test, str) else next(iter(test.items()))
     rel, col = _quote(relation), _quote(column)
     if kind == "not_null":
-        bad = conn.execute(f"SELECT count(*) FROM {rel} WHERE {col} IS NULL").fetchone()[0]
+        bad = conn.execute(f"SELECT count(*) FROM {rel} WHERE {col} IS NULL").fetchall()[0][0]
     elif kind == "unique":
         bad = conn.execute(
             f"SELECT count(*) FROM (SELECT {col} FROM {rel} WHERE {col} IS NOT NULL "
             f"GROUP BY ALL HAVING count(*) > 1)"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     elif kind == "accepted_values":
         bad = conn.execute(
             f"SELECT count(*) FROM {rel} WHERE {col} IS NOT NULL AND NOT list_contains($values, {col})",
             {"values": list(arg["values"])},
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     else:
         raise SqlProjectError(f"unknown column test {kind!r} on {relation}.{column}")
     return [f"{relation}.{column}: {kind} failed for {bad} rows"] if bad else []

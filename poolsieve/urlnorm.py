@@ -24,7 +24,7 @@ def _conn() -> duckdb.DuckDBPyConnection:
 
 def normalize_url(url: str | None) -> str | None:
     """The normalized form of one URL, or None when it cannot be parsed."""
-    return _conn().execute("SELECT normalize_url($u)", {"u": url}).fetchone()[0]
+    return _conn().execute("SELECT normalize_url($u)", {"u": url}).fetchall()[0][0]
 
 
 def normalize_urls(urls: Iterable[str | None]) -> list[str | None]:

@@ -31,11 +31,14 @@ def uid(i: int) -> str:
     return f"{i:032x}"
 
 
-def row(i: int, url: str | None = None, **overrides) -> dict:
-    """A valid DataComp row; uid from i, url unique unless given."""
+_DEFAULT = object()
+
+
+def row(i: int, url=_DEFAULT, **overrides) -> dict:
+    """A valid DataComp row; uid from i, url unique unless given (None is a missing URL)."""
     base = {
         "uid": uid(i),
-        "url": url if url is not None else f"http://img.example.com/{i}.jpg",
+        "url": f"http://img.example.com/{i}.jpg" if url is _DEFAULT else url,
         "text": f"a photo of thing {i}",
         "original_width": 640,
         "original_height": 480,
@@ -44,8 +47,6 @@ def row(i: int, url: str | None = None, **overrides) -> dict:
         "face_bboxes": [],
         "sha256": "0" * 64,
     }
-    if url is None and "url" in overrides:
-        base["url"] = overrides.pop("url")
     base.update(overrides)
     return base
 

@@ -1,0 +1,222 @@
+"""Demo pool v1: determinism, schema, truth bookkeeping, planted rows, and the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pyarrow.parquet as pq
+import pytest
+
+from poolsieve.demo import write_demo_pool
+from poolsieve.demo.pool import DETAILS, DUPLICATE_KINDS, PLANT_KINDS, SCHEMA
+from poolsieve.urlnorm import normalize_url, normalize_urls
+
+UID_RE = re.compile(r"[0-9a-f]{32}")
+DATACOMP_TYPES = {
+    "uid": "string",
+    "url": "string",
+    "text": "string",
+    "original_width": "int64",
+    "original_height": "int64",
+    "clip_b32_similarity_score": "float",
+    "clip_l14_similarity_score": "float",
+    "face_bboxes": "list<element: list<element: double>>",
+    "sha256": "string",
+}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    return write_demo_pool(root / "source", root / "demo_truth.json")
+
+
+@pytest.fixture(scope="module")
+def rows(pool):
+    return {p.name: pq.read_table(p).to_pylist() for p in pool.shard_paths}
+
+
+def _small(tmp_path, name, seed):
+    return write_demo_pool(tmp_path / name / "src", tmp_path / name / "truth.json", seed, 2, 120)
+
+
+def _files(demo):
+    return [p.read_bytes() for p in demo.shard_paths] + [demo.truth_path.read_bytes()]
+
+
+def test_same_seed_gives_identical_bytes(tmp_path):
+    first, again = _small(tmp_path, "a", 7), _small(tmp_path, "b", 7)
+    assert _files(first) == _files(again)
+    other = _small(tmp_path, "c", 8)
+    assert all(x != y for x, y in zip(_files(first), _files(other), strict=True))
+
+
+def test_layout_and_datacomp_schema(pool):
+    assert [p.name for p in pool.shard_paths] == pool.truth["shards"]
+    assert [p.name for p in sorted(pool.source_dir.iterdir())] == pool.truth["shards"]
+    assert json.loads(pool.truth_path.read_text()) == pool.truth
+    for path in pool.shard_paths:
+        schema = pq.read_schema(path)
+        assert {f.name: str(f.type) for f in schema} == DATACOMP_TYPES
+        assert schema.names == list(DATACOMP_TYPES)
+        assert schema.equals(SCHEMA)
+        assert pq.read_metadata(path).num_rows == 500
+
+
+def test_truth_counts_add_up(pool):
+    expected = pool.truth["expected"]
+    per_shard = expected["per_shard"]
+    for c in per_shard.values():
+        assert c["read"] == c["quarantined"] + c["normalized"]
+        assert c["normalized"] == c["keep"] + c["duplicate_url"] + c["duplicate_uid"]
+        assert c["quarantined"] == sum(c["quarantine_reasons"].values())
+    assert pool.truth["rows_total"] == sum(c["read"] for c in per_shard.values()) == 2000
+    for key, total in expected["dedup"].items():
+        assert total == sum(c[key] for c in per_shard.values())
+    assert sum(expected["quarantine"].values()) == sum(c["quarantined"] for c in per_shard.values())
+    assert len(pool.truth["planted"]) == 2000 - expected["dedup"]["keep"]
+
+
+def test_default_pool_plants_every_kind_and_detail(pool):
+    seen = {(p["kind"], p["detail"]) for p in pool.truth["planted"]}
+    assert seen == {(kind, detail) for kind in PLANT_KINDS for detail in DETAILS[kind]}
+    assert 0.01 <= pool.truth["expected"]["quarantine"]["url_missing"] / 2000 <= 0.03
+
+
+def test_clean_rows_are_unique_and_valid(pool, rows):
+    planted = {(p["shard"], p["row"]) for p in pool.truth["planted"]}
+    clean = [r for s, rs in rows.items() for i, r in enumerate(rs) if (s, i) not in planted]
+    assert all(
+        UID_RE.fullmatch(r["uid"]) and re.fullmatch(r"[0-9a-f]{64}", r["sha256"]) for r in clean
+    )
+    assert len({r["uid"] for r in clean}) == len(clean)
+    norms = normalize_urls(r["url"] for r in clean)
+    assert None not in norms and len(set(norms)) == len(clean)
+    assert {r["url"].split("/")[2] for r in clean} == {"127.0.0.1:8808", "cdn.poolsieve-demo.test"}
+
+
+def _scheme(url):
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*):", url.strip())
+    return match.group(1).lower() if match else ""
+
+
+def _bad_size(r):
+    sizes = [r["original_width"], r["original_height"]]
+    return any(v is not None and not 0 < v <= 100_000 for v in sizes)
+
+
+def _bad_score(r):
+    scores = [r["clip_b32_similarity_score"], r["clip_l14_similarity_score"]]
+    return any(v is not None and (math.isnan(v) or abs(v) > 1) for v in scores)
+
+
+def _check_quarantine_property(kind, row, orig):
+    url = row["url"]
+    checks = {
+        "url_missing": lambda: url is None or url.strip() == "",
+        "url_scheme": lambda: bool(url.strip()) and _scheme(url) not in ("http", "https"),
+        "url_unparseable": lambda: (
+            _scheme(url) in ("http", "https") and (normalize_url(url) is None or len(url) > 2048)
+        ),
+        "size_invalid": lambda: _bad_size(row),
+        "score_invalid": lambda: _bad_score(row),
+        "uid_malformed": lambda: row["uid"] is None or not UID_RE.fullmatch(row["uid"]),
+        "uid_repeated": lambda: row["uid"] == orig["uid"],
+    }
+    assert checks[kind](), (kind, row)
+
+
+def _check_duplicate_property(entry, row, orig):
+    kind = entry["kind"]
+    assert entry["duplicate_of"] == orig["uid"]
+    if kind == "cross_shard_uid_dup":
+        assert row["uid"] == orig["uid"] and entry["original"]["shard"] < entry["shard"]
+        return
+    assert row["uid"] != orig["uid"] and UID_RE.fullmatch(row["uid"])
+    if kind == "exact_url_dup":
+        assert row["url"] == orig["url"]
+    else:
+        assert row["url"] != orig["url"], entry
+        assert normalize_url(row["url"]) == normalize_url(orig["url"]) is not None, entry
+
+
+def test_planted_rows_have_their_stated_property(pool, rows):
+    for entry in pool.truth["planted"]:
+        row = rows[entry["shard"]][entry["row"]]
+        at = entry["original"]
+        orig = rows[at["shard"]][at["row"]] if at else None
+        if orig is not None:
+            assert (at["shard"], at["row"]) < (entry["shard"], entry["row"])
+        if entry["kind"] in DUPLICATE_KINDS:
+            assert entry["expect"] == DUPLICATE_KINDS[entry["kind"]]
+            _check_duplicate_property(entry, row, orig)
+        else:
+            assert entry["expect"] == f"quarantine:{entry['kind']}"
+            _check_quarantine_property(entry["kind"], row, orig)
+
+
+def test_truth_file_must_be_outside_source_dir(tmp_path):
+    with pytest.raises(ValueError, match="outside"):
+        write_demo_pool(tmp_path / "src", tmp_path / "src" / "truth.json")
+
+
+def test_too_many_planted_rows_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="too many"):
+        write_demo_pool(tmp_path / "src", tmp_path / "t.json", rows_per_shard=20)
+
+
+def _run_pipeline(pool, lake_root):
+    from poolsieve.dedup import dedup_shards
+    from poolsieve.duck import connect
+    from poolsieve.ingest import ingest_shard
+    from poolsieve.lake import Lake
+
+    lake = Lake(lake_root)
+    lake.root.mkdir(parents=True)
+    conn = connect(lake.catalog)
+    try:
+        ingested = {
+            p.name: ingest_shard(conn, lake, p.name, seq, str(p))
+            for seq, p in enumerate(pool.shard_paths)
+        }
+        decided = dedup_shards(conn, lake, [p.name for p in pool.shard_paths])
+    finally:
+        conn.close()
+    return lake, ingested, decided
+
+
+def _outcomes(lake, shards):
+    """(shard, row) -> (outcome, duplicate_of) for every row that is not a plain keep."""
+    out = {}
+    for shard in shards:
+        quarantine = pq.read_table(lake.partition_dir("pool_shard", shard) / "quarantine.parquet")
+        for r in quarantine.to_pylist():
+            out[(r["shard"], r["row_idx"])] = (f"quarantine:{r['reason']}", None)
+        decisions = pq.read_table(lake.partition_dir("url_dedup", shard) / "decisions.parquet")
+        for r in decisions.to_pylist():
+            assert r["keep"] == (r["reason"] is None)
+            if not r["keep"]:
+                out[(r["shard"], r["row_idx"])] = (r["reason"], r["duplicate_of"])
+    return out
+
+
+def test_pipeline_matches_truth_exactly(pool, tmp_path):
+    lake, ingested, decided = _run_pipeline(pool, tmp_path / "lake")
+    for shard, want in pool.truth["expected"]["per_shard"].items():
+        got = ingested[shard]
+        assert (got.rows_read, got.rows_quarantined, got.rows_normalized) == (
+            want["read"],
+            want["quarantined"],
+            want["normalized"],
+        )
+        assert got.quarantine_reasons == want["quarantine_reasons"]
+        dedup = decided[shard]
+        assert (dedup.rows_in, dedup.rows_kept) == (want["normalized"], want["keep"])
+        dups = {k: want[k] for k in ("duplicate_url", "duplicate_uid") if want[k]}
+        assert dedup.reasons == dups
+    expected = {
+        (p["shard"], p["row"]): (p["expect"], p["duplicate_of"]) for p in pool.truth["planted"]
+    }
+    assert _outcomes(lake, pool.truth["shards"]) == expected

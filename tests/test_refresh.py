@@ -1,0 +1,120 @@
+"""Pool refresh: the sensor and the schedule find new, changed and removed source files."""
+
+import json
+import os
+
+import dagster as dg
+import pytest
+
+from assets.pool_shard import pool_shard
+from assets.url_dedup import url_dedup
+from pipelines.partitions import SHARDS
+from pipelines.refresh import pool_refresh_schedule, pool_source_sensor
+from pipelines.resources import PoolsieveResource
+from poolsieve.sources import plan_refresh, scan_source
+from tests.conftest import row, write_datacomp
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def resource(lake, source_dir):
+    return PoolsieveResource(lake_dir=str(lake.root), source=str(source_dir))
+
+
+def _tick(instance, resource, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"poolsieve": resource})
+    result = pool_source_sensor(context)
+    for request in result.dynamic_partitions_requests:  # what the daemon would apply
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def _write(source_dir, name, first_uid):
+    return write_datacomp(source_dir / name, [row(first_uid), row(first_uid + 1)])
+
+
+def test_sensor_new_unchanged_new(instance, resource, source_dir):
+    _write(source_dir, "a.parquet", 1)
+    (source_dir / "README.txt").write_text("not a shard")
+    first = _tick(instance, resource)
+    assert [r.partition_key for r in first.run_requests] == ["a.parquet"]
+    assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet"]
+    second = _tick(instance, resource, first.cursor)
+    assert second.run_requests == [] and second.dynamic_partitions_requests == []
+    _write(source_dir, "b.parquet", 10)
+    third = _tick(instance, resource, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["b.parquet"]
+    assert [list(r.partition_keys) for r in third.dynamic_partitions_requests] == [["b.parquet"]]
+    assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet", "b.parquet"]
+
+
+def test_sensor_reports_removed_file_once(instance, resource, source_dir):
+    _write(source_dir, "a.parquet", 1)
+    _write(source_dir, "b.parquet", 10)
+    first = _tick(instance, resource)
+    (source_dir / "a.parquet").unlink()
+    second = _tick(instance, resource, first.cursor)
+    assert second.run_requests == []
+    [event] = second.asset_events
+    assert event.partition == "a.parquet" and event.metadata["removed_from_source"].value is True
+    assert json.loads(second.cursor)["removed"] == ["a.parquet"]
+    third = _tick(instance, resource, second.cursor)
+    assert third.asset_events == []
+    assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet", "b.parquet"]  # kept
+
+
+def test_sensor_requests_changed_file(instance, resource, source_dir):
+    path = _write(source_dir, "a.parquet", 1)
+    first = _tick(instance, resource)
+    write_datacomp(path, [row(1), row(2), row(3)])
+    os.utime(path, (1, 1))
+    second = _tick(instance, resource, first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["a.parquet"]
+    assert second.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_schedule_registers_runs_then_skips(instance, resource, source_dir):
+    _write(source_dir, "a.parquet", 1)
+    context = dg.build_schedule_context(instance=instance, resources={"poolsieve": resource})
+    requests = pool_refresh_schedule(context)
+    assert [r.partition_key for r in requests] == ["a.parquet"]
+    assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet"]
+    dg.materialize([pool_shard, url_dedup], partition_key="a.parquet", instance=instance,
+                   resources={"poolsieve": resource})
+    again = pool_refresh_schedule(dg.build_schedule_context(instance=instance, resources={"poolsieve": resource}))
+    assert isinstance(again, dg.SkipReason)
+
+
+def test_plan_refresh_pure(source_dir):
+    _write(source_dir, "a.parquet", 1)
+    _write(source_dir, "sub/c.parquet", 20)
+    listing = scan_source(str(source_dir))
+    sig = listing.by_key()["a.parquet"].signature
+    plan = plan_refresh(listing, ["a.parquet", "gone.parquet"], {"a.parquet": sig})
+    assert (plan.new, plan.changed, plan.removed, plan.unchanged) == (
+        ["sub/c.parquet"], [], ["gone.parquet"], ["a.parquet"])
+
+
+def test_scan_missing_source_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        scan_source(str(tmp_path / "nope"))
+
+
+def test_fsspec_memory_source(instance, lake):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    local = write_datacomp(lake.root.parent / "m.parquet", [row(1), row(2)])
+    fs.pipe("/pool/m.parquet", local.read_bytes())
+    resource = PoolsieveResource(lake_dir=str(lake.root), source="memory://pool")
+    listing = scan_source("memory://pool")
+    assert [f.key for f in listing.files] == ["m.parquet"]
+    instance.add_dynamic_partitions(SHARDS.name, ["m.parquet"])
+    result = dg.materialize([pool_shard, url_dedup], partition_key="m.parquet", instance=instance,
+                            resources={"poolsieve": resource})
+    assert result.success
