@@ -1,0 +1,42 @@
+"""The console script, as a user runs it (a subprocess with its own DAGSTER_HOME)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import row, write_datacomp
+
+POOLSIEVE = str(Path(sys.executable).parent / "poolsieve")
+
+
+def _run(args, tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    return subprocess.run([POOLSIEVE, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_run_ingests_and_summarizes(tmp_path, source_dir):
+    write_datacomp(source_dir / "a.parquet", [row(1), row(2, url="ftp://x.org/y.jpg"), row(3)])
+    write_datacomp(source_dir / "b.parquet", [row(10, url="HTTP://IMG.example.com/1.jpg"), row(11)])
+    proc = _run(["run", "--source", str(source_dir), "--lake", str(tmp_path / "lake")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "2 shards" in out
+    for label, n in [("rows read", 5), ("url_scheme", 1), ("duplicate_url", 1),
+                     (r"kept \(unique URLs\)", 3)]:
+        assert re.search(rf"{label}\s+{n}\n", out), out
+
+
+def test_run_reports_a_bad_shard_and_exits_nonzero(tmp_path, source_dir):
+    write_datacomp(source_dir / "a.parquet", [row(1)])
+    (source_dir / "z.parquet").write_text("garbage")
+    proc = _run(["run", "--source", str(source_dir), "--lake", str(tmp_path / "lake")], tmp_path)
+    assert proc.returncode == 1
+    assert "z.parquet: not a readable parquet file" in proc.stderr
+    assert re.search(r"kept \(unique URLs\)\s+1\n", proc.stdout)
+
+
+def test_normalize_url_command(tmp_path):
+    proc = _run(["normalize-url", "HTTP://A.com:80/x/?utm_source=1", "nope"], tmp_path)
+    assert proc.stdout.splitlines() == ["HTTP://A.com:80/x/?utm_source=1\thttp://a.com/x", "nope\t<unparseable>"]

@@ -1,0 +1,40 @@
+"""The code location loads: from Python, and through workspace.yaml as `dagster dev` loads it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from pipelines.definitions import defs
+from poolsieve.paths import REPO_ROOT
+
+
+def test_definitions_hold_the_graph():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"pool_shard", "url_dedup"}
+    assert graph.get(dg.AssetKey("url_dedup")).parent_keys == {dg.AssetKey("pool_shard")}
+    assert defs.resolve_job_def("ingest_job") is not None
+    assert {s.name for s in defs.get_repository_def().sensor_defs} == {"pool_source_sensor", "dedup_recheck_sensor"}
+    assert defs.resolve_schedule_def("pool_refresh_schedule").cron_schedule == "0 3 * * *"
+
+
+def test_every_asset_has_a_description():
+    for spec in defs.resolve_asset_graph().asset_nodes:
+        assert spec.description, spec.key
+
+
+def test_workspace_yaml_loads_with_dagster_cli(tmp_path):
+    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["python_module"]["module_name"] == "pipelines.definitions"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    dagster = Path(sys.executable).parent / "dagster"
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Validation successful" in proc.stderr + proc.stdout
