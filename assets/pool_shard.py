@@ -1,6 +1,5 @@
 """pool_shard: one source parquet file, validated and normalized (one partition per file)."""
 
-
 import dagster as dg
 
 from assets.metadata import conservation_check, reason_counts, table_schema
@@ -21,9 +20,7 @@ ROWS_CONSERVED = "rows_conserved"
     code_version=PROJECT.code_version(STAGING_MODELS),
     group_name="pool",
     kinds={"duckdb", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(ROWS_CONSERVED, asset="pool_shard", blocking=True)
-    ],
+    check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="pool_shard", blocking=True)],
 )
 def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """One pool file as normalized DataComp rows; invalid rows quarantined with a reason code."""
@@ -31,7 +28,9 @@ def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     fs, root = open_source(poolsieve.source_url)
     path = f"{root}/{shard}"
     if not fs.exists(path):
-        raise dg.Failure(f"source file {path} for shard {shard!r} is gone from {poolsieve.source_url}")
+        raise dg.Failure(
+            f"source file {path} for shard {shard!r} is gone from {poolsieve.source_url}"
+        )
     info = fs.info(path)
     with poolsieve.connect() as conn:
         if "file" not in fs.protocol:
@@ -39,8 +38,14 @@ def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             path = poolsieve.source_url.rstrip("/") + "/" + shard
         try:
             result = ingest_shard(
-                conn, poolsieve.lake, shard, shard_seq(context.instance, shard), path,
-                poolsieve.ingest_params, PROJECT, fs,
+                conn,
+                poolsieve.lake,
+                shard,
+                shard_seq(context.instance, shard),
+                path,
+                poolsieve.ingest_params,
+                PROJECT,
+                fs,
             )
         except SourceFileError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None

@@ -1,6 +1,5 @@
 """url_dedup: exact dedup of one shard's rows on the normalized URL, across every shard ever ingested."""
 
-
 import dagster as dg
 
 from assets.metadata import conservation_check, reason_counts

@@ -5,7 +5,6 @@ files get a run, removed files are reported (log + an AssetObservation on pool_s
 silently dropped.
 """
 
-
 import json
 import os
 
@@ -61,7 +60,9 @@ def pool_source_sensor(context: dg.SensorEvaluationContext, poolsieve: Poolsieve
         run_requests=run_requests(plan, listing),
         dynamic_partitions_requests=[SHARDS.build_add_request(plan.new)] if plan.new else [],
         asset_events=removal_events(newly_removed, listing.root),
-        cursor=json.dumps({"seen": seen, "removed": sorted(set(cursor["removed"]) | set(plan.removed))}),
+        cursor=json.dumps(
+            {"seen": seen, "removed": sorted(set(cursor["removed"]) | set(plan.removed))}
+        ),
     )
 
 

@@ -39,10 +39,15 @@ def run_main_job(source: str, lake_dir: str, memory_limit: str = "2GB") -> int:
     instance = _instance()
     listing = scan_source(source)
     known = instance.get_dynamic_partitions(SHARDS.name)
-    instance.add_dynamic_partitions(SHARDS.name, [f.key for f in listing.files if f.key not in known])
+    instance.add_dynamic_partitions(
+        SHARDS.name, [f.key for f in listing.files if f.key not in known]
+    )
     print(f"poolsieve: {len(listing.files)} shards in {source}; lake {lake_dir}")
-    failed = [key for key in instance.get_dynamic_partitions(SHARDS.name)
-              if key in listing.by_key() and not _run_one(job, instance, key)]
+    failed = [
+        key
+        for key in instance.get_dynamic_partitions(SHARDS.name)
+        if key in listing.by_key() and not _run_one(job, instance, key)
+    ]
     _print_summary(lake_dir)
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)

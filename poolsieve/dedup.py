@@ -63,9 +63,11 @@ def _write_shard_decisions(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: s
         'SELECT * FROM "url_dedup_decisions" WHERE shard = $s ORDER BY row_idx',
         {"s": shard},
     )
-    path = _write_parquet(conn, "shard_decisions", lake.partition_dir("url_dedup", shard) / "decisions.parquet")
+    path = _write_parquet(
+        conn, "shard_decisions", lake.partition_dir("url_dedup", shard) / "decisions.parquet"
+    )
     counts = conn.execute(
-        'SELECT coalesce(reason, \'keep\'), count(*) FROM "shard_decisions" GROUP BY ALL ORDER BY 1'
+        "SELECT coalesce(reason, 'keep'), count(*) FROM \"shard_decisions\" GROUP BY ALL ORDER BY 1"
     ).fetchall()
     per = dict(counts)
     kept = per.pop("keep", 0)

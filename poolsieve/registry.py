@@ -48,7 +48,9 @@ def replace_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int, r
     except Exception:
         conn.execute("ROLLBACK")
         raise
-    return conn.execute("SELECT count(*) FROM url_registry WHERE shard = $s", {"s": shard}).fetchall()[0][0]
+    return conn.execute(
+        "SELECT count(*) FROM url_registry WHERE shard = $s", {"s": shard}
+    ).fetchall()[0][0]
 
 
 def registered_shards(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:

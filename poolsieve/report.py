@@ -32,7 +32,9 @@ def lake_summary(root: Path) -> str:
 
 def _count(conn, pattern: str) -> int:
     try:
-        return conn.execute("SELECT count(*) FROM read_parquet($p)", {"p": pattern}).fetchall()[0][0]
+        return conn.execute("SELECT count(*) FROM read_parquet($p)", {"p": pattern}).fetchall()[0][
+            0
+        ]
     except duckdb.IOException:
         return 0
 

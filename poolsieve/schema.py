@@ -107,7 +107,9 @@ def canonical_relation(
 ) -> duckdb.DuckDBPyRelation:
     """The file as canonical columns plus ``row_idx`` (its row number in the file, from 0)."""
     rel = conn.read_parquet(path, file_row_number=True)
-    exprs = [duckdb.ColumnExpression("file_row_number").cast(duckdb.sqltype("BIGINT")).alias("row_idx")]
+    exprs = [
+        duckdb.ColumnExpression("file_row_number").cast(duckdb.sqltype("BIGINT")).alias("row_idx")
+    ]
     for canon, sql_type in CANONICAL.items():
         src = layout.mapping.get(canon)
         expr = duckdb.ColumnExpression(src) if src else duckdb.ConstantExpression(None)

@@ -69,7 +69,9 @@ class SqlProject:
     def __init__(self, root: Path = SQL_DIR):
         self.root = Path(root)
         self.models = self._load_models()
-        self.macro_sql = "\n".join(p.read_text() for p in sorted((self.root / "macros").glob("*.sql")))
+        self.macro_sql = "\n".join(
+            p.read_text() for p in sorted((self.root / "macros").glob("*.sql"))
+        )
 
     def _load_models(self) -> dict[str, Model]:
         models: dict[str, Model] = {}
@@ -131,7 +133,9 @@ class SqlProject:
         def source(match: re.Match) -> str:
             name = match.group(1)
             if name not in sources:
-                raise SqlProjectError(f"model {model.name} needs source {name!r}; given {sorted(sources)}")
+                raise SqlProjectError(
+                    f"model {model.name} needs source {name!r}; given {sorted(sources)}"
+                )
             return _quote(sources[name])
 
         return _SOURCE.sub(source, _REF.sub(lambda m: _quote(m.group(1)), model.sql))

@@ -27,14 +27,20 @@ def resource(lake, source_dir):
 
 def _materialize(instance, resource, key, raise_on_error=True):
     return dg.materialize(
-        [pool_shard, url_dedup], partition_key=key, instance=instance,
-        resources={"poolsieve": resource}, raise_on_error=raise_on_error,
+        [pool_shard, url_dedup],
+        partition_key=key,
+        instance=instance,
+        resources={"poolsieve": resource},
+        raise_on_error=raise_on_error,
     )
 
 
 def _metadata(result, asset):
-    event = next(e for e in result.get_asset_materialization_events()
-                 if e.asset_key.to_user_string() == asset)
+    event = next(
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == asset
+    )
     return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
 
 
@@ -44,7 +50,9 @@ def _lake_files(lake):
 
 def _pool(source_dir, instance):
     write_datacomp(source_dir / "s0.parquet", [row(1), row(2, url="ftp://x.org/a.jpg"), row(3)])
-    write_datacomp(source_dir / "s1.parquet", [row(10, url="http://img.example.com/1.jpg/"), row(11)])
+    write_datacomp(
+        source_dir / "s1.parquet", [row(10, url="http://img.example.com/1.jpg/"), row(11)]
+    )
     instance.add_dynamic_partitions(SHARDS.name, ["s0.parquet", "s1.parquet"])
 
 
@@ -53,7 +61,11 @@ def test_lineage_metadata_and_checks(instance, resource, source_dir):
     _materialize(instance, resource, "s0.parquet")
     result = _materialize(instance, resource, "s1.parquet")
     shard_meta, dedup_meta = _metadata(result, "pool_shard"), _metadata(result, "url_dedup")
-    assert (shard_meta["rows_read"], shard_meta["rows_normalized"], shard_meta["rows_quarantined"]) == (2, 2, 0)
+    assert (
+        shard_meta["rows_read"],
+        shard_meta["rows_normalized"],
+        shard_meta["rows_quarantined"],
+    ) == (2, 2, 0)
     src = source_dir / "s1.parquet"
     assert shard_meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert shard_meta["source_size"] == src.stat().st_size
@@ -89,7 +101,9 @@ def test_bad_file_fails_alone_and_touches_nothing_else(instance, resource, sourc
     result = _materialize(instance, resource, "broken.parquet", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "broken.parquet: not a readable parquet file" in failure.event_specific_data.error.message
+    assert (
+        "broken.parquet: not a readable parquet file" in failure.event_specific_data.error.message
+    )
     assert _lake_files(lake) == before
     assert _materialize(instance, resource, "s1.parquet").success
 

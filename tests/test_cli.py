@@ -23,8 +23,12 @@ def test_run_ingests_and_summarizes(tmp_path, source_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "2 shards" in out
-    for label, n in [("rows read", 5), ("url_scheme", 1), ("duplicate_url", 1),
-                     (r"kept \(unique URLs\)", 3)]:
+    for label, n in [
+        ("rows read", 5),
+        ("url_scheme", 1),
+        ("duplicate_url", 1),
+        (r"kept \(unique URLs\)", 3),
+    ]:
         assert re.search(rf"{label}\s+{n}\n", out), out
 
 
@@ -39,4 +43,7 @@ def test_run_reports_a_bad_shard_and_exits_nonzero(tmp_path, source_dir):
 
 def test_normalize_url_command(tmp_path):
     proc = _run(["normalize-url", "HTTP://A.com:80/x/?utm_source=1", "nope"], tmp_path)
-    assert proc.stdout.splitlines() == ["HTTP://A.com:80/x/?utm_source=1\thttp://a.com/x", "nope\t<unparseable>"]
+    assert proc.stdout.splitlines() == [
+        "HTTP://A.com:80/x/?utm_source=1\thttp://a.com/x",
+        "nope\t<unparseable>",
+    ]

@@ -25,20 +25,33 @@ C = [  # shard c (seq 2)
     row(21, url="http://site.com/emu.jpg"),
 ]
 EXPECTED = {
-    "a": [(0, uid(1), True, None, None), (1, uid(2), True, None, None),
-          (2, uid(3), False, "duplicate_url", uid(1)), (3, uid(4), True, None, None)],
-    "b": [(0, uid(10), False, "duplicate_url", uid(1)), (1, uid(2), False, "duplicate_uid", uid(2)),
-          (2, uid(11), False, "duplicate_url", uid(2)), (3, uid(12), True, None, None)],
-    "c": [(0, uid(4), False, "duplicate_uid", uid(4)), (1, uid(20), True, None, None),
-          (2, uid(21), False, "duplicate_url", uid(12))],
+    "a": [
+        (0, uid(1), True, None, None),
+        (1, uid(2), True, None, None),
+        (2, uid(3), False, "duplicate_url", uid(1)),
+        (3, uid(4), True, None, None),
+    ],
+    "b": [
+        (0, uid(10), False, "duplicate_url", uid(1)),
+        (1, uid(2), False, "duplicate_uid", uid(2)),
+        (2, uid(11), False, "duplicate_url", uid(2)),
+        (3, uid(12), True, None, None),
+    ],
+    "c": [
+        (0, uid(4), False, "duplicate_uid", uid(4)),
+        (1, uid(20), True, None, None),
+        (2, uid(21), False, "duplicate_url", uid(12)),
+    ],
 }
 SEQ = {"a": 0, "b": 1, "c": 2}
 
 
 @pytest.fixture
 def shards(tmp_path):
-    return {k: write_datacomp(tmp_path / "src" / f"{k}.parquet", rows) for k, rows in
-            {"a": A, "b": B, "c": C}.items()}
+    return {
+        k: write_datacomp(tmp_path / "src" / f"{k}.parquet", rows)
+        for k, rows in {"a": A, "b": B, "c": C}.items()
+    }
 
 
 def _ingest(conn, lake, shards, key):

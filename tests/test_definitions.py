@@ -18,7 +18,10 @@ def test_definitions_hold_the_graph():
     assert keys == {"pool_shard", "url_dedup"}
     assert graph.get(dg.AssetKey("url_dedup")).parent_keys == {dg.AssetKey("pool_shard")}
     assert defs.resolve_job_def("ingest_job") is not None
-    assert {s.name for s in defs.get_repository_def().sensor_defs} == {"pool_source_sensor", "dedup_recheck_sensor"}
+    assert {s.name for s in defs.get_repository_def().sensor_defs} == {
+        "pool_source_sensor",
+        "dedup_recheck_sensor",
+    }
     assert defs.resolve_schedule_def("pool_refresh_schedule").cron_schedule == "0 3 * * *"
 
 
@@ -34,7 +37,11 @@ def test_workspace_yaml_loads_with_dagster_cli(tmp_path):
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Validation successful" in proc.stderr + proc.stdout

@@ -62,7 +62,9 @@ def test_normalized_rows_have_lineage_columns(tmp_path, conn, lake):
     src = write_datacomp(tmp_path / "s.parquet", [row(1, url="HTTP://A.com/x/?utm_source=q")])
     result = ingest_shard(conn, lake, "s.parquet", 0, str(src))
     got = duckdb.sql(f"SELECT uid, url, url_norm, shard, row_idx FROM '{result.files['rows']}'")
-    assert got.fetchall() == [(uid(1), "HTTP://A.com/x/?utm_source=q", "http://a.com/x", "s.parquet", 0)]
+    assert got.fetchall() == [
+        (uid(1), "HTTP://A.com/x/?utm_source=q", "http://a.com/x", "s.parquet", 0)
+    ]
     assert result.rows_registered == 1
 
 
@@ -70,9 +72,13 @@ def test_laion_style_maps_columns_and_derives_stable_uids(tmp_path, conn, lake):
     result = ingest_shard(conn, lake, "laion", 0, str(LAION_SAMPLE))
     assert result.layout.style == "laion" and result.layout.uid_derived
     assert (result.rows_read, result.rows_normalized, result.rows_quarantined) == (1000, 1000, 0)
-    rows = duckdb.sql(f"SELECT uid, url, text FROM '{result.files['rows']}' ORDER BY row_idx").fetchall()
+    rows = duckdb.sql(
+        f"SELECT uid, url, text FROM '{result.files['rows']}' ORDER BY row_idx"
+    ).fetchall()
     first_uid, first_url, first_text = rows[0]
-    expected = duckdb.sql("SELECT md5($u || chr(31) || $t)", params={"u": first_url, "t": first_text})
+    expected = duckdb.sql(
+        "SELECT md5($u || chr(31) || $t)", params={"u": first_url, "t": first_text}
+    )
     assert first_uid == expected.fetchall()[0][0]
     again = ingest_shard(conn, lake, "laion", 0, str(LAION_SAMPLE))
     rows2 = duckdb.sql(f"SELECT uid FROM '{again.files['rows']}' ORDER BY row_idx").fetchall()
@@ -80,8 +86,16 @@ def test_laion_style_maps_columns_and_derives_stable_uids(tmp_path, conn, lake):
 
 
 def test_laion_extra_columns_are_mapped(tmp_path, conn, lake):
-    table = pa.table({"URL": ["http://a.com/1.jpg"], "TEXT": ["x"], "WIDTH": [10.0], "HEIGHT": [20.0],
-                      "similarity": [0.31], "LICENSE": ["?"]})
+    table = pa.table(
+        {
+            "URL": ["http://a.com/1.jpg"],
+            "TEXT": ["x"],
+            "WIDTH": [10.0],
+            "HEIGHT": [20.0],
+            "similarity": [0.31],
+            "LICENSE": ["?"],
+        }
+    )
     pq.write_table(table, tmp_path / "l.parquet")
     result = ingest_shard(conn, lake, "l", 0, str(tmp_path / "l.parquet"))
     got = duckdb.sql(

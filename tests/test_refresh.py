@@ -27,7 +27,9 @@ def resource(lake, source_dir):
 
 
 def _tick(instance, resource, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"poolsieve": resource})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"poolsieve": resource}
+    )
     result = pool_source_sensor(context)
     for request in result.dynamic_partitions_requests:  # what the daemon would apply
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -84,9 +86,15 @@ def test_schedule_registers_runs_then_skips(instance, resource, source_dir):
     requests = pool_refresh_schedule(context)
     assert [r.partition_key for r in requests] == ["a.parquet"]
     assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet"]
-    dg.materialize([pool_shard, url_dedup], partition_key="a.parquet", instance=instance,
-                   resources={"poolsieve": resource})
-    again = pool_refresh_schedule(dg.build_schedule_context(instance=instance, resources={"poolsieve": resource}))
+    dg.materialize(
+        [pool_shard, url_dedup],
+        partition_key="a.parquet",
+        instance=instance,
+        resources={"poolsieve": resource},
+    )
+    again = pool_refresh_schedule(
+        dg.build_schedule_context(instance=instance, resources={"poolsieve": resource})
+    )
     assert isinstance(again, dg.SkipReason)
 
 
@@ -97,7 +105,11 @@ def test_plan_refresh_pure(source_dir):
     sig = listing.by_key()["a.parquet"].signature
     plan = plan_refresh(listing, ["a.parquet", "gone.parquet"], {"a.parquet": sig})
     assert (plan.new, plan.changed, plan.removed, plan.unchanged) == (
-        ["sub/c.parquet"], [], ["gone.parquet"], ["a.parquet"])
+        ["sub/c.parquet"],
+        [],
+        ["gone.parquet"],
+        ["a.parquet"],
+    )
 
 
 def test_scan_missing_source_fails_clearly(tmp_path):
@@ -115,6 +127,10 @@ def test_fsspec_memory_source(instance, lake):
     listing = scan_source("memory://pool")
     assert [f.key for f in listing.files] == ["m.parquet"]
     instance.add_dynamic_partitions(SHARDS.name, ["m.parquet"])
-    result = dg.materialize([pool_shard, url_dedup], partition_key="m.parquet", instance=instance,
-                            resources={"poolsieve": resource})
+    result = dg.materialize(
+        [pool_shard, url_dedup],
+        partition_key="m.parquet",
+        instance=instance,
+        resources={"poolsieve": resource},
+    )
     assert result.success

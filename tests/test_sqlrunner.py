@@ -18,11 +18,14 @@ def _project(tmp_path, files: dict[str, str]) -> SqlProject:
 
 
 def test_models_run_in_ref_order_with_bound_params(tmp_path):
-    project = _project(tmp_path, {
-        "marts/c.sql": "SELECT x * 2 AS y FROM {{ ref('b') }}",
-        "staging/b.sql": "SELECT x FROM {{ source('raw') }} WHERE x > $min_x",
-        "staging/b.yml": "columns:\n  - name: x\n    tests: [unique, not_null]\n",
-    })
+    project = _project(
+        tmp_path,
+        {
+            "marts/c.sql": "SELECT x * 2 AS y FROM {{ ref('b') }}",
+            "staging/b.sql": "SELECT x FROM {{ source('raw') }} WHERE x > $min_x",
+            "staging/b.yml": "columns:\n  - name: x\n    tests: [unique, not_null]\n",
+        },
+    )
     conn = duckdb.connect()
     conn.execute("CREATE TABLE raw_numbers AS SELECT * FROM range(5) t(x)")
     built = project.run(conn, ["c"], {"raw": "raw_numbers"}, {"min_x": 2})
@@ -42,8 +45,11 @@ def test_parameter_text_is_never_pasted(tmp_path):
 @pytest.mark.parametrize(
     ("files", "target", "message"),
     [
-        ({"a.sql": "SELECT * FROM {{ ref('b') }}", "b.sql": "SELECT * FROM {{ ref('a') }}"}, "a",
-         "ref cycle: a -> b -> a"),
+        (
+            {"a.sql": "SELECT * FROM {{ ref('b') }}", "b.sql": "SELECT * FROM {{ ref('a') }}"},
+            "a",
+            "ref cycle: a -> b -> a",
+        ),
         ({"a.sql": "SELECT * FROM {{ ref('nope') }}"}, "a", "unknown model 'nope'"),
         ({"a.sql": "SELECT * FROM {{ source('raw') }}"}, "a", "needs source 'raw'"),
         ({"a.sql": "SELECT $p"}, "a", "needs parameters ['p']"),
@@ -55,7 +61,9 @@ def test_errors_are_clear(tmp_path, files, target, message):
 
 
 def test_code_version_changes_with_sql_and_params(tmp_path):
-    project = _project(tmp_path, {"a.sql": "SELECT 1 AS x", "b.sql": "SELECT x FROM {{ ref('a') }}"})
+    project = _project(
+        tmp_path, {"a.sql": "SELECT 1 AS x", "b.sql": "SELECT x FROM {{ ref('a') }}"}
+    )
     base = project.code_version(["b"])
     assert project.code_version(["b"], {"t": 0.3}) != base
     (tmp_path / "sql" / "a.sql").write_text("SELECT 2 AS x")
@@ -63,11 +71,14 @@ def test_code_version_changes_with_sql_and_params(tmp_path):
 
 
 def test_failing_column_tests_are_reported(tmp_path):
-    project = _project(tmp_path, {
-        "a.sql": "SELECT * FROM (VALUES (1, 'x'), (1, NULL), (2, 'bad')) t(id, kind)",
-        "a.yml": "columns:\n  - name: id\n    tests: [unique]\n  - name: kind\n    tests:\n"
-                 "      - not_null\n      - accepted_values: {values: [x]}\n",
-    })
+    project = _project(
+        tmp_path,
+        {
+            "a.sql": "SELECT * FROM (VALUES (1, 'x'), (1, NULL), (2, 'bad')) t(id, kind)",
+            "a.yml": "columns:\n  - name: id\n    tests: [unique]\n  - name: kind\n    tests:\n"
+            "      - not_null\n      - accepted_values: {values: [x]}\n",
+        },
+    )
     conn = duckdb.connect()
     project.run(conn, ["a"], {}, {})
     assert column_test_failures(conn, project.model("a"), "a") == [
@@ -88,7 +99,12 @@ def test_every_project_model_has_yaml_with_grain():
 
 def test_project_models_pass_their_yaml_tests_on_real_output(tmp_path, conn, lake):
     """Run staging + dedup on a pool with every kind of row, then each model's column tests."""
-    rows = [row(1), row(2, url="ftp://x/a"), row(3, uid=None), row(4, url="http://img.example.com/1.jpg/")]
+    rows = [
+        row(1),
+        row(2, url="ftp://x/a"),
+        row(3, uid=None),
+        row(4, url="http://img.example.com/1.jpg/"),
+    ]
     a = write_datacomp(tmp_path / "a.parquet", rows)
     b = write_datacomp(tmp_path / "b.parquet", [row(1), row(9)])
     ingest_shard(conn, lake, "a", 0, str(a))

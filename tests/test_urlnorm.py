@@ -49,8 +49,19 @@ CASES = [
     ("FTP://X.org/a", "ftp://x.org/a"),
 ]
 
-UNPARSEABLE = [None, "", "   ", "not a url", "http://", "http:///x", "http://a b.com/x", "http://a.com/x\ty",
-               "http://a.com/x\ny", "//a.com/x", "www.example.com/x.jpg"]
+UNPARSEABLE = [
+    None,
+    "",
+    "   ",
+    "not a url",
+    "http://",
+    "http:///x",
+    "http://a b.com/x",
+    "http://a.com/x\ty",
+    "http://a.com/x\ny",
+    "//a.com/x",
+    "www.example.com/x.jpg",
+]
 
 
 @pytest.mark.parametrize(("url", "expected"), CASES)
@@ -95,7 +106,9 @@ def oracle(url: str) -> str | None:
     kept = [p for p in parts.query.split("&") if not TRACKING.match(p)] if parts.query else []
     query = "&".join(kept)
     path = parts.path.rstrip("/").replace(" ", "%20")
-    return f"{scheme}://{userinfo}{hostport}{path}" + (f"?{query.replace(' ', '%20')}" if query else "")
+    return f"{scheme}://{userinfo}{hostport}{path}" + (
+        f"?{query.replace(' ', '%20')}" if query else ""
+    )
 
 
 @pytest.mark.parametrize(("url", "expected"), CASES)
