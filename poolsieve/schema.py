@@ -106,7 +106,12 @@ def canonical_relation(
     conn: duckdb.DuckDBPyConnection, path: str, layout: SourceLayout
 ) -> duckdb.DuckDBPyRelation:
     """The file as canonical columns plus ``row_idx`` (its row number in the file, from 0)."""
-    rel = conn.read_parquet(path, file_row_number=True)
+    # can_have_nan: DuckDB otherwise trusts parquet min/max statistics (which leave NaN out) and
+    # folds `isnan(score)` to false, letting NaN scores past validation (duckdb#25521).
+    rel = conn.sql(
+        "SELECT * FROM read_parquet($path, file_row_number = true, can_have_nan = true)",
+        params={"path": path},
+    )
     exprs = [
         duckdb.ColumnExpression("file_row_number").cast(duckdb.sqltype("BIGINT")).alias("row_idx")
     ]

@@ -220,3 +220,22 @@ def test_pipeline_matches_truth_exactly(pool, tmp_path):
         (p["shard"], p["row"]): (p["expect"], p["duplicate_of"]) for p in pool.truth["planted"]
     }
     assert _outcomes(lake, pool.truth["shards"]) == expected
+
+
+def _nan_only_pool(tmp_path):
+    """One shard whose only invalid scores are NaN: its Parquet min/max (NaN-free) look finite."""
+    return write_demo_pool(
+        tmp_path / "src", tmp_path / "t.json", 0, 1, 200, counts={"score_invalid": 2}
+    )
+
+
+def test_nan_only_pool_plants_nan_scores_only(tmp_path):
+    planted = _nan_only_pool(tmp_path).truth["planted"]
+    assert [p["detail"] for p in planted if p["kind"] == "score_invalid"] == ["nan_b32", "nan_l14"]
+
+
+def test_pipeline_quarantines_nan_scores_despite_finite_column_stats(tmp_path):
+    """DuckDB would fold isnan() to false from pyarrow's NaN-free min/max (duckdb#25521)."""
+    pool = _nan_only_pool(tmp_path)
+    _, ingested, _ = _run_pipeline(pool, tmp_path / "lake")
+    assert ingested["shard_00000.parquet"].quarantine_reasons.get("score_invalid") == 2
