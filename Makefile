@@ -29,6 +29,7 @@ test-fast: setup     ## skip tests marked slow
 
 dev: setup           ## the Dagster UI on http://127.0.0.1:3000
 	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp pipelines/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: setup

@@ -9,4 +9,5 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("pool_shard", "url_dedup"),
     partitions_def=SHARDS,
     description="Ingest and dedup one pool shard (the main job; later stages extend it).",
+    tags={"poolsieve/catalog": "write"},
 )

@@ -121,4 +121,7 @@ def dedup_recheck_sensor(context: dg.SensorEvaluationContext):
     stale = incomplete_dedups(context.instance)
     if not stale:
         return dg.SkipReason("every url_dedup partition was compared with all earlier shards")
-    return [dg.RunRequest(partition_key=key, run_key=f"{key}@{event}") for key, event in stale]
+    return [
+        dg.RunRequest(partition_key=key, run_key=f"{key}@{event}", tags=ingest_job.tags)
+        for key, event in stale
+    ]

@@ -24,6 +24,9 @@ def _instance():
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text((REPO_ROOT / "pipelines" / "dagster.yaml").read_text())
     return dg.DagsterInstance.get()
 
 
@@ -80,11 +83,20 @@ def _print_summary(lake_dir: str) -> None:
 def cmd_demo(args) -> int:
     from poolsieve.demo.pool import write_demo_pool
 
+    from poolsieve.report import compare_with_truth
+
     source = Path(args.lake) / "demo" / "source"
-    if not any(source.glob("*.parquet")):
-        pool = write_demo_pool(source, Path(args.lake) / "demo" / "demo_truth.json", seed=args.seed)
+    truth = Path(args.lake) / "demo" / "demo_truth.json"
+    if not any(source.glob("*.parquet")) or not truth.exists():
+        pool = write_demo_pool(source, truth, seed=args.seed)
         print(f"poolsieve: wrote demo pool ({len(pool.shard_paths)} shards) to {source}")
-    return run_main_job(str(source), args.lake, args.memory_limit)
+    status = run_main_job(str(source), args.lake, args.memory_limit)
+    mismatches = compare_with_truth(Path(args.lake), truth)
+    print(
+        "demo ground truth: " + ("all counts match" if not mismatches else f"MISMATCH {mismatches}")
+    )
+    print("browse the runs: make dev  (Dagster UI on http://127.0.0.1:3000)")
+    return status or (1 if mismatches else 0)
 
 
 def cmd_run(args) -> int:

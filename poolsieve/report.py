@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
 
 from poolsieve.lake import Lake
+
+
+def lake_counts(root: Path) -> dict[str, dict[str, int]]:
+    """{"quarantine": {reason: n}, "dedup": {"keep": n, reason: n}} over every shard."""
+    lake = Lake(root)
+    conn = duckdb.connect()
+    normalized = _count(conn, lake.asset_glob("pool_shard", "rows.parquet"))
+    dropped = _by_reason(conn, lake.asset_glob("url_dedup", "decisions.parquet"))
+    return {
+        "quarantine": _by_reason(conn, lake.asset_glob("pool_shard", "quarantine.parquet")),
+        "dedup": {"keep": normalized - sum(dropped.values()), **dropped},
+    }
+
+
+def compare_with_truth(root: Path, truth_path: Path) -> dict:
+    """Counts that differ from the demo's ground truth ({} when everything matches)."""
+    expected = json.loads(Path(truth_path).read_text())["expected"]
+    got = lake_counts(root)
+    diffs = {}
+    for part in ("quarantine", "dedup"):
+        want = {k: v for k, v in expected[part].items() if v}
+        if got[part] != want:
+            diffs[part] = {"expected": want, "got": got[part]}
+    return diffs
 
 
 def lake_summary(root: Path) -> str:

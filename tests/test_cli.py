@@ -47,3 +47,12 @@ def test_normalize_url_command(tmp_path):
         "HTTP://A.com:80/x/?utm_source=1\thttp://a.com/x",
         "nope\t<unparseable>",
     ]
+
+
+def test_demo_main_job_matches_ground_truth(tmp_path):
+    proc = _run(["demo", "--lake", str(tmp_path / "lake")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "demo ground truth: all counts match" in proc.stdout
+    assert (tmp_path / "home" / "dagster.yaml").exists()
+    again = _run(["demo", "--lake", str(tmp_path / "lake")], tmp_path)  # re-run: idempotent
+    assert again.returncode == 0 and "all counts match" in again.stdout
