@@ -82,7 +82,6 @@ def _print_summary(lake_dir: str) -> None:
 
 def cmd_demo(args) -> int:
     from poolsieve.demo.pool import write_demo_pool
-
     from poolsieve.report import compare_with_truth
 
     source = Path(args.lake) / "demo" / "source"

@@ -29,33 +29,36 @@ N_UNIQUE = BLOCK - N_DUP
 N_HOSTS = 5000
 MANIFEST = "_manifest.json"  # leading '_': pyarrow datasets skip it when reading the folder
 
-_LISTS = {
-    "sub": ["cdn", "images", "i", "img", "media", "static", "www", "assets", "photos", "upload"],
-    "word": ["shop", "news", "blog", "travel", "recipes", "decor", "auto", "style", "pets",
-             "games", "sport", "home", "garden", "music", "tech", "art", "kids", "food"],
-    "tld": [".com", ".net", ".org", ".co.uk", ".de", ".io", ".fr", ".jp", ".ru", ".com.br"],
-    "dir": ["wp-content/uploads", "images", "media/catalog/product", "photos", "files",
-            "uploads", "assets/img", "content/dam", "i", "thumbs", "s3", "static/media"],
-    "adj": ["red", "small", "vintage", "modern", "wooden", "happy", "old", "bright", "large",
-            "cozy", "rustic", "white", "blue", "classic", "tiny", "golden"],
-    "noun": ["dog", "kitchen", "car", "dress", "chair", "mountain", "beach", "cake", "house",
-             "garden", "shoe", "lamp", "bicycle", "sofa", "watch", "poster", "ring", "cat"],
-    "lead": ["A photo of a", "Image of the", "Buy the", "Close-up of a", "The best", "New",
-             "Picture: a", "Stock photo -"],
+_LISTS = {  # name -> '|'-separated values; l_<name>(k) picks one
+    "sub": "cdn|images|i|img|media|static|www|assets|photos|upload",
+    "word": "shop|news|blog|travel|recipes|decor|auto|style|pets|games|sport|home|garden|music"
+    "|tech|art|kids|food",
+    "tld": ".com|.net|.org|.co.uk|.de|.io|.fr|.jp|.ru|.com.br",
+    "dir": "wp-content/uploads|images|media/catalog/product|photos|files|uploads|assets/img"
+    "|content/dam|i|thumbs|s3|static/media",
+    "adj": "red|small|vintage|modern|wooden|happy|old|bright|large|cozy|rustic|white|blue"
+    "|classic|tiny|golden",
+    "noun": "dog|kitchen|car|dress|chair|mountain|beach|cake|house|garden|shoe|lamp|bicycle"
+    "|sofa|watch|poster|ring|cat",
+    "lead": "A photo of a|Image of the|Buy the|Close-up of a|The best|New|Picture: a|Stock photo -",
 }
 
 
 def _lists_sql() -> str:
-    return "\n".join(
-        f"CREATE OR REPLACE TEMP MACRO l_{name}(k) AS {values!r}[((k % {len(values)}) + 1)::BIGINT];"
-        for name, values in _LISTS.items()
-    )
+    macros = []
+    for name, joined in _LISTS.items():
+        values = joined.split("|")
+        pick = f"((k % {len(values)}) + 1)::BIGINT"
+        macros.append(f"CREATE OR REPLACE TEMP MACRO l_{name}(k) AS {values!r}[{pick}];")
+    return "\n".join(macros)
 
 
 def _macros_sql(seed: int) -> str:
     """Row -> category, duplicate target and URL parts; ``seed`` is an int pasted as a literal."""
     s = int(seed)
-    return _lists_sql() + f"""
+    return (
+        _lists_sql()
+        + f"""
 CREATE OR REPLACE TEMP MACRO g_rot(b) AS (hash(b, {s}) % {BLOCK})::BIGINT;
 CREATE OR REPLACE TEMP MACRO g_cat(i) AS (i % {BLOCK} + g_rot(i // {BLOCK})) % {BLOCK};
 CREATE OR REPLACE TEMP MACRO g_is_dup(i) AS g_cat(i) < {N_DUP} AND i >= {BLOCK};
@@ -100,6 +103,7 @@ CREATE OR REPLACE TEMP MACRO g_variant(p, v, i) AS CASE v
     ELSE upper(p.scheme) || '://' || upper(p.host) || p.path || '/' || p.query
         || CASE WHEN p.query = '' THEN '?' ELSE '&' END || 'gclid=Cj0K' || i || '#top' END;
 """
+    )
 
 
 def _shard_sql(seed: int) -> str:
@@ -176,14 +180,26 @@ def _generate(folder: Path, params: dict) -> dict:
         hi = min(rows, lo + shard_rows)
         path = folder / f"shard-{idx:05d}.parquet"
         conn.execute(_shard_sql(seed).replace("{path}", str(path)), {"lo": lo, "hi": hi})
-        shards.append({"key": path.stem, "path": str(path.resolve()), "rows": hi - lo,
-                       "expected_distinct_new": _count_unique(conn, lo, hi)})
-    manifest = {"params": params, "shards": shards,
-                "expected_distinct": sum(s["expected_distinct_new"] for s in shards),
-                "generate_s": round(time.perf_counter() - started, 1)}
+        shards.append(
+            {
+                "key": path.stem,
+                "path": str(path.resolve()),
+                "rows": hi - lo,
+                "expected_distinct_new": _count_unique(conn, lo, hi),
+            }
+        )
+    manifest = {
+        "params": params,
+        "shards": shards,
+        "expected_distinct": sum(s["expected_distinct_new"] for s in shards),
+        "generate_s": round(time.perf_counter() - started, 1),
+    }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    print(f"[data] generated {rows:,} rows in {len(shards)} shards under {folder} "
-          f"in {manifest['generate_s']} s", flush=True)
+    print(
+        f"[data] generated {rows:,} rows in {len(shards)} shards under {folder} "
+        f"in {manifest['generate_s']} s",
+        flush=True,
+    )
     return manifest
 
 

@@ -35,8 +35,10 @@ def polars_normalize(url):
     parts = url.str.strip_chars(ZS).str.extract_groups(PARTS_RE)
     f = {name: parts.struct.field(name).fill_null("") for name in PARTS}
     scheme = f["scheme"].str.to_lowercase()
-    default_port = (f["port"] == "") | ((scheme == "http") & (f["port"] == "80")) | (
-        (scheme == "https") & (f["port"] == "443")
+    default_port = (
+        (f["port"] == "")
+        | ((scheme == "http") & (f["port"] == "80"))
+        | ((scheme == "https") & (f["port"] == "443"))
     )
     wrapped = "&" + f["query"].str.replace_all("&", "&&", literal=True) + "&"
     kept = (
@@ -67,8 +69,10 @@ def pandas_normalize(url):
     parts = url.str.strip(ZS).str.extract(PARTS_RE)
     f = {name: parts[name].fillna("") for name in PARTS}
     scheme = f["scheme"].str.lower()
-    default_port = (f["port"] == "") | ((scheme == "http") & (f["port"] == "80")) | (
-        (scheme == "https") & (f["port"] == "443")
+    default_port = (
+        (f["port"] == "")
+        | ((scheme == "http") & (f["port"] == "80"))
+        | ((scheme == "https") & (f["port"] == "443"))
     )
     wrapped = "&" + f["query"].str.replace("&", "&&", regex=False) + "&"
     kept = (
@@ -91,16 +95,43 @@ def pandas_normalize(url):
 
 EDGE_CASES = [
     "http://Example.COM:80/a/b/?utm_source=x&id=3#frag",
-    "HTTPS://a.b:443/", "https://a.b:8443/x", "https://a.b:/x", "http://a.b:443/x",
-    "http://a.b?", "http://a.b/?&", "http://a.b?&utm_x=1", "http://a.b?a=1&&b=2&fbclid=z",
+    "HTTPS://a.b:443/",
+    "https://a.b:8443/x",
+    "https://a.b:/x",
+    "http://a.b:443/x",
+    "http://a.b?",
+    "http://a.b/?&",
+    "http://a.b?&utm_x=1",
+    "http://a.b?a=1&&b=2&fbclid=z",
     "http://a.b?UTM_Source=1&FBCLID&gclidx=1&_ga=2&_gl&mc_cid=3&x=utm_a",
-    "http://a.b/p?utm_a=1&utm_b=2&utm_c", "http://a.b/p?x=1&utm_a&y=2&", "http://a.b//",
-    "  http://a.b/x  ", "\u00a0http://a.b/x\u3000", "\thttp://a.b/x", "http://a b/x",
-    "http://user:pw@Host.example/x/", "http://@a.b/x", "http://[::1]:80/x", "http://[FE80::1]/",
-    "ftp://a.b/x", "a.b/x", "", None, "http://a.b/x#", "http://a.b/x?#y", "http://a.b/%7Euser/",
-    "http://a.b/x?q=a/b/", "http://a.b/x@y/z?u=1@2", "HtTp://WWW.x-y_z.COM/Path/To/",
-    "http://a.b/p?utm_=1", "http://a.b/p?fbclid=&x", "http://a.b/é/ü?ß=1",
-    "mailto:x@y.z", "http://a.b:80", "http://a.b:/", "https://a.b:443?x=1#f",
+    "http://a.b/p?utm_a=1&utm_b=2&utm_c",
+    "http://a.b/p?x=1&utm_a&y=2&",
+    "http://a.b//",
+    "  http://a.b/x  ",
+    "\u00a0http://a.b/x\u3000",
+    "\thttp://a.b/x",
+    "http://a b/x",
+    "http://user:pw@Host.example/x/",
+    "http://@a.b/x",
+    "http://[::1]:80/x",
+    "http://[FE80::1]/",
+    "ftp://a.b/x",
+    "a.b/x",
+    "",
+    None,
+    "http://a.b/x#",
+    "http://a.b/x?#y",
+    "http://a.b/%7Euser/",
+    "http://a.b/x?q=a/b/",
+    "http://a.b/x@y/z?u=1@2",
+    "HtTp://WWW.x-y_z.COM/Path/To/",
+    "http://a.b/p?utm_=1",
+    "http://a.b/p?fbclid=&x",
+    "http://a.b/é/ü?ß=1",
+    "mailto:x@y.z",
+    "http://a.b:80",
+    "http://a.b:/",
+    "https://a.b:443?x=1#f",
 ]
 
 
@@ -119,8 +150,10 @@ def check_against_duckdb(urls: list, macro_sql: str) -> dict:
     got_pl = pl.from_arrow(table).select(polars_normalize(pl.col("url"))).to_series().to_list()
     series = pd.Series(table.column("url").to_pandas(types_mapper=pd.ArrowDtype))
     got_pd = [None if pd.isna(v) else v for v in pandas_normalize(series).tolist()]
-    return {name: _mismatches(list(urls), want, got) for name, got in
-            (("polars", got_pl), ("pandas", got_pd))}
+    return {
+        name: _mismatches(list(urls), want, got)
+        for name, got in (("polars", got_pl), ("pandas", got_pd))
+    }
 
 
 def _mismatches(urls: list, want: list, got: list) -> dict:
