@@ -7,7 +7,9 @@ Conventions (dbt's jaffle-shop, shrunk):
 - ``macros/*.sql`` hold ``CREATE MACRO`` statements, loaded into every connection first;
 - parameters are DuckDB named parameters (``$name``), always bound, never pasted into the text.
 
-Models are materialized as TEMP tables in the caller's connection, in dependency order.
+Models are materialized in the caller's connection, in dependency order: as TEMP tables, or as
+TEMP views when their YAML says ``materialized: view`` (cheaper for a model read once; a view
+cannot take parameters, so such a model must not use any).
 """
 
 from __future__ import annotations
@@ -154,10 +156,20 @@ class SqlProject:
             missing = [p for p in model.params if p not in params]
             if missing:
                 raise SqlProjectError(f"model {model.name} needs parameters {missing}")
-            sql = f"CREATE OR REPLACE TEMP TABLE {_quote(model.name)} AS\n{self.render(model, sources)}"
+            kind = _materialization(model)
+            sql = f"CREATE OR REPLACE TEMP {kind} {_quote(model.name)} AS\n{self.render(model, sources)}"
             conn.execute(sql, {p: params[p] for p in model.params})
             built.append(model.name)
         return built
+
+
+def _materialization(model: Model) -> str:
+    kind = model.spec.get("materialized", "table")
+    if kind not in ("table", "view"):
+        raise SqlProjectError(f"model {model.name}: materialized must be table or view, not {kind!r}")
+    if kind == "view" and model.params:
+        raise SqlProjectError(f"model {model.name} is a view but uses parameters {list(model.params)}")
+    return kind.upper()
 
 
 def column_test_failures(conn: duckdb.DuckDBPyConnection, model: Model, relation: str) -> list[str]:

@@ -16,11 +16,14 @@
 -- Not done (kept distinct on purpose): percent-encoding case, dot-segment removal, 'www.' removal,
 -- parameter sorting; they change what some servers return.
 --
--- Speed: most pool URLs are already canonical; _url_is_canonical proves that with two capture-free
--- regexes (RE2 DFA), and only the others pay for the capturing parse.
+-- Speed: most pool URLs are already canonical; _url_is_canonical proves that with one anchored,
+-- capture-free regex (RE2's DFA; regexp_full_match is 2x slower here) plus a tracking-parameter
+-- regex only for URLs with a '?', and only the others pay for the capturing parse.
 CREATE OR REPLACE MACRO _url_is_canonical(u) AS
-    regexp_full_match(u, 'https?://[a-z0-9._\-]+(/[^?#\s]*[^/?#\s])?(\?[^#\s]*[^?#\s])?')
-    AND NOT regexp_matches(u, '(?i)[?&](utm_[^=&]*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid|_ga|_gl)(=|&|$)');
+    regexp_matches(u, '^https?://[a-z0-9._\-]+(?:/[^?#\s]*[^/?#\s])?(?:\?[^#\s]*[^?#\s])?$')
+    AND NOT CASE WHEN contains(u, '?')
+        THEN regexp_matches(u, '(?i)[?&](?:utm_[^=&]*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid|_ga|_gl)(?:=|&|$)')
+        ELSE false END;
 
 CREATE OR REPLACE MACRO _url_parts(u) AS regexp_extract(
     trim(u),
@@ -60,4 +63,4 @@ CREATE OR REPLACE MACRO url_key(n) AS md5_number(n);
 
 -- uid_key(uid): a DataComp uid (32 hex chars) as its 128-bit integer; NULL when malformed.
 CREATE OR REPLACE MACRO uid_key(uid) AS
-    CASE WHEN regexp_full_match(uid, '[0-9a-f]{32}') THEN ('0x' || uid)::UHUGEINT END;
+    CASE WHEN regexp_matches(uid, '^[0-9a-f]{32}$') THEN ('0x' || uid)::UHUGEINT END;

@@ -9,12 +9,25 @@ WITH src AS (
         normalize_url(url) AS url_norm
     FROM {{ source('raw_shard') }}
 ),
+keyed AS (
+    SELECT *, uid_key(uid_final) AS uid_key FROM src
+),
+uid_first AS (  -- uids used by more than one row: the first row owns them (usually empty)
+    SELECT uid_key, min(row_idx) AS first_row
+    FROM keyed
+    WHERE uid_key IS NOT NULL
+    GROUP BY uid_key
+    HAVING count(*) > 1
+),
 checked AS (
     SELECT
-        *,
+        k.*,
+        f.first_row AS uid_first_row,
         CASE
             WHEN url IS NULL OR trim(url) = '' THEN 'url_missing'
-            WHEN url_scheme(url) NOT IN ('http', 'https') THEN 'url_scheme'
+            WHEN url_norm IS NOT NULL AND NOT (url_norm LIKE 'http://%' OR url_norm LIKE 'https://%')
+                THEN 'url_scheme'
+            WHEN url_norm IS NULL AND url_scheme(url) NOT IN ('http', 'https') THEN 'url_scheme'
             WHEN url_norm IS NULL OR length(url) > $max_url_length THEN 'url_unparseable'
             WHEN original_width <= 0 OR original_height <= 0
                  OR original_width > $max_image_side OR original_height > $max_image_side
@@ -22,10 +35,10 @@ checked AS (
             WHEN isnan(clip_b32_similarity_score) OR abs(clip_b32_similarity_score) > 1
                  OR isnan(clip_l14_similarity_score) OR abs(clip_l14_similarity_score) > 1
                 THEN 'score_invalid'
-            WHEN uid_key(uid_final) IS NULL THEN 'uid_malformed'
-        END AS first_failure,
-        min(row_idx) OVER (PARTITION BY uid_final) AS uid_first_row
-    FROM src
+            WHEN k.uid_key IS NULL THEN 'uid_malformed'
+        END AS first_failure
+    FROM keyed k
+    LEFT JOIN uid_first f ON f.uid_key = k.uid_key
 )
 SELECT
     $shard AS shard,
@@ -41,7 +54,7 @@ SELECT
     sha256,
     url_norm,
     url_key(url_norm) AS url_key,
-    uid_key(uid_final) AS uid_key,
+    uid_key,
     coalesce(first_failure,
              CASE WHEN row_idx > uid_first_row THEN 'uid_repeated' END) AS reason,
     CASE
