@@ -166,9 +166,13 @@ class SqlProject:
 def _materialization(model: Model) -> str:
     kind = model.spec.get("materialized", "table")
     if kind not in ("table", "view"):
-        raise SqlProjectError(f"model {model.name}: materialized must be table or view, not {kind!r}")
+        raise SqlProjectError(
+            f"model {model.name}: materialized must be table or view, not {kind!r}"
+        )
     if kind == "view" and model.params:
-        raise SqlProjectError(f"model {model.name} is a view but uses parameters {list(model.params)}")
+        raise SqlProjectError(
+            f"model {model.name} is a view but uses parameters {list(model.params)}"
+        )
     return kind.upper()
 
 

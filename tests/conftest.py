@@ -78,3 +78,19 @@ def source_dir(tmp_path) -> Path:
     path = tmp_path / "source"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def instance():
+    """A temporary Dagster instance (its own DAGSTER_HOME, removed afterwards)."""
+    import dagster as dg
+
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def resource(lake, source_dir):
+    from pipelines.resources import PoolsieveResource
+
+    return PoolsieveResource(lake_dir=str(lake.root), source=str(source_dir), duckdb_threads=2)

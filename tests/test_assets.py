@@ -3,26 +3,13 @@
 import hashlib
 
 import dagster as dg
-import pytest
 
 from assets.pool_shard import pool_shard
 from assets.url_dedup import url_dedup
 from pipelines.partitions import SHARDS
-from pipelines.resources import PoolsieveResource
 from poolsieve.ingest import STAGING_MODELS
 from poolsieve.sqlrunner import SqlProject
 from tests.conftest import row, write_datacomp
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture
-def resource(lake, source_dir):
-    return PoolsieveResource(lake_dir=str(lake.root), source=str(source_dir), duckdb_threads=2)
 
 
 def _materialize(instance, resource, key, raise_on_error=True):

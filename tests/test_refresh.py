@@ -15,17 +15,6 @@ from poolsieve.sources import plan_refresh, scan_source
 from tests.conftest import row, write_datacomp
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture
-def resource(lake, source_dir):
-    return PoolsieveResource(lake_dir=str(lake.root), source=str(source_dir))
-
-
 def _tick(instance, resource, cursor=None):
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"poolsieve": resource}

@@ -119,12 +119,15 @@ def test_project_models_pass_their_yaml_tests_on_real_output(tmp_path, conn, lak
 
 
 def test_view_materialization_and_its_limits(tmp_path):
-    project = _project(tmp_path, {
-        "a.sql": "SELECT 1 AS x",
-        "a.yml": "materialized: view\n",
-        "b.sql": "SELECT $p AS x",
-        "b.yml": "materialized: view\n",
-    })
+    project = _project(
+        tmp_path,
+        {
+            "a.sql": "SELECT 1 AS x",
+            "a.yml": "materialized: view\n",
+            "b.sql": "SELECT $p AS x",
+            "b.yml": "materialized: view\n",
+        },
+    )
     conn = duckdb.connect()
     project.run(conn, ["a"], {}, {})
     kind = conn.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'a'")

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from poolsieve.ingest import QUARANTINE_REASONS as INGEST_REASONS
 from poolsieve.ingest import IngestParams
 from poolsieve.lake import commit, tmp_path_for, write_bytes_atomic
 
@@ -81,15 +82,7 @@ TEMPLATES = (
 )
 NOISE_CAPTIONS = ("IMG_{k}.jpg", "untitled", "click here to download", "Product photo", "image")
 
-QUARANTINE_REASONS = (
-    "url_missing",
-    "url_scheme",
-    "url_unparseable",
-    "size_invalid",
-    "score_invalid",
-    "uid_malformed",
-    "uid_repeated",
-)
+QUARANTINE_REASONS = tuple(INGEST_REASONS)
 DUPLICATE_KINDS = {
     "exact_url_dup": "duplicate_url",
     "normalized_url_dup": "duplicate_url",
