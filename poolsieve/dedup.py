@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from poolsieve import registry
-from poolsieve.ingest import _write_parquet
-from poolsieve.lake import Lake
+from poolsieve.lake import Lake, commit, tmp_path_for
 from poolsieve.sqlrunner import SqlProject
 
 DEDUP_MODELS = ["url_dedup_decisions"]
@@ -54,24 +53,42 @@ def dedup_shards(
     if missing:
         raise LookupError(f"shards {missing} are not ingested (no rows in the URL registry)")
     project.run(conn, DEDUP_MODELS, {"url_registry": "url_registry"}, {"shards": list(shards)})
-    return {shard: _write_shard_decisions(conn, lake, shard) for shard in shards}
+    counts = _decision_counts(conn)
+    registered = _registered_counts(conn, shards)
+    results = {}
+    for shard in shards:
+        per = dict(counts.get(shard, {}))
+        kept = per.pop("keep", 0)
+        path = _write_shard_decisions(conn, lake, shard)
+        results[shard] = DedupResult([shard], registered.get(shard, 0), kept, per, {"decisions": path})
+    return results
 
 
-def _write_shard_decisions(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: str) -> DedupResult:
-    conn.execute(
-        'CREATE OR REPLACE TEMP TABLE "shard_decisions" AS '
-        'SELECT * FROM "url_dedup_decisions" WHERE shard = $s ORDER BY row_idx',
-        {"s": shard},
-    )
-    path = _write_parquet(
-        conn, "shard_decisions", lake.partition_dir("url_dedup", shard) / "decisions.parquet"
-    )
-    counts = conn.execute(
-        "SELECT coalesce(reason, 'keep'), count(*) FROM \"shard_decisions\" GROUP BY ALL ORDER BY 1"
+def _decision_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    rows = conn.execute(
+        'SELECT shard, coalesce(reason, \'keep\'), count(*) FROM "url_dedup_decisions" GROUP BY ALL'
     ).fetchall()
-    per = dict(counts)
-    kept = per.pop("keep", 0)
-    registered = conn.execute(
-        "SELECT count(*) FROM url_registry WHERE shard = $s", {"s": shard}
-    ).fetchall()[0][0]
-    return DedupResult([shard], registered, kept, per, {"decisions": path})
+    counts: dict[str, dict[str, int]] = {}
+    for shard, reason, n in rows:
+        counts.setdefault(shard, {})[reason] = n
+    return counts
+
+
+def _registered_counts(conn: duckdb.DuckDBPyConnection, shards: list[str]) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT shard, count(*) FROM url_registry WHERE list_contains($s, shard) GROUP BY shard",
+        {"s": list(shards)},
+    ).fetchall()
+    return dict(rows)
+
+
+def _write_shard_decisions(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: str) -> str:
+    final = lake.partition_dir("url_dedup", shard) / "decisions.parquet"
+    tmp = tmp_path_for(final)
+    conn.sql(
+        'SELECT $s AS shard, * EXCLUDE (shard) FROM "url_dedup_decisions" '
+        "WHERE shard = $s ORDER BY row_idx",
+        params={"s": shard},
+    ).write_parquet(str(tmp), compression="zstd")
+    commit(tmp, final)
+    return str(final)

@@ -28,39 +28,53 @@ WRAPPED_TRACKING_RE = rf"&(?:(?i:utm_)[^&]*|(?i:{_TRACKING})(?:=[^&]*)?)&"
 PARTS = ["scheme", "userinfo", "host", "port", "path", "query"]
 
 
-def polars_normalize(url):
-    """A polars expression: the normalized form of the string expression ``url`` (or null)."""
+def polars_with_normalized(lf, url: str = "url", out: str = "url_norm"):
+    """``lf`` plus column ``out``: the normalized ``url`` (null when unparseable).
+
+    Built in stages of with_columns so the regex parse runs once per row (an expression that
+    re-uses ``extract_groups(...)`` inline is re-evaluated per use).
+    """
     import polars as pl
 
-    parts = url.str.strip_chars(ZS).str.extract_groups(PARTS_RE)
-    f = {name: parts.struct.field(name).fill_null("") for name in PARTS}
-    scheme = f["scheme"].str.to_lowercase()
-    default_port = (
-        (f["port"] == "")
-        | ((scheme == "http") & (f["port"] == "80"))
-        | ((scheme == "https") & (f["port"] == "443"))
+    parts = pl.col(url).str.strip_chars(ZS).str.extract_groups(PARTS_RE)
+    fields = {f"_{n}": pl.col("_p").struct.field(n).fill_null("") for n in PARTS}
+    return (
+        lf.with_columns(_p=parts)
+        .with_columns(**fields, _null=pl.col("_p").struct.field("host").is_null())
+        .with_columns(pl.col("_scheme").str.to_lowercase(), _kept=_polars_query(pl.col("_query")))
+        .with_columns(pl.when(pl.col("_null")).then(None).otherwise(_polars_join()).alias(out))
+        .drop("_p", "_null", "_kept", *fields)
     )
-    wrapped = "&" + f["query"].str.replace_all("&", "&&", literal=True) + "&"
-    kept = (
+
+
+def _polars_query(query):
+    """The query without tracking parameters (without its '?')."""
+    wrapped = "&" + query.str.replace_all("&", "&&", literal=True) + "&"
+    return (
         wrapped.str.replace_all(WRAPPED_TRACKING_RE, "")
         .str.strip_prefix("&")
         .str.strip_suffix("&")
         .str.replace_all("&&", "&", literal=True)
     )
-    return (
-        pl.when(parts.struct.field("host").is_null())
-        .then(None)
-        .otherwise(
-            pl.concat_str(
-                scheme,
-                pl.lit("://"),
-                pl.when(f["userinfo"] == "").then(pl.lit("")).otherwise(f["userinfo"] + "@"),
-                f["host"].str.to_lowercase(),
-                pl.when(default_port).then(pl.lit("")).otherwise(":" + f["port"]),
-                f["path"].str.strip_chars_end("/"),
-                pl.when(kept == "").then(pl.lit("")).otherwise("?" + kept),
-            )
-        )
+
+
+def _polars_join():
+    import polars as pl
+
+    scheme, port, user, kept = (pl.col(c) for c in ("_scheme", "_port", "_userinfo", "_kept"))
+    default_port = (
+        (port == "")
+        | ((scheme == "http") & (port == "80"))
+        | ((scheme == "https") & (port == "443"))
+    )
+    return pl.concat_str(
+        scheme,
+        pl.lit("://"),
+        pl.when(user == "").then(pl.lit("")).otherwise(user + "@"),
+        pl.col("_host").str.to_lowercase(),
+        pl.when(default_port).then(pl.lit("")).otherwise(":" + port),
+        pl.col("_path").str.strip_chars_end("/"),
+        pl.when(kept == "").then(pl.lit("")).otherwise("?" + kept),
     )
 
 
@@ -147,7 +161,7 @@ def check_against_duckdb(urls: list, macro_sql: str) -> dict:
     conn.execute(macro_sql)
     conn.register("urls_in", table)
     want = [r[0] for r in conn.execute("SELECT normalize_url(url) FROM urls_in").fetchall()]
-    got_pl = pl.from_arrow(table).select(polars_normalize(pl.col("url"))).to_series().to_list()
+    got_pl = polars_with_normalized(pl.from_arrow(table).lazy()).collect()["url_norm"].to_list()
     series = pd.Series(table.column("url").to_pandas(types_mapper=pd.ArrowDtype))
     got_pd = [None if pd.isna(v) else v for v in pandas_normalize(series).tolist()]
     return {
