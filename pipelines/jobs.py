@@ -2,12 +2,10 @@
 
 import dagster as dg
 
-from pipelines.partitions import SHARDS
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets("pool_shard", "url_dedup"),
-    partitions_def=SHARDS,
     description="Ingest and dedup one pool shard (the main job; later stages extend it).",
     tags={"poolsieve/catalog": "write"},
 )
