@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import duckdb
 
 from poolsieve import registry
-from poolsieve.lake import Lake, commit, tmp_path_for
+from poolsieve.ingest import write_parquet
+from poolsieve.lake import Lake
 from poolsieve.sqlrunner import SqlProject
 
 DEDUP_MODELS = ["url_dedup_decisions"]
@@ -60,13 +61,15 @@ def dedup_shards(
         per = dict(counts.get(shard, {}))
         kept = per.pop("keep", 0)
         path = _write_shard_decisions(conn, lake, shard)
-        results[shard] = DedupResult([shard], registered.get(shard, 0), kept, per, {"decisions": path})
+        results[shard] = DedupResult(
+            [shard], registered.get(shard, 0), kept, per, {"decisions": path}
+        )
     return results
 
 
 def _decision_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
     rows = conn.execute(
-        'SELECT shard, coalesce(reason, \'keep\'), count(*) FROM "url_dedup_decisions" GROUP BY ALL'
+        "SELECT shard, coalesce(reason, 'keep'), count(*) FROM \"url_dedup_decisions\" GROUP BY ALL"
     ).fetchall()
     counts: dict[str, dict[str, int]] = {}
     for shard, reason, n in rows:
@@ -83,12 +86,9 @@ def _registered_counts(conn: duckdb.DuckDBPyConnection, shards: list[str]) -> di
 
 
 def _write_shard_decisions(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: str) -> str:
-    final = lake.partition_dir("url_dedup", shard) / "decisions.parquet"
-    tmp = tmp_path_for(final)
-    conn.sql(
-        'SELECT $s AS shard, * EXCLUDE (shard) FROM "url_dedup_decisions" '
-        "WHERE shard = $s ORDER BY row_idx",
-        params={"s": shard},
-    ).write_parquet(str(tmp), compression="zstd")
-    commit(tmp, final)
-    return str(final)
+    return write_parquet(
+        conn,
+        'SELECT * FROM "url_dedup_decisions" WHERE shard = $s ORDER BY row_idx',
+        lake.partition_dir("url_dedup", shard) / "decisions.parquet",
+        {"s": shard},
+    )

@@ -60,6 +60,7 @@ class SourceLayout:
     mapping: dict[str, str]  # canonical column -> source column
     uid_derived: bool
     arrow_schema: pa.Schema
+    num_rows: int  # from the parquet footer: the count every row must be accounted against
 
     @property
     def extra_columns(self) -> list[str]:
@@ -70,7 +71,8 @@ class SourceLayout:
 def read_layout(path: str, filesystem=None) -> SourceLayout:
     """Detect the schema style of one source parquet; raise SourceFileError naming what is wrong."""
     try:
-        schema = pq.read_schema(path, filesystem=filesystem)
+        metadata = pq.read_metadata(path, filesystem=filesystem)
+        schema = metadata.schema.to_arrow_schema()
     except (pa.ArrowInvalid, OSError) as err:
         raise SourceFileError(f"{path}: not a readable parquet file ({err})") from err
     names = set(schema.names)
@@ -90,7 +92,7 @@ def read_layout(path: str, filesystem=None) -> SourceLayout:
     if missing:
         raise SourceFileError(f"{path}: {style} schema but missing required columns {missing}")
     _check_types(path, schema, mapping)
-    return SourceLayout(style, mapping, "uid" not in mapping, schema)
+    return SourceLayout(style, mapping, "uid" not in mapping, schema, metadata.num_rows)
 
 
 def _check_types(path: str, schema: pa.Schema, mapping: dict[str, str]) -> None:

@@ -5,30 +5,39 @@
 --   duplicate_url: an earlier row with the same normalized URL is its uid's first occurrence.
 -- Only rows of shards at or before a decided row can beat it, so a shard's decisions do not
 -- depend on shards that came later or on the order in which shards were materialized.
+-- Speed: both aggregations keep only keys seen more than once, so the joins back to the batch
+-- build on small tables (most uids are unique; most URLs are too).
 WITH batch AS (
     SELECT shard, shard_seq, row_idx, url_key, uid_key
     FROM {{ source('url_registry') }}
     WHERE list_contains($shards, shard)
 ),
-url_rows AS (
+url_rows AS (  -- every registered row sharing a URL with the batch (the batch included)
     SELECT shard_seq, row_idx, url_key, uid_key
     FROM {{ source('url_registry') }}
     WHERE url_key IN (SELECT url_key FROM batch)
 ),
-uid_first_seq AS (
+uid_repeats AS (  -- uids held by more than one shard, with the first shard holding each
     SELECT uid_key, min(shard_seq) AS first_seq
     FROM {{ source('url_registry') }}
     WHERE uid_key IN (SELECT uid_key FROM url_rows)
     GROUP BY uid_key
+    HAVING count(*) > 1
 ),
-url_winner AS (
-    SELECT
-        u.url_key,
-        arg_min(u.uid_key, (u.shard_seq::BIGINT << 40) + u.row_idx) AS winner_uid_key,
-        min((u.shard_seq::BIGINT << 40) + u.row_idx) AS winner_order
+url_candidates AS (  -- url_rows whose uid is a first occurrence
+    SELECT u.*
     FROM url_rows u
-    JOIN uid_first_seq f ON f.uid_key = u.uid_key AND f.first_seq = u.shard_seq
-    GROUP BY u.url_key
+    LEFT JOIN uid_repeats r ON r.uid_key = u.uid_key
+    WHERE r.first_seq IS NULL OR r.first_seq = u.shard_seq
+),
+url_winner AS (  -- URLs held by more than one candidate row, with the first such row
+    SELECT
+        url_key,
+        arg_min(uid_key, (shard_seq::BIGINT << 40) + row_idx) AS winner_uid_key,
+        min((shard_seq::BIGINT << 40) + row_idx) AS winner_order
+    FROM url_candidates
+    GROUP BY url_key
+    HAVING count(*) > 1
 ),
 decided AS (
     SELECT
@@ -36,15 +45,15 @@ decided AS (
         b.row_idx,
         b.uid_key,
         CASE
-            WHEN f.first_seq < b.shard_seq THEN 'duplicate_uid'
+            WHEN r.first_seq < b.shard_seq THEN 'duplicate_uid'
             WHEN w.winner_order < (b.shard_seq::BIGINT << 40) + b.row_idx THEN 'duplicate_url'
         END AS reason,
         CASE
-            WHEN f.first_seq < b.shard_seq THEN b.uid_key
+            WHEN r.first_seq < b.shard_seq THEN b.uid_key
             WHEN w.winner_order < (b.shard_seq::BIGINT << 40) + b.row_idx THEN w.winner_uid_key
         END AS duplicate_of_key
     FROM batch b
-    JOIN uid_first_seq f ON f.uid_key = b.uid_key
+    LEFT JOIN uid_repeats r ON r.uid_key = b.uid_key
     LEFT JOIN url_winner w ON w.url_key = b.url_key
 )
 SELECT

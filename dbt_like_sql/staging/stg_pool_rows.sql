@@ -1,5 +1,7 @@
--- One row per row of one source shard: canonical columns, the normalized URL and its key,
--- and the first validation failure (reason NULL = the row is valid).
+-- One row per row of one source shard: its verdict - the (possibly derived) uid, the normalized
+-- URL and both dedup keys, and the first validation failure (reason NULL = the row is valid).
+-- Narrow on purpose: the wide columns (caption, sizes, boxes) stream from the source file when
+-- pool_shard_rows / pool_shard_quarantine are written, instead of being copied here.
 WITH src AS (
     SELECT
         *,
@@ -44,14 +46,6 @@ SELECT
     $shard AS shard,
     row_idx,
     uid_final AS uid,
-    url,
-    text,
-    original_width,
-    original_height,
-    clip_b32_similarity_score,
-    clip_l14_similarity_score,
-    face_bboxes,
-    sha256,
     url_norm,
     url_key(url_norm) AS url_key,
     uid_key,
