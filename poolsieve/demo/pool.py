@@ -171,8 +171,7 @@ def write_demo_pool(
     per_shard = _resolve_counts(counts, rows_per_shard)
     hosts = (base_url.rstrip("/"), alt_base_url.rstrip("/"), alt_host_fraction)
     builder = _Builder(np.random.default_rng(seed), rows_per_shard, per_shard, hosts)
-    for s in range(n_shards):
-        builder.build_shard(s)
+    builder.build(n_shards)
     paths = _write_shards(source_dir, builder.shards)
     truth = builder.truth(seed, _params(n_shards, rows_per_shard, hosts, per_shard))
     write_bytes_atomic(truth_path, (json.dumps(truth, indent=2, sort_keys=True) + "\n").encode())
@@ -254,25 +253,29 @@ def url_variant(url: str, detail: str, token: str) -> str | None:
     return None if variant is None or variant == url else variant
 
 
-def _normalize(url: str) -> str | None:
-    from poolsieve.urlnorm import normalize_url  # the SQL macro, so the truth follows its rules
+def verify_urls(variants: list[tuple[str, str, str]], unparseable: list[tuple[str, str]]) -> None:
+    """Confirm planted URLs against the normalize_url SQL macro, in one query (fails loudly on
+    rule drift): each (detail, variant, url) normalizes like url; each (detail, url) does not parse.
+    """
+    from poolsieve.urlnorm import normalize_urls  # the SQL macro, so the truth follows its rules
 
-    return normalize_url(url)
+    urls = [u for _, v, o in variants for u in (v, o)] + [u for _, u in unparseable]
+    norms = iter(normalize_urls(urls))
+    for detail, variant, url in variants:
+        norm_variant, norm_url = next(norms), next(norms)
+        if norm_url is None or norm_variant != norm_url:
+            raise RuntimeError(f"{detail} variant {variant!r} does not normalize like {url!r}")
+    for detail, url in unparseable:
+        if next(norms) is not None:
+            raise RuntimeError(f"{detail} url {url!r} is parseable by normalize_url")
 
 
-def _checked_variant(url: str, detail: str, token: str) -> str:
-    """url_variant, confirmed against the normalize_url SQL macro (fails loudly on rule drift)."""
-    variant = url_variant(url, detail, token)
-    norm_variant, norm_url = _normalize(variant), _normalize(url)
-    if norm_url is None or norm_variant != norm_url:
-        raise RuntimeError(f"{detail} variant {variant!r} does not normalize like {url!r}")
-    return variant
-
-
-def _bad_url(detail: str, url: str, unparseable: bool) -> str | None:
+def _bad_url(detail: str, url: str, unparseable: list | None) -> str | None:
+    """A broken form of ``url``; an unparseable one (within the length limit) is queued in
+    ``unparseable`` for verify_urls."""
     bad = _bad_url_text(detail, url)
-    if unparseable and len(bad) <= LIMITS.max_url_length and _normalize(bad) is not None:
-        raise RuntimeError(f"{detail} url {bad!r} is parseable by normalize_url")
+    if unparseable is not None and len(bad) <= LIMITS.max_url_length:
+        unparseable.append((detail, bad))
     return bad
 
 
@@ -290,7 +293,7 @@ def _bad_url_text(detail: str, url: str) -> str | None:
         "not_a_url": "not a url",
         "space_in_host": f"http://exa mple.com{parts.path}",
         "empty_host": f"http://{parts.path}",
-        "line_break_in_path": url.replace(".jpg", "\n.jpg"),
+        "line_break_in_path": "\n.".join(url.rsplit(".", 1)),  # before the extension
         "bad_host_char": f"http://bad_host!{parts.path}",
         "too_long": f"{url}?session={'a' * (LIMITS.max_url_length + 50)}",
     }[detail]
@@ -334,6 +337,8 @@ class _Builder:
         self.uids: set[str] = set()
         self.copied_uids: set[str] = set()
         self.image = 0
+        self.variants: list[tuple[str, str, str]] = []  # checked by verify_urls in build()
+        self.unparseable: list[tuple[str, str]] = []
 
     # -- clean rows -------------------------------------------------------------------------
     def fresh_uid(self) -> str:
@@ -387,6 +392,12 @@ class _Builder:
         return [[x0, y0, round(x0 + w, 4), round(y0 + h, 4)]]
 
     # -- shards -----------------------------------------------------------------------------
+    def build(self, n_shards: int) -> None:
+        """Build every shard, then confirm the planted URLs against the SQL macro."""
+        for s in range(n_shards):
+            self.build_shard(s)
+        verify_urls(self.variants, self.unparseable)
+
     def build_shard(self, s: int) -> None:
         kinds = [k for k in PLANT_KINDS for _ in range(self._count(k, s))]
         positions = sorted(
@@ -423,7 +434,8 @@ class _Builder:
             return self.make_duplicate(s, i, kind, detail)
         row = self.new_row()
         if kind in ("url_missing", "url_scheme", "url_unparseable"):
-            row["url"] = _bad_url(detail, row["url"], kind == "url_unparseable")
+            queue = self.unparseable if kind == "url_unparseable" else None
+            row["url"] = _bad_url(detail, row["url"], queue)
         elif kind == "uid_malformed":
             row["uid"] = _bad_uid(detail, row["uid"])
         else:
@@ -445,7 +457,8 @@ class _Builder:
             self.caption(source["_concept"])
         )
         if kind == "normalized_url_dup":
-            row["url"] = _checked_variant(source["url"], detail, token)
+            row["url"] = url_variant(source["url"], detail, token)
+            self.variants.append((detail, row["url"], source["url"]))
         return row, orig
 
     def copy_uid(self, source: dict, kind: str, detail: str) -> dict:
