@@ -2,13 +2,32 @@
 
 v1 (``write_demo_pool``): pool metadata only. v2 (``write_demo_world``): the pool over real images
 served by ``DemoImageServer``, a trusted set for the scorer, held-out eval sets, and the truth.
+
+Exports load lazily (PEP 562), so ``python -m poolsieve.demo.server`` starts without importing
+the generator (and without runpy's "found in sys.modules" warning).
 """
 
-from poolsieve.demo.config import WorldConfig
-from poolsieve.demo.pool import DemoPool, write_demo_pool
-from poolsieve.demo.server import DemoImageServer, free_port
-from poolsieve.demo.world import DemoWorld, load_demo_world, write_demo_world
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what the lazy exports are, for type checkers and editors
+    from poolsieve.demo.config import WorldConfig
+    from poolsieve.demo.pool import DemoPool, write_demo_pool
+    from poolsieve.demo.server import DemoImageServer, free_port
+    from poolsieve.demo.world import DemoWorld, load_demo_world, write_demo_world
+
+_EXPORTS = {
+    "DemoImageServer": "poolsieve.demo.server",
+    "free_port": "poolsieve.demo.server",
+    "DemoPool": "poolsieve.demo.pool",
+    "write_demo_pool": "poolsieve.demo.pool",
+    "DemoWorld": "poolsieve.demo.world",
+    "load_demo_world": "poolsieve.demo.world",
+    "write_demo_world": "poolsieve.demo.world",
+    "WorldConfig": "poolsieve.demo.config",
+}
 __all__ = [
     "DemoImageServer",
     "DemoPool",
@@ -19,3 +38,9 @@ __all__ = [
     "write_demo_pool",
     "write_demo_world",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

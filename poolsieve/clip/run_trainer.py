@@ -1,0 +1,34 @@
+"""`python -m poolsieve.clip.run_trainer ARGS...`: open_clip_train's main, offline and patched.
+
+A subprocess, not an in-process call, because open_clip_train configures the root logger, seeds
+global RNGs and may start worker processes: none of that should leak into a Dagster process.
+The offline environment is set before open_clip, huggingface_hub or wandb are imported, since
+they read it at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from poolsieve.clip.offline import OFFLINE_ENV, deny_network
+
+os.environ.update(OFFLINE_ENV)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the trainer on `argv` (default: this process's arguments); 0 on success."""
+    deny_network()
+    from open_clip_train.main import main as trainer_main
+
+    from poolsieve.clip.model_configs import register_configs
+    from poolsieve.clip.wds_patch import apply_wds_patch
+
+    apply_wds_patch()
+    register_configs()
+    status = trainer_main(list(sys.argv[1:] if argv is None else argv))
+    return 1 if status == -1 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
