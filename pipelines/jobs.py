@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets("pool_shard", "url_dedup"),
