@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from poolsieve.demo.concepts import COLORS
 from poolsieve.ingest import QUARANTINE_REASONS as INGEST_REASONS
 from poolsieve.ingest import IngestParams
 from poolsieve.lake import commit, tmp_path_for, write_bytes_atomic
@@ -58,14 +59,6 @@ SHAPES = {
     "triangle": ("triangle", "three-sided shape", "triangular sign"),
     "star": ("star", "five-pointed star", "star shape"),
     "hexagon": ("hexagon", "six-sided shape"),
-}
-COLORS = {
-    "red": ("red", "crimson", "scarlet"),
-    "green": ("green", "emerald", "lime green"),
-    "blue": ("blue", "navy blue", "azure"),
-    "yellow": ("yellow", "golden", "lemon yellow"),
-    "purple": ("purple", "violet"),
-    "orange": ("orange", "amber"),
 }
 CONCEPTS = tuple(f"{c}_{s}" for s in SHAPES for c in COLORS)
 TEMPLATES = (
