@@ -6,7 +6,6 @@ from assets.metadata import conservation_check, reason_counts
 from assets.pool_shard import pool_shard
 from pipelines.partitions import SHARDS, shard_seq
 from pipelines.resources import PoolsieveResource
-from poolsieve import registry
 from poolsieve.dedup import DEDUP_MODELS, dedup_shards
 from poolsieve.sqlrunner import SqlProject
 
@@ -32,8 +31,8 @@ def url_dedup(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     shard = context.partition_key
     seq = shard_seq(context.instance, shard)
     with poolsieve.connect() as conn:
-        known = registry.registered_shards(conn)
         result = dedup_shards(conn, poolsieve.lake, [shard], PROJECT)[shard]
+    known = result.registered_shards
     earlier = context.instance.get_dynamic_partitions(SHARDS.name)[:seq]
     not_ingested = [k for k in earlier if k not in known]
     if not_ingested:

@@ -30,11 +30,14 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def run_main_job(source: str, lake_dir: str, memory_limit: str = "2GB") -> int:
-    """Register the source's files as shards and ingest + dedup each, in pool order."""
+def run_main_job(source: str, lake_dir: str, memory_limit: str = "2GB") -> tuple[int, dict]:
+    """Register the source's files as shards and ingest + dedup each, in pool order.
+
+    Returns the exit status and the lake's counts (poolsieve.report.lake_counts)."""
     from pipelines.definitions import build_defs
     from pipelines.partitions import SHARDS
     from pipelines.resources import PoolsieveResource
+    from poolsieve.report import lake_counts, lake_summary
     from poolsieve.sources import scan_source
 
     resource = PoolsieveResource(lake_dir=lake_dir, source=source, duckdb_memory_limit=memory_limit)
@@ -51,10 +54,11 @@ def run_main_job(source: str, lake_dir: str, memory_limit: str = "2GB") -> int:
         for key in instance.get_dynamic_partitions(SHARDS.name)
         if key in listing.by_key() and not _run_one(job, instance, key)
     ]
-    _print_summary(lake_dir)
+    counts = lake_counts(Path(lake_dir))
+    print(lake_summary(counts))
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
-    return 1 if failed else 0
+    return (1 if failed else 0), counts
 
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -74,12 +78,6 @@ def _run_one(job, instance, key: str) -> bool:
     return result.success
 
 
-def _print_summary(lake_dir: str) -> None:
-    from poolsieve.report import lake_summary
-
-    print(lake_summary(Path(lake_dir)))
-
-
 def cmd_demo(args) -> int:
     from poolsieve.demo.pool import write_demo_pool
     from poolsieve.report import compare_with_truth
@@ -89,8 +87,8 @@ def cmd_demo(args) -> int:
     if not any(source.glob("*.parquet")) or not truth.exists():
         pool = write_demo_pool(source, truth, seed=args.seed)
         print(f"poolsieve: wrote demo pool ({len(pool.shard_paths)} shards) to {source}")
-    status = run_main_job(str(source), args.lake, args.memory_limit)
-    mismatches = compare_with_truth(Path(args.lake), truth)
+    status, counts = run_main_job(str(source), args.lake, args.memory_limit)
+    mismatches = compare_with_truth(counts, truth)
     print(
         "demo ground truth: " + ("all counts match" if not mismatches else f"MISMATCH {mismatches}")
     )
@@ -99,7 +97,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
-    return run_main_job(args.source, args.lake, args.memory_limit)
+    return run_main_job(args.source, args.lake, args.memory_limit)[0]
 
 
 def cmd_normalize(args) -> int:

@@ -34,6 +34,7 @@ class DedupResult:
     rows_kept: int
     reasons: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    registered_shards: frozenset[str] = frozenset()  # the shards it was compared against
 
     @property
     def conserved(self) -> bool:
@@ -62,7 +63,7 @@ def dedup_shards(
         kept = per.pop("keep", 0)
         path = _write_shard_decisions(conn, lake, shard)
         results[shard] = DedupResult(
-            [shard], registered.get(shard, 0), kept, per, {"decisions": path}
+            [shard], registered.get(shard, 0), kept, per, {"decisions": path}, frozenset(known)
         )
     return results
 

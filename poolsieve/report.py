@@ -22,36 +22,31 @@ def lake_counts(root: Path) -> dict[str, dict[str, int]]:
     }
 
 
-def compare_with_truth(root: Path, truth_path: Path) -> dict:
-    """Counts that differ from the demo's ground truth ({} when everything matches)."""
+def compare_with_truth(counts: dict, truth_path: Path) -> dict:
+    """Counts (from lake_counts) that differ from the demo's ground truth ({} when all match)."""
     expected = json.loads(Path(truth_path).read_text())["expected"]
-    got = lake_counts(root)
     diffs = {}
     for part in ("quarantine", "dedup"):
         want = {k: v for k, v in expected[part].items() if v}
-        if got[part] != want:
-            diffs[part] = {"expected": want, "got": got[part]}
+        if counts[part] != want:
+            diffs[part] = {"expected": want, "got": counts[part]}
     return diffs
 
 
-def lake_summary(root: Path) -> str:
-    """Rows read / quarantined per reason / kept / dropped per reason, over every shard."""
-    lake = Lake(root)
-    conn = duckdb.connect()
+def lake_summary(counts: dict) -> str:
+    """Rows read / quarantined per reason / kept / dropped per reason, from lake_counts."""
+    quarantined = counts["quarantine"]
+    dropped = {k: v for k, v in counts["dedup"].items() if k != "keep"}
+    kept = counts["dedup"]["keep"]
+    normalized = kept + sum(dropped.values())
     lines = ["", "pool summary (all shards)"]
-    quarantine = lake.asset_glob("pool_shard", "quarantine.parquet")
-    rows = lake.asset_glob("pool_shard", "rows.parquet")
-    decisions = lake.asset_glob("url_dedup", "decisions.parquet")
-    normalized = _count(conn, rows)
-    quarantined = _by_reason(conn, quarantine)
     lines.append(f"  rows read            {normalized + sum(quarantined.values()):>10}")
     lines.append(f"  quarantined          {sum(quarantined.values()):>10}")
     lines += [f"    {reason:<18} {n:>10}" for reason, n in quarantined.items()]
     lines.append(f"  normalized           {normalized:>10}")
-    dropped = _by_reason(conn, decisions)
     lines.append(f"  dropped by dedup     {sum(dropped.values()):>10}")
     lines += [f"    {reason:<18} {n:>10}" for reason, n in dropped.items()]
-    lines.append(f"  kept (unique URLs)   {normalized - sum(dropped.values()):>10}")
+    lines.append(f"  kept (unique URLs)   {kept:>10}")
     return "\n".join(lines)
 
 
