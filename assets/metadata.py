@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 
 
@@ -25,3 +27,21 @@ def conservation_check(name: str, read: int, parts: dict[str, int]) -> dg.AssetC
         metadata={"read": read, **parts, "difference": read - total},
         description=f"read {read} = " + " + ".join(f"{k} {v}" for k, v in parts.items()),
     )
+
+
+def throttled(log, every_s: float = 10.0):
+    """``report(done, total, what)``: logs "what done/total (pct, rate, ETA)" at most every
+    ``every_s`` seconds, and always the final call (done == total)."""
+    start, last = time.monotonic(), [float("-inf")]
+
+    def report(done: int, total: int, what: str) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s and done < total:
+            return
+        last[0] = now
+        rate = done / max(now - start, 1e-9)
+        eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and done < total else ""
+        pct = f" ({100 * done / total:.0f}%)" if total else ""
+        log(f"{what} {done}/{total}{pct} at {rate:.1f}/s{eta}")
+
+    return report

@@ -2,21 +2,32 @@
 
 import dagster as dg
 
+from assets.clip_embeddings import clip_embeddings
+from assets.eval_decontamination import eval_decontamination
 from assets.pool_shard import pool_shard
+from assets.scorer import scorer
+from assets.shard_images import shard_images
 from assets.url_dedup import url_dedup
-from pipelines.jobs import ingest_job
+from pipelines.jobs import ingest_job, scorer_job, shard_job
 from pipelines.refresh import dedup_recheck_sensor, pool_refresh_schedule, pool_source_sensor
-from pipelines.resources import PoolsieveResource, resource_from_env
+from pipelines.resources import PoolsieveResource, demo_server_for, resource_from_env
 
 
 def build_defs(poolsieve: PoolsieveResource) -> dg.Definitions:
     """The whole code location bound to one lake/source (the CLI and tests pass their own)."""
     return dg.Definitions(
-        assets=[pool_shard, url_dedup],
-        jobs=[ingest_job],
+        assets=[
+            pool_shard,
+            url_dedup,
+            shard_images,
+            scorer,
+            clip_embeddings,
+            eval_decontamination,
+        ],
+        jobs=[ingest_job, shard_job, scorer_job],
         sensors=[pool_source_sensor, dedup_recheck_sensor],
         schedules=[pool_refresh_schedule],
-        resources={"poolsieve": poolsieve},
+        resources={"poolsieve": poolsieve, "demo_server": demo_server_for(poolsieve)},
     )
 
 

@@ -1,10 +1,32 @@
-"""Jobs: the ingest job (pool_shard + url_dedup for one shard partition)."""
+"""Jobs: per shard, ingest (pool_shard + url_dedup) or the whole shard pipeline; and the scorer."""
 
 import dagster as dg
+
+SHARD_ASSETS = [
+    "pool_shard",
+    "url_dedup",
+    "shard_images",
+    "clip_embeddings",
+    "eval_decontamination",
+]
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets("pool_shard", "url_dedup"),
-    description="Ingest and dedup one pool shard (the main job; later stages extend it).",
+    description="Ingest and dedup one pool shard.",
     tags={"poolsieve/catalog": "write"},
+)
+
+shard_job = dg.define_asset_job(
+    "shard_job",
+    selection=dg.AssetSelection.assets(*SHARD_ASSETS),
+    description="The main job, per shard: ingest, dedup, download images, embed, decontaminate. "
+    "Needs the scorer (scorer_job) materialized first.",
+    tags={"poolsieve/catalog": "write"},
+)
+
+scorer_job = dg.define_asset_job(
+    "scorer_job",
+    selection=dg.AssetSelection.assets("scorer"),
+    description="Resolve or train the scorer CLIP (once; re-run when its settings change).",
 )

@@ -1,28 +1,45 @@
-"""Resources: where the pool comes from, where the lake is, and DuckDB's limits.
+"""Resources: where the pool comes from, where the lake is, DuckDB's limits, the downloader's,
+scorer's, embedder's and decontamination's settings, and the demo image server's lifecycle.
 
 Local and production differ only in these values (environment variables or run config):
 ``POOLSIEVE_SOURCE`` (folder or fsspec URL of pool parquet), ``POOLSIEVE_LAKE`` (lake folder),
-``POOLSIEVE_DUCKDB_MEMORY`` (DuckDB memory_limit) and ``POOLSIEVE_DUCKDB_THREADS``.
+``POOLSIEVE_DUCKDB_MEMORY`` (DuckDB memory_limit), ``POOLSIEVE_DUCKDB_THREADS``,
+``POOLSIEVE_SCORER`` (checkpoint path or pretrained tag; empty: train on the trusted set),
+``POOLSIEVE_SCORER_ARCH``, ``POOLSIEVE_TRUSTED`` and ``POOLSIEVE_EVAL`` (folders),
+``POOLSIEVE_DEVICE`` ("auto": CUDA when present). With no source configured the lake's demo
+world is the pool, its trusted set trains the scorer, its eval sets are the eval sets, and the
+downloader allowlists exactly the demo server's host:port pairs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
+from poolsieve.decontam import PIXEL_THRESHOLD
+from poolsieve.demo.shared import shared_demo_server
+from poolsieve.demo.world import TRUTH_FILE, load_demo_world
+from poolsieve.download import DownloadSettings
+from poolsieve.download.address import endpoints_for_hosts
 from poolsieve.duck import DuckSettings, connect
 from poolsieve.ingest import IngestParams
 from poolsieve.lake import Lake
 from poolsieve.paths import REPO_ROOT
+from poolsieve.scorer import ScorerSettings
 
 DEFAULT_LAKE = str(REPO_ROOT / "lake")
 
 
+def demo_world_dir(lake_dir: str) -> Path:
+    return Path(lake_dir) / "demo" / "world"
+
+
 def default_source(lake_dir: str) -> str:
-    return str(Path(lake_dir) / "demo" / "source")
+    return str(demo_world_dir(lake_dir) / "source")
 
 
 class PoolsieveResource(dg.ConfigurableResource):
@@ -34,6 +51,24 @@ class PoolsieveResource(dg.ConfigurableResource):
     duckdb_threads: int = 2
     max_url_length: int = 2048
     max_image_side: int = 100_000
+    # downloader (DataComp's settings otherwise; see DownloadSettings)
+    download_timeout: float = 10.0
+    download_threads: int = 32
+    download_allowlist: list[str] = []  # "ip:port" or CIDR; the demo world's hosts are added
+    verify_sha256: bool = False
+    # scorer: a checkpoint path / pretrained tag, or trained on trusted_dir at scorer_scale
+    scorer_arch: str = "poolsieve-tiny"
+    scorer_source: str = ""
+    trusted_dir: str = ""  # empty: the demo world's trusted set
+    scorer_scale: str = "tiny-cpu"
+    scorer_samples: int = 0  # 0: the scale's samples-seen budget
+    # embedding
+    device: str = "auto"
+    embed_batch_size: int = 256
+    embed_workers: int = 2
+    # decontamination
+    eval_dir: str = ""  # empty: the demo world's eval sets
+    decontam_threshold: float = PIXEL_THRESHOLD
 
     @property
     def lake(self) -> Lake:
@@ -47,6 +82,52 @@ class PoolsieveResource(dg.ConfigurableResource):
     def ingest_params(self) -> IngestParams:
         return IngestParams(self.max_url_length, self.max_image_side)
 
+    @property
+    def demo_world(self) -> Path | None:
+        """The demo world's folder when the pool is the lake's demo world, else None."""
+        world = demo_world_dir(self.lake_dir)
+        if self.source and Path(self.source) != world / "source":
+            return None
+        return world if (world / TRUTH_FILE).is_file() else None
+
+    def _demo_part(self, configured: str, part: str) -> str:
+        if configured:
+            return configured
+        if self.demo_world is None:
+            raise ValueError(f"no {part} configured and no demo world in {self.lake_dir}")
+        return str(self.demo_world / part)
+
+    @property
+    def download_settings(self) -> DownloadSettings:
+        """DataComp's settings; on the demo world its server's hosts are allowlisted and the
+        timeout is held below the world's slow responses (which exist to time out)."""
+        world = load_demo_world(self.demo_world) if self.demo_world else None
+        demo_hosts = endpoints_for_hosts(world.truth["allowlist_hosts"]) if world else []
+        timeout = self.download_timeout
+        if world is not None:
+            timeout = min(timeout, world.truth["config"]["slow_seconds"] / 2)
+        return DownloadSettings(
+            timeout=timeout,
+            thread_count=self.download_threads,
+            allowlist=tuple(self.download_allowlist) + tuple(demo_hosts),
+            verify_sha256=self.verify_sha256,
+        )
+
+    @property
+    def scorer_settings(self) -> ScorerSettings:
+        trusted = "" if self.scorer_source else self._demo_part(self.trusted_dir, "trusted")
+        return ScorerSettings(
+            arch=self.scorer_arch,
+            source=self.scorer_source,
+            trusted_dir=trusted,
+            scale=self.scorer_scale,
+            samples_seen=self.scorer_samples,
+        )
+
+    @property
+    def eval_path(self) -> str:
+        return self._demo_part(self.eval_dir, "eval")
+
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection to the lake's catalog (waits, bounded, if another run holds it)."""
         self.lake.root.mkdir(parents=True, exist_ok=True)
@@ -54,11 +135,43 @@ class PoolsieveResource(dg.ConfigurableResource):
         return connect(self.lake.catalog, settings)
 
 
-def resource_from_env() -> PoolsieveResource:
-    lake_dir = os.environ.get("POOLSIEVE_LAKE", DEFAULT_LAKE)
-    return PoolsieveResource(
-        lake_dir=lake_dir,
-        source=os.environ.get("POOLSIEVE_SOURCE", ""),
-        duckdb_memory_limit=os.environ.get("POOLSIEVE_DUCKDB_MEMORY", "2GB"),
-        duckdb_threads=int(os.environ.get("POOLSIEVE_DUCKDB_THREADS", "2")),
+class DemoServerResource(dg.ConfigurableResource):
+    """Keeps the demo world's image server up while a step downloads (shared, stopped by PID).
+
+    Does nothing when the pool is not the lake's demo world. See poolsieve.demo.shared.
+    """
+
+    lake_dir: str = DEFAULT_LAKE
+    source: str = ""
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext):
+        world = PoolsieveResource(lake_dir=self.lake_dir, source=self.source).demo_world
+        if world is None:
+            yield self
+            return
+        port = load_demo_world(world).port
+        with shared_demo_server(world, port, Path(self.lake_dir) / "locks") as pid:
+            context.log.info(f"demo image server for {world} up as pid {pid} on port {port}")
+            yield self
+
+
+def resource_from_env(**overrides) -> PoolsieveResource:
+    """The resource from POOLSIEVE_* environment variables, with ``overrides`` on top."""
+    env = os.environ.get
+    values = dict(
+        lake_dir=env("POOLSIEVE_LAKE", DEFAULT_LAKE),
+        source=env("POOLSIEVE_SOURCE", ""),
+        duckdb_memory_limit=env("POOLSIEVE_DUCKDB_MEMORY", "2GB"),
+        duckdb_threads=int(env("POOLSIEVE_DUCKDB_THREADS", "2")),
+        scorer_source=env("POOLSIEVE_SCORER", ""),
+        scorer_arch=env("POOLSIEVE_SCORER_ARCH", "poolsieve-tiny"),
+        trusted_dir=env("POOLSIEVE_TRUSTED", ""),
+        eval_dir=env("POOLSIEVE_EVAL", ""),
+        device=env("POOLSIEVE_DEVICE", "auto"),
     )
+    return PoolsieveResource(**{**values, **overrides})
+
+
+def demo_server_for(poolsieve: PoolsieveResource) -> DemoServerResource:
+    return DemoServerResource(lake_dir=poolsieve.lake_dir, source=poolsieve.source)

@@ -1,7 +1,10 @@
 """The ``poolsieve`` console script.
 
-    poolsieve demo                 generate the demo pool (once) and run the main job on it
-    poolsieve run --source DIR     register every parquet file of DIR as a shard and run the main job
+    poolsieve demo                 generate the demo world (once) and run the main job on it:
+                                   train the scorer, then per shard ingest, dedup, download the
+                                   images from the demo server, embed, decontaminate
+    poolsieve run --source DIR     register every parquet file of DIR as a shard and run the main
+                                   job (--job ingest_job: ingest + dedup only)
     poolsieve normalize-url URL..  print each URL's normalized form (the SQL macro's answer)
 
 Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: <repo>/.dagster_home), so
@@ -11,6 +14,7 @@ Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: <repo>/.dag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -30,47 +34,72 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def run_main_job(source: str, lake_dir: str, memory_limit: str = "2GB") -> tuple[int, dict]:
-    """Register the source's files as shards and ingest + dedup each, in pool order.
+def run_main_job(resource, job_name: str = "shard_job") -> tuple[int, dict]:
+    """Register the source's files as shards and run ``job_name`` on each, in pool order.
 
-    Returns the exit status and the lake's counts (poolsieve.report.lake_counts)."""
+    ``shard_job`` (the default: ingest, dedup, download, embed, decontaminate) first makes sure
+    the scorer exists (materializing it once). On the demo world the image server is kept up,
+    shared, for the whole run. Returns the exit status and poolsieve.report.lake_counts."""
     from pipelines.definitions import build_defs
     from pipelines.partitions import SHARDS
-    from pipelines.resources import PoolsieveResource
     from poolsieve.report import lake_counts, lake_summary
     from poolsieve.sources import scan_source
 
-    resource = PoolsieveResource(lake_dir=lake_dir, source=source, duckdb_memory_limit=memory_limit)
-    job = build_defs(resource).resolve_job_def("ingest_job")
-    instance = _instance()
-    listing = scan_source(source)
+    defs, instance = build_defs(resource), _instance()
+    listing = scan_source(resource.source_url)
     known = instance.get_dynamic_partitions(SHARDS.name)
     instance.add_dynamic_partitions(
         SHARDS.name, [f.key for f in listing.files if f.key not in known]
     )
-    print(f"poolsieve: {len(listing.files)} shards in {source}; lake {lake_dir}")
-    failed = [
-        key
-        for key in instance.get_dynamic_partitions(SHARDS.name)
-        if key in listing.by_key() and not _run_one(job, instance, key)
-    ]
-    counts = lake_counts(Path(lake_dir))
+    print(
+        f"poolsieve: {len(listing.files)} shards in {resource.source_url}; lake {resource.lake_dir}"
+    )
+    if job_name == "shard_job" and not _ensure_scorer(defs, instance, resource):
+        return 1, lake_counts(Path(resource.lake_dir))
+    job = defs.resolve_job_def(job_name)
+    with _demo_server(resource):
+        failed = [
+            key
+            for key in instance.get_dynamic_partitions(SHARDS.name)
+            if key in listing.by_key() and not _run_one(job, instance, key)
+        ]
+    counts = lake_counts(Path(resource.lake_dir))
     print(lake_summary(counts))
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
     return (1 if failed else 0), counts
 
 
+def _ensure_scorer(defs, instance, resource) -> bool:
+    from poolsieve.scorer import scorer_path
+
+    if scorer_path(resource.lake).is_file():
+        return True
+    print("poolsieve: no scorer yet; materializing it (the demo trains a tiny CLIP: a few minutes)")
+    return _run_one(defs.resolve_job_def("scorer_job"), instance, None)
+
+
+def _demo_server(resource):
+    """The shared demo image server for the whole run, when the pool is the demo world."""
+    from poolsieve.demo.shared import shared_demo_server
+    from poolsieve.demo.world import load_demo_world
+
+    if resource.demo_world is None:
+        return contextlib.nullcontext()
+    world = load_demo_world(resource.demo_world)
+    return shared_demo_server(world.root, world.port, Path(resource.lake_dir) / "locks")
+
+
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _run_one(job, instance, key: str) -> bool:
+def _run_one(job, instance, key: str | None) -> bool:
     start = time.monotonic()
     result = job.execute_in_process(
         partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET
     )
     status = "ok" if result.success else "FAILED"
-    print(f"  {key:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
+    print(f"  {key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -78,26 +107,42 @@ def _run_one(job, instance, key: str) -> bool:
     return result.success
 
 
-def cmd_demo(args) -> int:
-    from poolsieve.demo.pool import write_demo_pool
-    from poolsieve.report import compare_with_truth
+def _resource(args, **overrides):
+    from pipelines.resources import resource_from_env
 
-    source = Path(args.lake) / "demo" / "source"
-    truth = Path(args.lake) / "demo" / "demo_truth.json"
-    if not any(source.glob("*.parquet")) or not truth.exists():
-        pool = write_demo_pool(source, truth, seed=args.seed)
-        print(f"poolsieve: wrote demo pool ({len(pool.shard_paths)} shards) to {source}")
-    status, counts = run_main_job(str(source), args.lake, args.memory_limit)
+    return resource_from_env(lake_dir=args.lake, duckdb_memory_limit=args.memory_limit, **overrides)
+
+
+def cmd_demo(args) -> int:
+    from pipelines.resources import demo_world_dir
+    from poolsieve.demo.world import TRUTH_FILE, write_demo_world
+    from poolsieve.report import compare_with_truth, near_duplicate_rates
+
+    world_dir = demo_world_dir(args.lake)
+    if not (world_dir / TRUTH_FILE).exists():
+        world = write_demo_world(
+            world_dir, seed=args.seed, n_shards=args.shards, rows_per_shard=args.rows_per_shard
+        )
+        print(f"poolsieve: wrote the demo world ({len(world.shard_paths)} shards) to {world_dir}")
+    resource = _resource(args, source="", scorer_samples=args.scorer_samples)
+    status, counts = run_main_job(resource, args.job)
+    truth = world_dir / TRUTH_FILE
     mismatches = compare_with_truth(counts, truth)
     print(
         "demo ground truth: " + ("all counts match" if not mismatches else f"MISMATCH {mismatches}")
     )
+    if "decontamination" in counts:
+        rates = near_duplicate_rates(Path(args.lake), truth)
+        print(
+            f"eval near-duplicates: {rates.recall:.1%} of {rates.near_duplicates} planted flagged, "
+            f"{rates.false_flag_rate:.2%} of {rates.unrelated} others flagged"
+        )
     print("browse the runs: make dev  (Dagster UI on http://127.0.0.1:3000)")
     return status or (1 if mismatches else 0)
 
 
 def cmd_run(args) -> int:
-    return run_main_job(args.source, args.lake, args.memory_limit)[0]
+    return run_main_job(_resource(args, source=args.source), args.job)[0]
 
 
 def cmd_normalize(args) -> int:
@@ -119,15 +164,30 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--lake", default=lake_default, help="lake folder (default: %(default)s)")
         p.add_argument("--memory-limit", default="2GB", help="DuckDB memory_limit")
+        p.add_argument(
+            "--job",
+            choices=["shard_job", "ingest_job"],
+            default="shard_job",
+            help="shard_job: the whole per-shard pipeline; ingest_job: ingest + dedup only",
+        )
         p.set_defaults(fn=fn)
         if name == "demo":
-            p.add_argument("--seed", type=int, default=0)
+            _demo_options(p)
         else:
             p.add_argument("--source", required=True)
     p = sub.add_parser("normalize-url", help="print normalized URLs")
     p.add_argument("urls", nargs="+")
     p.set_defaults(fn=cmd_normalize)
     return parser
+
+
+def _demo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="the demo world's seed")
+    p.add_argument("--shards", type=int, default=4, help="demo pool shards (new world only)")
+    p.add_argument("--rows-per-shard", type=int, default=500, help="(new world only)")
+    p.add_argument(
+        "--scorer-samples", type=int, default=0, help="scorer training budget (0: tiny-cpu's)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,31 +6,71 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
+from poolsieve.decontam import DetectionRates, detection_rates
+from poolsieve.decontam_shard import RESULT_FILE as DECONTAM_FILE
+from poolsieve.download import STATUS_FILE
+from poolsieve.images import outcome_counts
 from poolsieve.lake import Lake
+
+EMB_FILE = "embeddings.parquet"
 
 
 def lake_counts(root: Path) -> dict[str, dict[str, int]]:
-    """{"quarantine": {reason: n}, "dedup": {"keep": n, reason: n}} over every shard."""
+    """Counts over every shard: {"quarantine": {reason: n}, "dedup": {"keep": n, reason: n}}
+    and, once images are downloaded, "download" ({outcome: n}, the demo truth's outcome names),
+    "embedded" and "decontamination" ({"compared": n, "flagged": n})."""
     lake = Lake(root)
     conn = duckdb.connect()
     normalized = _count(conn, lake.asset_glob("pool_shard", "rows.parquet"))
     dropped = _by_reason(conn, lake.asset_glob("url_dedup", "decisions.parquet"))
-    return {
+    counts = {
         "quarantine": _by_reason(conn, lake.asset_glob("pool_shard", "quarantine.parquet")),
         "dedup": {"keep": normalized - sum(dropped.values()), **dropped},
     }
+    download = _by_reason(conn, lake.asset_glob("shard_images", STATUS_FILE), "error_category")
+    if download:
+        success = download.pop("success", 0)
+        counts["download"] = outcome_counts(download, success)
+        counts["embedded"] = {"rows": _count(conn, lake.asset_glob("clip_embeddings", EMB_FILE))}
+        flagged = _by_reason(
+            conn, lake.asset_glob("eval_decontamination", DECONTAM_FILE), "flagged"
+        )
+        counts["decontamination"] = {
+            "compared": sum(flagged.values()),
+            "flagged": flagged.get("true", 0),
+        }
+    return counts
 
 
 def compare_with_truth(counts: dict, truth_path: Path) -> dict:
-    """Counts (from lake_counts) that differ from the demo's ground truth ({} when all match)."""
-    expected = json.loads(Path(truth_path).read_text())["expected"]
+    """Counts (from lake_counts) that differ from the demo's ground truth ({} when all match).
+
+    Compares quarantine and dedup counts, and download outcomes when images were downloaded."""
+    truth = json.loads(Path(truth_path).read_text())
+    expected = {part: truth["expected"][part] for part in ("quarantine", "dedup")}
+    if "download" in counts and "download" in truth:
+        expected["download"] = truth["download"]["expected"]
     diffs = {}
-    for part in ("quarantine", "dedup"):
-        want = {k: v for k, v in expected[part].items() if v}
+    for part, want in expected.items():
+        want = {k: v for k, v in want.items() if v}
         if counts[part] != want:
             diffs[part] = {"expected": want, "got": counts[part]}
     return diffs
+
+
+def near_duplicate_rates(root: Path, truth_path: Path) -> DetectionRates:
+    """Recall and false-flag rate of eval_decontamination against the demo's planted copies."""
+    planted = {d["uid"] for d in json.loads(Path(truth_path).read_text())["eval_near_duplicates"]}
+    conn = duckdb.connect()
+    rows = conn.execute(
+        "SELECT uid, flagged FROM read_parquet($p) WHERE error IS NULL",
+        {"p": Lake(root).asset_glob("eval_decontamination", DECONTAM_FILE)},
+    ).fetchall()
+    flags = np.array([f for _, f in rows], dtype=bool)
+    truth = np.array([u in planted for u, _ in rows], dtype=bool)
+    return detection_rates(flags, truth)
 
 
 def lake_summary(counts: dict) -> str:
@@ -47,7 +87,20 @@ def lake_summary(counts: dict) -> str:
     lines.append(f"  dropped by dedup     {sum(dropped.values()):>10}")
     lines += [f"    {reason:<18} {n:>10}" for reason, n in dropped.items()]
     lines.append(f"  kept (unique URLs)   {kept:>10}")
+    if "download" in counts:
+        lines += _image_lines(counts)
     return "\n".join(lines)
+
+
+def _image_lines(counts: dict) -> list[str]:
+    download = counts["download"]
+    lines = [f"  downloaded           {download.get('success', 0):>10}"]
+    failed = {k: v for k, v in download.items() if k != "success"}
+    lines.append(f"  download failed      {sum(failed.values()):>10}")
+    lines += [f"    {reason:<18} {n:>10}" for reason, n in sorted(failed.items())]
+    lines.append(f"  embedded             {counts['embedded']['rows']:>10}")
+    lines.append(f"  eval near-duplicates {counts['decontamination']['flagged']:>10}  (flagged)")
+    return lines
 
 
 def _count(conn, pattern: str) -> int:
@@ -59,11 +112,14 @@ def _count(conn, pattern: str) -> int:
         return 0
 
 
-def _by_reason(conn, pattern: str) -> dict[str, int]:
+def _by_reason(conn, pattern: str, column: str = "reason") -> dict[str, int]:
+    """{value: rows} of one column over files; NULL counts as "success" for error_category,
+    and is left out otherwise (a kept row has no reason). The column is project text."""
+    value = "coalesce(error_category, 'success')" if column == "error_category" else column
     try:
         rows = conn.execute(
-            "SELECT reason, count(*) FROM read_parquet($p) WHERE reason IS NOT NULL "
-            "GROUP BY reason ORDER BY reason",
+            f"SELECT lower({value}::VARCHAR) AS v, count(*) FROM read_parquet($p) "
+            "WHERE v IS NOT NULL GROUP BY v ORDER BY v",
             {"p": pattern},
         ).fetchall()
     except duckdb.IOException:

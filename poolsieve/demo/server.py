@@ -12,7 +12,8 @@ server's pid). It runs as a separate process so callers own it by PID::
 Why a real server: the downloader must meet real sockets, statuses, timeouts and redirects. It
 binds loopback addresses only, never follows or contacts a redirect target, keeps no log, and
 every request is bounded (socket timeout, capped sleep, HTTP/1.0: one request per connection).
-With ``--parent-pid`` it exits when that process goes away, so a crashed caller leaves nothing.
+With ``--parent-pid`` it exits when that process goes away, so a crashed caller leaves nothing;
+with ``--idle-exit N`` (the shared, detached mode: see shared.py) after N seconds without requests.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class DemoHTTPServer(ThreadingHTTPServer):
         self.docroot = (root / "images").resolve()
         self.routes: dict[str, dict] = document["routes"]
         self.slow_seconds = float(document.get("slow_seconds", 3.0))
+        self.world_root = str(root.resolve())
+        self.last_request = time.monotonic()
         super().__init__((host, port), _Handler)
 
     def handle_error(self, request, client_address) -> None:
@@ -93,8 +96,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, send_body: bool) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
         if path == HEALTH_PATH:
-            health = {"server": "poolsieve-demo", "pid": os.getpid()}
+            health = {
+                "server": "poolsieve-demo",
+                "pid": os.getpid(),
+                "root": self.server.world_root,
+            }
             return self._send(200, "application/json", json.dumps(health).encode(), send_body)
+        self.server.last_request = time.monotonic()
         entry = self.server.routes.get(path, {"kind": "404"})
         kind = entry["kind"]
         if kind == "slow":
@@ -133,12 +141,27 @@ def _watch_parent(server: DemoHTTPServer, parent_pid: int) -> None:
     server.shutdown()
 
 
-def serve(root: Path, host: str, port: int, parent_pid: int | None = None) -> None:
-    """Serve until SIGTERM (or until ``parent_pid`` is no longer this process's parent)."""
+def _exit_when_idle(server: DemoHTTPServer, idle_s: float) -> None:
+    while time.monotonic() - server.last_request < idle_s:
+        time.sleep(min(1.0, idle_s / 4))
+    server.shutdown()
+
+
+def serve(
+    root: Path,
+    host: str,
+    port: int,
+    parent_pid: int | None = None,
+    idle_exit: float | None = None,
+) -> None:
+    """Serve until SIGTERM, until ``parent_pid`` is no longer this process's parent, or until
+    no request (health checks aside) came for ``idle_exit`` seconds."""
     server = DemoHTTPServer(Path(root), host, port)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(server, parent_pid), daemon=True).start()
+    if idle_exit is not None:
+        threading.Thread(target=_exit_when_idle, args=(server, idle_exit), daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
@@ -151,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
     parser.add_argument("--port", type=int, default=8808)
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when it goes away")
+    parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
     args = parser.parse_args(argv)
     try:
         check_loopback(args.host)
     except ValueError as error:
         parser.error(str(error))
-    serve(Path(args.root), args.host, args.port, args.parent_pid)
+    serve(Path(args.root), args.host, args.port, args.parent_pid, args.idle_exit)
     return 0
 
 
@@ -170,10 +194,13 @@ class DemoImageServer:
         host: str = "127.0.0.1",
         start_timeout: float = 20.0,
         stop_timeout: float = 5.0,
+        detached_idle_exit: float | None = None,
     ):
         check_loopback(host)
         self.root, self.port, self.host = Path(root), port, host
         self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
+        # detached: may outlive this process (shared by several runs); exits after this idle time
+        self.detached_idle_exit = detached_idle_exit
         self._proc: subprocess.Popen | None = None
         self._log = None
 
@@ -193,14 +220,21 @@ class DemoImageServer:
             raise FileNotFoundError(f"no demo world at {self.root} (routes.json missing)")
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         self._proc = subprocess.Popen(
-            self._command(), stdout=subprocess.DEVNULL, stderr=self._log, env=_child_env()
+            self._command(),
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env=_child_env(),
+            start_new_session=self.detached_idle_exit is not None,
         )
         self._wait_healthy()
         return self
 
     def _command(self) -> list[str]:
         args = {"--root": self.root, "--host": self.host, "--port": self.port}
-        args["--parent-pid"] = os.getpid()
+        if self.detached_idle_exit is None:
+            args["--parent-pid"] = os.getpid()
+        else:
+            args["--idle-exit"] = self.detached_idle_exit
         return [sys.executable, "-m", "poolsieve.demo.server"] + [
             str(x) for pair in args.items() for x in pair
         ]
@@ -251,14 +285,21 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def health_pid(url: str, timeout: float = 0.5) -> int | None:
-    """The pid a demo server at ``url`` reports on /_health (None when nothing answers)."""
+def health(url: str, timeout: float = 0.5) -> dict | None:
+    """What a demo server at ``url`` reports on /_health (pid, root); None when nothing answers."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(url + HEALTH_PATH, timeout=timeout) as response:
-            return json.loads(response.read()).get("pid")
+            answer = json.loads(response.read())
     except (OSError, ValueError):
         return None
+    return answer if isinstance(answer, dict) and answer.get("server") == "poolsieve-demo" else None
+
+
+def health_pid(url: str, timeout: float = 0.5) -> int | None:
+    """The pid a demo server at ``url`` reports on /_health (None when nothing answers)."""
+    answer = health(url, timeout)
+    return None if answer is None else answer.get("pid")
 
 
 if __name__ == "__main__":

@@ -143,3 +143,17 @@ def check_url(url: object, allowlist=None) -> str | None:
     if ip is None:
         return None
     return check_address(ip, port or DEFAULT_PORTS[scheme], allowlist)
+
+
+LOCALHOST_IPS = ("127.0.0.1", "[::1]")
+
+
+def endpoints_for_hosts(hosts: list[str]) -> list[str]:
+    """``host:port`` strings as allowlist entries: "localhost" (loopback by RFC 6761, so no DNS
+    is asked) becomes every loopback address it may resolve to; IP hosts pass unchanged."""
+    entries = []
+    for entry in hosts:
+        host, _, port = entry.rpartition(":")
+        ips = LOCALHOST_IPS if host.lower() == "localhost" else (host,)
+        entries += [f"{ip}:{port}" for ip in ips]
+    return list(dict.fromkeys(entries))

@@ -1,0 +1,64 @@
+"""eval_decontamination: how close each downloaded pool image is to an evaluation image."""
+
+import dagster as dg
+
+from assets.metadata import conservation_check, throttled
+from assets.shard_images import shard_images
+from pipelines.partitions import SHARDS
+from pipelines.resources import PoolsieveResource
+from poolsieve.decontam_shard import decontaminate_shard, eval_features
+from poolsieve.embeddings import downloaded_count
+
+ROWS_CONSERVED = "rows_conserved"
+
+
+@dg.asset(
+    partitions_def=SHARDS,
+    deps=[shard_images],
+    code_version="pixel-v1",
+    group_name="images",
+    kinds={"pytorch", "parquet"},
+    check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="eval_decontamination", blocking=True)],
+)
+def eval_decontamination(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """Max cosine similarity of each pool image to any eval image, flagged at the threshold."""
+    shard = context.partition_key
+    report = throttled(context.log.info)
+    try:
+        evals = eval_features(poolsieve.eval_path, poolsieve.lake.root / "eval_features")
+        result = decontaminate_shard(
+            poolsieve.lake,
+            shard,
+            evals,
+            poolsieve.decontam_threshold,
+            progress=lambda done, total: report(done, total, f"{shard}: compared"),
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    context.log.info(
+        f"{shard}: {result.flagged}/{result.samples} images flagged as near-duplicates of "
+        f"{result.eval_images} eval images (threshold {result.threshold})"
+    )
+    downloaded = downloaded_count(poolsieve.lake, shard)
+    return dg.MaterializeResult(
+        metadata={
+            "samples": result.samples,
+            "flagged": result.flagged,
+            "flag_rate": dg.MetadataValue.float(result.flagged / max(result.samples, 1)),
+            "undecodable": result.undecodable,
+            "threshold": dg.MetadataValue.float(result.threshold),
+            "eval_images": result.eval_images,
+            "feature": "pixel",
+            "result_path": dg.MetadataValue.path(str(result.path)),
+        },
+        check_results=[
+            conservation_check(
+                ROWS_CONSERVED,
+                downloaded,
+                {
+                    "compared": result.samples - result.undecodable,
+                    "undecodable": result.undecodable,
+                },
+            )
+        ],
+    )

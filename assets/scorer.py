@@ -1,0 +1,42 @@
+"""scorer: the CLIP whose image-text similarity is every pool sample's CLIP score."""
+
+import dagster as dg
+
+from assets.metadata import throttled
+from pipelines.resources import PoolsieveResource
+from poolsieve.scorer import build_scorer
+
+
+@dg.asset(group_name="images", kinds={"pytorch", "openclip"})
+def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """A configured checkpoint / pretrained tag, or a tiny CLIP trained on the trusted set."""
+    settings = poolsieve.scorer_settings
+    report = throttled(context.log.info)
+
+    def progress(p) -> None:
+        report(p.step, p.total_steps, f"scorer training (loss {p.loss:.3f}): step")
+
+    try:
+        info = build_scorer(poolsieve.lake, settings, progress)
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    metadata = {
+        "arch": info.arch,
+        "origin": info.origin,
+        "source": info.source,
+        "weights": dg.MetadataValue.path(info.weights),
+        "weights_sha256": info.weights_sha256,
+    }
+    if info.training:
+        losses = info.training["losses"]
+        metadata |= {
+            "scale": info.training["scale"],
+            "trusted_samples": info.training["trusted_samples"],
+            "samples_seen": info.training["samples_seen"],
+            "train_seconds": dg.MetadataValue.float(info.training["seconds"]),
+            "loss_first": dg.MetadataValue.float(losses[0][1]) if losses else None,
+            "loss_last": dg.MetadataValue.float(losses[-1][1]) if losses else None,
+            "train_log": dg.MetadataValue.path(info.training["log"]),
+        }
+    context.log.info(f"scorer {info.arch} ({info.origin}) sha256 {info.weights_sha256[:12]}")
+    return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})

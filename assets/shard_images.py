@@ -1,0 +1,69 @@
+"""shard_images: the kept rows of one shard downloaded with img2dataset (webdataset tars)."""
+
+import dagster as dg
+
+from assets.metadata import conservation_check, reason_counts, throttled
+from assets.url_dedup import url_dedup
+from pipelines.partitions import SHARDS
+from pipelines.resources import DemoServerResource, PoolsieveResource
+from poolsieve.download.errors import GUARD_CATEGORIES
+from poolsieve.images import DOWNLOAD_MODELS, download_kept
+from poolsieve.sqlrunner import SqlProject
+
+PROJECT = SqlProject()
+ROWS_CONSERVED = "rows_conserved"
+#: always reported (zeros included) so the UI can plot them; any other category is added
+COMMON_ERRORS = ["http_404", "http_500", "timeout", "decode_error", "connection_error",
+                 *GUARD_CATEGORIES]  # fmt: skip
+
+
+@dg.asset(
+    partitions_def=SHARDS,
+    deps=[url_dedup],
+    code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1",
+    group_name="images",
+    kinds={"img2dataset", "webdataset"},
+    check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="shard_images", blocking=True)],
+)
+def shard_images(
+    context: dg.AssetExecutionContext,
+    poolsieve: PoolsieveResource,
+    demo_server: DemoServerResource,
+):
+    """img2dataset over the rows url_dedup kept (DataComp's settings): one status row per uid."""
+    shard = context.partition_key
+    report = throttled(context.log.info)
+    try:
+        result, rows = download_kept(
+            poolsieve.lake,
+            shard,
+            poolsieve.download_settings,
+            progress=lambda done, total: report(done, total, f"{shard}: downloaded"),
+            project=PROJECT,
+        )
+    except FileNotFoundError as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    context.log.info(
+        f"{shard}: {result.success}/{result.total} images in {result.seconds:.1f} s; "
+        f"errors {result.errors}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows_in": rows.num_rows,
+            "success": result.success,
+            "failed": result.failed,
+            "success_rate": dg.MetadataValue.float(result.success / max(result.total, 1)),
+            **reason_counts("errors", result.errors, sorted({*COMMON_ERRORS, *result.errors})),
+            "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
+            "images_per_s": dg.MetadataValue.float(round(result.total / result.seconds, 1)),
+            "tars": [str(p.name) for p in result.tars],
+            "verify_sha256": poolsieve.verify_sha256,
+            "images_path": dg.MetadataValue.path(str(result.out_dir)),
+            "status_path": dg.MetadataValue.path(str(result.status_path)),
+        },
+        check_results=[
+            conservation_check(
+                ROWS_CONSERVED, rows.num_rows, {"success": result.success, "failed": result.failed}
+            )
+        ],
+    )
