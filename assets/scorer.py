@@ -10,14 +10,13 @@ from poolsieve.scorer import build_scorer
 @dg.asset(group_name="images", kinds={"pytorch", "openclip"})
 def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """A configured checkpoint / pretrained tag, or a tiny CLIP trained on the trusted set."""
-    settings = poolsieve.scorer_settings
     report = throttled(context.log.info)
 
     def progress(p) -> None:
         report(p.step, p.total_steps, f"scorer training (loss {p.loss:.3f}): step")
 
     try:
-        info = build_scorer(poolsieve.lake, settings, progress)
+        info = build_scorer(poolsieve.lake, poolsieve.scorer_settings, progress)
     except (FileNotFoundError, ValueError) as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
     metadata = {

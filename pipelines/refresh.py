@@ -1,8 +1,11 @@
 """Pool refresh: the sensor (new/changed files, by cursor) and the schedule (re-scan, by lineage).
 
-Both plan with poolsieve.sources.plan_refresh: new files become partitions and get a run, changed
-files get a run, removed files are reported (log + an AssetObservation on pool_shard), never
-silently dropped.
+Both plan with poolsieve.sources.plan_refresh: new files become partitions and get a shard_job
+run (the whole per-shard pipeline), changed files get a run, removed files are reported (log +
+an AssetObservation on pool_shard), never silently dropped. Scorer first: while the scorer was
+never materialized, they request one scorer_job run and hold the shard runs back (new files are
+still registered), since every shard's embeddings need it; the next tick after it exists
+requests them.
 """
 
 import json
@@ -10,7 +13,7 @@ import os
 
 import dagster as dg
 
-from pipelines.jobs import ingest_job
+from pipelines.jobs import SHARD_ASSETS, ingest_job, shard_job
 from pipelines.partitions import SHARDS
 from pipelines.resources import PoolsieveResource
 from poolsieve.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
@@ -32,9 +35,23 @@ def removal_events(removed: list[str], source: str) -> list[dg.AssetObservation]
 def run_requests(plan: RefreshPlan, listing: SourceListing) -> list[dg.RunRequest]:
     files = listing.by_key()
     return [
-        dg.RunRequest(partition_key=key, run_key=f"{key}@{files[key].signature}")
+        dg.RunRequest(
+            partition_key=key,
+            run_key=f"{key}@{files[key].signature}",
+            asset_selection=[dg.AssetKey(a) for a in SHARD_ASSETS],
+            tags=shard_job.tags,
+        )
         for key in plan.to_run
     ]
+
+
+def scorer_missing(instance: dg.DagsterInstance) -> bool:
+    return instance.get_latest_materialization_event(dg.AssetKey("scorer")) is None
+
+
+SCORER_FIRST = dg.RunRequest(run_key="scorer-first", asset_selection=[dg.AssetKey("scorer")])
+#: what refresh runs materialize: the scorer (once) and every per-shard asset
+REFRESH_TARGET = dg.AssetSelection.assets("scorer", *SHARD_ASSETS)
 
 
 def _log_plan(log, plan: RefreshPlan, listing: SourceListing) -> None:
@@ -46,18 +63,20 @@ def _log_plan(log, plan: RefreshPlan, listing: SourceListing) -> None:
         log.info(f"pool refresh: ignored non-parquet files {listing.ignored}")
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=60)
+@dg.sensor(target=REFRESH_TARGET, minimum_interval_seconds=60)
 def pool_source_sensor(context: dg.SensorEvaluationContext, poolsieve: PoolsieveResource):
-    """Registers new source files as shard partitions and requests their ingest runs."""
+    """Registers new source files as shard partitions and requests their shard_job runs."""
     listing = scan_source(poolsieve.source_url)
     cursor = json.loads(context.cursor) if context.cursor else {"seen": {}, "removed": []}
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     plan = plan_refresh(listing, registered, cursor["seen"])
     _log_plan(context.log, plan, listing)
     newly_removed = [k for k in plan.removed if k not in cursor["removed"]]
-    seen = {**cursor["seen"], **{k: listing.by_key()[k].signature for k in plan.to_run}}
+    hold = scorer_missing(context.instance) and bool(plan.to_run)
+    ran = [] if hold else plan.to_run
+    seen = {**cursor["seen"], **{k: listing.by_key()[k].signature for k in ran}}
     return dg.SensorResult(
-        run_requests=run_requests(plan, listing),
+        run_requests=[SCORER_FIRST] if hold else run_requests(plan, listing),
         dynamic_partitions_requests=[SHARDS.build_add_request(plan.new)] if plan.new else [],
         asset_events=removal_events(newly_removed, listing.root),
         cursor=json.dumps(
@@ -86,7 +105,11 @@ def materialized_signatures(instance: dg.DagsterInstance, keys: list[str]) -> di
     return signatures
 
 
-@dg.schedule(job=ingest_job, cron_schedule=REFRESH_CRON, execution_timezone="UTC")
+@dg.schedule(
+    cron_schedule=REFRESH_CRON,
+    target=REFRESH_TARGET,
+    execution_timezone="UTC",
+)
 def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, poolsieve: PoolsieveResource):
     """Daily (POOLSIEVE_REFRESH_CRON) re-scan: registers new files, re-runs new or changed shards."""
     listing = scan_source(poolsieve.source_url)
@@ -95,6 +118,9 @@ def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, poolsieve: Pool
     _log_plan(context.log, plan, listing)
     if plan.new:
         context.instance.add_dynamic_partitions(SHARDS.name, plan.new)
+    if plan.to_run and scorer_missing(context.instance):
+        context.log.info("pool refresh: the scorer comes first; shard runs follow its run")
+        return [SCORER_FIRST]
     requests = run_requests(plan, listing)
     return requests or dg.SkipReason(f"pool source {listing.root} has nothing new or changed")
 

@@ -115,7 +115,8 @@ class PoolsieveResource(dg.ConfigurableResource):
 
     @property
     def scorer_settings(self) -> ScorerSettings:
-        trusted = "" if self.scorer_source else self._demo_part(self.trusted_dir, "trusted")
+        world = self.demo_world
+        trusted = self.trusted_dir or (str(world / "trusted") if world else "")
         return ScorerSettings(
             arch=self.scorer_arch,
             source=self.scorer_source,

@@ -16,10 +16,15 @@ def _run(args, tmp_path):
     return subprocess.run([POOLSIEVE, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+INGEST = ["--job", "ingest_job"]
+
+
 def test_run_ingests_and_summarizes(tmp_path, source_dir):
     write_datacomp(source_dir / "a.parquet", [row(1), row(2, url="ftp://x.org/y.jpg"), row(3)])
     write_datacomp(source_dir / "b.parquet", [row(10, url="HTTP://IMG.example.com/1.jpg"), row(11)])
-    proc = _run(["run", "--source", str(source_dir), "--lake", str(tmp_path / "lake")], tmp_path)
+    proc = _run(
+        ["run", "--source", str(source_dir), "--lake", str(tmp_path / "lake"), *INGEST], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "2 shards" in out
@@ -35,7 +40,9 @@ def test_run_ingests_and_summarizes(tmp_path, source_dir):
 def test_run_reports_a_bad_shard_and_exits_nonzero(tmp_path, source_dir):
     write_datacomp(source_dir / "a.parquet", [row(1)])
     (source_dir / "z.parquet").write_text("garbage")
-    proc = _run(["run", "--source", str(source_dir), "--lake", str(tmp_path / "lake")], tmp_path)
+    proc = _run(
+        ["run", "--source", str(source_dir), "--lake", str(tmp_path / "lake"), *INGEST], tmp_path
+    )
     assert proc.returncode == 1
     assert "z.parquet: not a readable parquet file" in proc.stderr
     assert re.search(r"kept \(unique URLs\)\s+1\n", proc.stdout)
@@ -49,10 +56,27 @@ def test_normalize_url_command(tmp_path):
     ]
 
 
-def test_demo_main_job_matches_ground_truth(tmp_path):
-    proc = _run(["demo", "--lake", str(tmp_path / "lake")], tmp_path)
+SMALL_DEMO = ["--shards", "2", "--rows-per-shard", "150", "--scorer-samples", "128"]
+
+
+def test_demo_main_job_downloads_embeds_and_matches_ground_truth(tmp_path):
+    proc = _run(["demo", "--lake", str(tmp_path / "lake"), *SMALL_DEMO], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "demo ground truth: all counts match" in proc.stdout
+    out = proc.stdout
+    assert "demo ground truth: all counts match" in out
+    assert "scorer_job" in out and "no scorer yet" in out
+    downloaded = int(re.search(r"downloaded\s+(\d+)\n", out).group(1))
+    assert downloaded > 0 and re.search(rf"embedded\s+{downloaded}\n", out)
+    assert re.search(r"eval near-duplicates: 100.0% of \d+ planted flagged", out), out
     assert (tmp_path / "home" / "dagster.yaml").exists()
     again = _run(["demo", "--lake", str(tmp_path / "lake")], tmp_path)  # re-run: idempotent
     assert again.returncode == 0 and "all counts match" in again.stdout
+    assert "no scorer yet" not in again.stdout  # the scorer is reused
+
+
+def test_main_job_without_a_scorer_stops_with_a_clear_message(tmp_path, source_dir):
+    write_datacomp(source_dir / "a.parquet", [row(1), row(2)])
+    proc = _run(["run", "--source", str(source_dir), "--lake", str(tmp_path / "lake")], tmp_path)
+    assert proc.returncode == 1
+    assert "no scorer configured" in proc.stderr
+    assert "a.parquet" not in proc.stdout.split("scorer_job")[-1]  # no shard ran

@@ -15,9 +15,22 @@ from poolsieve.paths import REPO_ROOT
 def test_definitions_hold_the_graph():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"pool_shard", "url_dedup"}
-    assert graph.get(dg.AssetKey("url_dedup")).parent_keys == {dg.AssetKey("pool_shard")}
-    assert defs.resolve_job_def("ingest_job") is not None
+    assert keys == {
+        "pool_shard",
+        "url_dedup",
+        "shard_images",
+        "scorer",
+        "clip_embeddings",
+        "eval_decontamination",
+    }
+    parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys} for k in keys}
+    assert parents["url_dedup"] == {"pool_shard"}
+    assert parents["shard_images"] == {"url_dedup"}
+    assert parents["clip_embeddings"] == {"shard_images", "scorer"}
+    assert parents["eval_decontamination"] == {"shard_images"}
+    assert graph.get(dg.AssetKey("scorer")).partitions_def is None
+    for job in ("ingest_job", "shard_job", "scorer_job"):
+        assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {
         "pool_source_sensor",
         "dedup_recheck_sensor",

@@ -25,6 +25,12 @@ def _tick(instance, resource, cursor=None):
     return result
 
 
+@pytest.fixture(autouse=True)
+def scorer_exists(instance):
+    """Most tests look at shards; the scorer-first rule has its own test below."""
+    instance.report_runless_asset_event(dg.AssetMaterialization("scorer"))
+
+
 def _write(source_dir, name, first_uid):
     return write_datacomp(source_dir / name, [row(first_uid), row(first_uid + 1)])
 
@@ -123,3 +129,20 @@ def test_fsspec_memory_source(instance, lake):
         resources={"poolsieve": resource},
     )
     assert result.success
+
+
+def test_scorer_comes_first_then_the_shards(resource, source_dir):
+    _write(source_dir, "a.parquet", 1)
+    with dg.instance_for_test() as fresh:
+        first = _tick(fresh, resource)
+        assert [(r.run_key, r.partition_key) for r in first.run_requests] == [
+            ("scorer-first", None)
+        ]
+        assert first.run_requests[0].asset_selection == [dg.AssetKey("scorer")]
+        assert fresh.get_dynamic_partitions(SHARDS.name) == ["a.parquet"]  # registered already
+        fresh.report_runless_asset_event(dg.AssetMaterialization("scorer"))
+        second = _tick(fresh, resource, first.cursor)
+        assert [r.partition_key for r in second.run_requests] == ["a.parquet"]
+        assert dg.AssetKey("clip_embeddings") in second.run_requests[0].asset_selection
+        schedule_ctx = dg.build_schedule_context(instance=fresh, resources={"poolsieve": resource})
+        assert [r.partition_key for r in pool_refresh_schedule(schedule_ctx)] == ["a.parquet"]

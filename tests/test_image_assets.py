@@ -1,0 +1,237 @@
+"""The image stages as Dagster assets, end to end on a small demo world served on loopback.
+
+One module-scoped run: write a world into the lake, materialize the scorer (a tiny CLIP trained
+for a few steps with open_clip_train), then the main per-shard job (ingest, dedup, real
+img2dataset downloads from the demo server, embeddings, decontamination) for every shard. The
+tests score each stage against the world's ground truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.definitions import build_defs
+from pipelines.partitions import SHARDS
+from pipelines.resources import PoolsieveResource, demo_world_dir
+from poolsieve.clip.npz import check_alignment, read_npz
+from poolsieve.demo import WorldConfig, write_demo_world
+from poolsieve.demo.server import free_port, health
+from poolsieve.download import STATUS_FILE
+from poolsieve.images import outcome_counts
+from poolsieve.lake import Lake
+from poolsieve.report import lake_counts, near_duplicate_rates
+
+# More planted eval near-duplicates than the default (1%), so recall is measured on 30 copies.
+CONFIG = WorldConfig(
+    rates={"eval_near_duplicate": 0.1},
+    trusted_samples=200,
+    trusted_shard_size=100,
+    eval_per_class=3,
+    retrieval_images=40,
+    slow_seconds=1.0,
+)
+SHARD_ASSETS = [
+    "pool_shard",
+    "url_dedup",
+    "shard_images",
+    "clip_embeddings",
+    "eval_decontamination",
+]
+
+
+def _resource(lake_dir) -> PoolsieveResource:
+    return PoolsieveResource(
+        lake_dir=str(lake_dir), scorer_samples=256, embed_batch_size=64, embed_workers=1
+    )
+
+
+def _run(defs, instance, job: str, key: str | None = None):
+    return defs.resolve_job_def(job).execute_in_process(
+        partition_key=key, instance=instance, raise_on_error=False
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    lake_dir = tmp_path_factory.mktemp("images") / "lake"
+    world = write_demo_world(
+        demo_world_dir(str(lake_dir)),
+        seed=5,
+        base_url=f"http://127.0.0.1:{free_port()}",
+        n_shards=2,
+        rows_per_shard=150,
+        config=CONFIG,
+    )
+    resource = _resource(lake_dir)
+    defs = build_defs(resource)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SHARDS.name, world.truth["shards"])
+        runs = {"scorer": _run(defs, instance, "scorer_job")}
+        for shard in world.truth["shards"]:
+            runs[shard] = _run(defs, instance, "shard_job", shard)
+        yield {"world": world, "lake": Lake(lake_dir), "runs": runs, "instance": instance,
+               "defs": defs, "resource": resource}  # fmt: skip
+
+
+def _metadata(result, asset: str) -> dict:
+    event = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset
+    )
+    return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+
+
+def _checks(result) -> dict[str, bool]:
+    return {
+        f"{e.asset_key.path[-1]}.{e.check_name}": e.passed
+        for e in (ev.event_specific_data for ev in result.all_events)
+        if isinstance(e, dg.AssetCheckEvaluation)
+    }
+
+
+def test_every_run_succeeds_with_every_check_passing(pipeline):
+    for name, result in pipeline["runs"].items():
+        assert result.success, name
+        assert all(_checks(result).values()), (name, _checks(result))
+    shard_run = pipeline["runs"][pipeline["world"].truth["shards"][0]]
+    assert {e.asset_key.path[-1] for e in shard_run.get_asset_materialization_events()} == set(
+        SHARD_ASSETS
+    )
+
+
+def test_download_outcomes_match_the_planted_truth_per_shard(pipeline):
+    truth = pipeline["world"].truth["download"]["per_shard"]
+    for shard, want in truth.items():
+        meta = _metadata(pipeline["runs"][shard], "shard_images")
+        errors = {k.split("/", 1)[1]: v for k, v in meta.items() if k.startswith("errors/") and v}
+        got = outcome_counts(errors, meta["success"])
+        assert got == {k: v for k, v in want.items() if v}, shard
+        assert meta["rows_in"] == meta["success"] + meta["failed"]
+        assert meta["success_rate"] == pytest.approx(meta["success"] / meta["rows_in"])
+
+
+def test_every_kept_row_has_one_status_and_the_redirect_was_refused(pipeline):
+    lake, world = pipeline["lake"], pipeline["world"]
+    for shard in world.truth["shards"]:
+        status = pq.read_table(lake.partition_dir("shard_images", shard) / STATUS_FILE)
+        decisions = pq.read_table(lake.partition_dir("url_dedup", shard) / "decisions.parquet")
+        kept = {r["uid"] for r in decisions.to_pylist() if r["keep"]}
+        assert sorted(status.column("uid").to_pylist()) == sorted(kept)
+    planted = [p for p in world.truth["problems"] if p["kind"] == "redirect_private"]
+    by_uid = _status_by_uid(lake, world)
+    assert planted and all(
+        by_uid[p["uid"]]["error_category"] == "blocked_redirect" for p in planted
+    )
+
+
+def _status_by_uid(lake, world) -> dict[str, dict]:
+    rows = {}
+    for shard in world.truth["shards"]:
+        path = lake.partition_dir("shard_images", shard) / STATUS_FILE
+        rows |= {r["uid"]: r for r in pq.read_table(path).to_pylist()}
+    return rows
+
+
+def test_scorer_trained_offline_and_recorded_its_weights(pipeline):
+    meta = _metadata(pipeline["runs"]["scorer"], "scorer")
+    assert meta["origin"] == "trained" and meta["arch"] == "poolsieve-tiny"
+    weights = Path(meta["weights"]).read_bytes()
+    assert hashlib.sha256(weights).hexdigest() == meta["weights_sha256"]
+    assert meta["samples_seen"] >= 256 and meta["trusted_samples"] == 200
+    recorded = json.loads((pipeline["lake"].root / "scorer" / "scorer.json").read_text())
+    assert recorded["weights_sha256"] == meta["weights_sha256"]
+
+
+def test_embeddings_cover_every_download_and_the_npz_is_aligned(pipeline):
+    lake, world = pipeline["lake"], pipeline["world"]
+    status = _status_by_uid(lake, world)
+    for shard in world.truth["shards"]:
+        out = lake.partition_dir("clip_embeddings", shard)
+        emb = pq.read_table(out / "embeddings.parquet").to_pylist()
+        downloaded = {u for u, r in status.items() if r["status"] == "success"}
+        shard_uids = {r["uid"] for r in emb}
+        assert shard_uids <= downloaded
+        metadata = lake.partition_dir("pool_shard", shard) / "rows.parquet"
+        assert check_alignment(out / "embeddings.npz", metadata) == []
+        arrays = read_npz(out / "embeddings.npz")
+        score = dict(
+            zip(arrays["uid"].tolist(), arrays["poolsieve_tiny_score"].tolist(), strict=True)
+        )
+        assert all(np.isnan(score[u]) for u in set(score) - shard_uids)
+        assert all(score[r["uid"]] == pytest.approx(r["clip_score"]) for r in emb)
+        meta = _metadata(pipeline["runs"][shard], "clip_embeddings")
+        assert meta["embedded"] == len(emb) and meta["device"] == "cpu"
+
+
+def test_decontamination_finds_the_planted_copies(pipeline):
+    world = pipeline["world"]
+    rates = near_duplicate_rates(pipeline["lake"].root, world.truth_path)
+    assert rates.near_duplicates == len(world.truth["eval_near_duplicates"]) == 30
+    assert rates.recall >= 0.95
+    assert rates.false_flag_rate <= 0.01
+
+
+def test_a_copy_names_the_eval_image_it_copies(pipeline):
+    lake, world = pipeline["lake"], pipeline["world"]
+    found = {}
+    for shard in world.truth["shards"]:
+        path = lake.partition_dir("eval_decontamination", shard) / "decontamination.parquet"
+        found |= {r["uid"]: r for r in pq.read_table(path).to_pylist()}
+    hits = [
+        d for d in world.truth["eval_near_duplicates"]
+        if found[d["uid"]]["flagged"] and d["eval_key"] in found[d["uid"]]["nearest_eval"]
+    ]  # fmt: skip
+    assert len(hits) >= 0.95 * len(world.truth["eval_near_duplicates"])
+
+
+def test_lake_counts_match_the_truth(pipeline):
+    counts = lake_counts(pipeline["lake"].root)
+    truth = pipeline["world"].truth
+    assert counts["download"] == {k: v for k, v in truth["download"]["expected"].items() if v}
+    assert counts["embedded"]["rows"] == counts["download"]["success"]
+
+
+def test_demo_server_is_stopped_after_the_runs(pipeline):
+    assert health(pipeline["world"].base_url) is None
+
+
+def test_rematerializing_one_shard_replaces_only_its_files(pipeline):
+    lake, world = pipeline["lake"], pipeline["world"]
+    first, second = world.truth["shards"]
+    before = _digests(lake.root / "shard_images" / second)
+    old_status = (lake.partition_dir("shard_images", first) / STATUS_FILE).stat().st_mtime_ns
+    result = _run(pipeline["defs"], pipeline["instance"], "shard_job", first)
+    assert result.success
+    assert _digests(lake.root / "shard_images" / second) == before
+    assert (lake.partition_dir("shard_images", first) / STATUS_FILE).stat().st_mtime_ns > old_status
+    assert not list((lake.root / "shard_images").glob(".*.tmp"))
+
+
+def _digests(folder) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_embedding_without_a_scorer_fails_with_a_clear_message(tmp_path):
+    from assets.clip_embeddings import clip_embeddings
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SHARDS.name, ["s.parquet"])
+        result = dg.materialize(
+            [clip_embeddings],
+            partition_key="s.parquet",
+            instance=instance,
+            resources={"poolsieve": _resource(tmp_path / "lake")},
+            raise_on_error=False,
+        )
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "materialize the scorer asset first" in str(failure.event_specific_data.error.message)
