@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup demo test test-fast dev lint format bench-dedup clean
+.PHONY: setup demo test test-fast dev lint format bench-dedup bench-embed clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ format: setup
 
 bench-dedup: setup   ## the dedup benchmark (ROWS=10000000 for the 10M run)
 	$(PY) bench/dedup/run.py --rows $(or $(ROWS),1000000)
+
+bench-embed: setup   ## the embedding benchmark (TARS='lake/shard_images/*/*.tar' for the demo's images)
+	$(PY) bench/embed/run.py $(if $(TARS),--models tiny --tars '$(TARS)')
 
 clean:
 	rm -rf lake .dagster_home

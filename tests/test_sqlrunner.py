@@ -4,9 +4,10 @@ import duckdb
 import pytest
 
 from poolsieve.dedup import dedup_shards
+from poolsieve.images import kept_rows
 from poolsieve.ingest import ingest_shard
 from poolsieve.sqlrunner import SqlProject, SqlProjectError, column_test_failures
-from tests.conftest import row, write_datacomp
+from tests.conftest import row, uid, write_datacomp
 
 
 def _project(tmp_path, files: dict[str, str]) -> SqlProject:
@@ -112,6 +113,7 @@ def test_project_models_pass_their_yaml_tests_on_real_output(tmp_path, conn, lak
     ingest_shard(conn, lake, "b", 1, str(b))
     dedup_shards(conn, lake, ["a", "b"])
     project = SqlProject()
+    assert kept_rows(conn, lake, "a", project).column("uid").to_pylist() == [uid(1)]  # 4: dup URL
     failures = []
     for name, model in project.models.items():
         failures += column_test_failures(conn, model, name)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import glob
 import io
 import json
 import os
@@ -30,7 +31,6 @@ import platform
 import statistics
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -51,13 +51,9 @@ from poolsieve.clip.embed import (  # noqa: E402
     index_tar,
     model_image_size,
 )
+from poolsieve.clip.model_configs import register_configs  # noqa: E402
 
-TINY_NAME = "bench-embed-tiny"
-TINY = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 32, "layers": 3, "width": 128, "patch_size": 4},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
-}
+TINY_NAME = "poolsieve-tiny"  # the demo's scorer architecture (poolsieve/clip/configs/)
 BATCH = {TINY_NAME: 256, "ViT-B-32": 64}
 SHARD_SIZE = 1000
 
@@ -82,6 +78,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--quiet-cpu", type=float, default=15.0, help="percent of all cores")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
+    parser.add_argument(
+        "--tars",
+        default="",
+        help="glob of real img2dataset tars to use instead of the synthetic set "
+        "(e.g. lake/shard_images/*/*.tar after make demo)",
+    )
     parser.add_argument("--out-dir", type=Path, default=HERE / "out")
     return parser.parse_args(argv)
 
@@ -247,10 +249,11 @@ def bench_model(name: str, tars, n: int, args) -> list[dict]:
     return [dict(r, model=name, images=n) for r in rows]
 
 
-def register_tiny(folder: Path) -> None:
-    """Our tiny config, found by name like any open_clip architecture."""
-    (folder / f"{TINY_NAME}.json").write_text(json.dumps(TINY))
-    open_clip.add_model_config(folder)
+def real_tars(pattern: str) -> tuple[list[Path], int]:
+    tars = sorted(Path(p) for p in glob.glob(pattern))
+    if not tars:
+        raise SystemExit(f"no tars match {pattern}")
+    return tars, sum(len(index_tar(t, {})) for t in tars)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -274,21 +277,25 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     names = [TINY_NAME if m == "tiny" else m for m in args.models.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory() as config_dir:
-        register_tiny(Path(config_dir))
-        for name in names:
-            n = args.n_tiny if name == TINY_NAME else args.n_b32
+    register_configs()
+    for name in names:
+        n = args.n_tiny if name == TINY_NAME else args.n_b32
+        if args.tars:
+            tars, n = real_tars(args.tars)
+        else:
             tars = write_dataset(args.data_dir, n)
-            rows += bench_model(name, tars, n, args)
+        rows += bench_model(name, tars, n, args)
     report = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average": os.getloadavg(),
         "torch": torch.__version__,
+        "data": args.tars or "synthetic",
         "rows": rows,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"results-{args.models.replace(',', '_')}.json").write_text(
+    suffix = "-realtars" if args.tars else ""
+    (args.out_dir / f"results-{args.models.replace(',', '_')}{suffix}.json").write_text(
         json.dumps(report, indent=2)
     )
     print(markdown(rows))
