@@ -24,7 +24,9 @@ class WorldConfig:
 
     rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     metadata_counts: dict[str, int] | None = None
-    slow_seconds: float = 3.0
+    slow_seconds: float = (
+        6.0  # the demo downloader times out at half of it (3 s): margin on a loaded machine
+    )
     alt_host: str = "localhost"
     alt_host_fraction: float = 0.25
     formats: dict[str, float] = field(
