@@ -3,12 +3,25 @@
 import dagster as dg
 
 from assets.clip_embeddings import clip_embeddings
+from assets.clip_model import clip_model
 from assets.eval_decontamination import eval_decontamination
+from assets.evaluation import evaluation
+from assets.leaderboard import leaderboard
+from assets.pool_features import pool_features
 from assets.pool_shard import pool_shard
 from assets.scorer import scorer
 from assets.shard_images import shard_images
+from assets.subset import subset
+from assets.train_shards import train_shards
 from assets.url_dedup import url_dedup
-from pipelines.jobs import ingest_job, scorer_job, shard_job
+from pipelines.jobs import (
+    features_job,
+    ingest_job,
+    leaderboard_job,
+    scorer_job,
+    shard_job,
+    strategy_job,
+)
 from pipelines.refresh import dedup_recheck_sensor, pool_refresh_schedule, pool_source_sensor
 from pipelines.resources import PoolsieveResource, demo_server_for, resource_from_env
 
@@ -23,8 +36,14 @@ def build_defs(poolsieve: PoolsieveResource) -> dg.Definitions:
             scorer,
             clip_embeddings,
             eval_decontamination,
+            pool_features,
+            subset,
+            train_shards,
+            clip_model,
+            evaluation,
+            leaderboard,
         ],
-        jobs=[ingest_job, shard_job, scorer_job],
+        jobs=[ingest_job, shard_job, scorer_job, features_job, strategy_job, leaderboard_job],
         sensors=[pool_source_sensor, dedup_recheck_sensor],
         schedules=[pool_refresh_schedule],
         resources={"poolsieve": poolsieve, "demo_server": demo_server_for(poolsieve)},

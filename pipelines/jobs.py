@@ -30,3 +30,24 @@ scorer_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("scorer"),
     description="Resolve or train the scorer CLIP (once; re-run when its settings change).",
 )
+
+STRATEGY_ASSETS = ["subset", "train_shards", "clip_model", "evaluation"]
+
+features_job = dg.define_asset_job(
+    "features_job",
+    selection=dg.AssetSelection.assets("pool_features"),
+    description="pool_features over every shard (after the shards' main job).",
+    tags={"poolsieve/catalog": "write"},
+)
+
+strategy_job = dg.define_asset_job(
+    "strategy_job",
+    selection=dg.AssetSelection.assets(*STRATEGY_ASSETS),
+    description="Per strategy (filter): subset, train shards, CLIP training, evaluation.",
+)
+
+leaderboard_job = dg.define_asset_job(
+    "leaderboard_job",
+    selection=dg.AssetSelection.assets("leaderboard"),
+    description="The leaderboard over every evaluated strategy.",
+)

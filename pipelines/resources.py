@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from poolsieve.curate.features import FeatureSettings
 from poolsieve.decontam import PIXEL_THRESHOLD
 from poolsieve.demo.shared import shared_demo_server
 from poolsieve.demo.world import TRUTH_FILE, load_demo_world
@@ -69,6 +70,14 @@ class PoolsieveResource(dg.ConfigurableResource):
     # decontamination
     eval_dir: str = ""  # empty: the demo world's eval sets
     decontam_threshold: float = PIXEL_THRESHOLD
+    # pool features and the DataComp loop
+    language_detector: str = "lingua"
+    image_clusters: int = 36  # k-means k for the image-based filter
+    exemplar_dir: str = ""  # exemplar images (webdataset tars); empty: the trusted set
+    train_scale: str = "tiny-cpu"
+    train_seed: int = 0
+    train_samples: int = 0  # 0: the scale's samples-seen budget (equal for every strategy)
+    train_shard_size: int = 1000
 
     @property
     def lake(self) -> Lake:
@@ -126,8 +135,22 @@ class PoolsieveResource(dg.ConfigurableResource):
         )
 
     @property
+    def exemplar_tars(self) -> list[Path]:
+        folder = self.exemplar_dir or self.scorer_settings.trusted_dir
+        return sorted(Path(folder).glob("*.tar")) if folder else []
+
+    @property
+    def feature_settings(self) -> FeatureSettings:
+        return FeatureSettings(self.language_detector, self.image_clusters, self.train_seed)
+
+    @property
     def eval_path(self) -> str:
         return self._demo_part(self.eval_dir, "eval")
+
+    def connect_memory(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with the same limits (for work that needs no catalog)."""
+        settings = DuckSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads)
+        return connect(":memory:", settings)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection to the lake's catalog (waits, bounded, if another run holds it)."""

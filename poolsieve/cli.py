@@ -34,12 +34,14 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def run_main_job(resource, job_name: str = "shard_job") -> tuple[int, dict]:
-    """Register the source's files as shards and run ``job_name`` on each, in pool order.
+def run_main_job(resource, job_name: str = "all") -> tuple[int, dict]:
+    """Register the source's files as shards and run the main job on them, in pool order.
 
-    ``shard_job`` (the default: ingest, dedup, download, embed, decontaminate) first makes sure
-    the scorer exists (materializing it once). On the demo world the image server is kept up,
-    shared, for the whole run. Returns the exit status and poolsieve.report.lake_counts."""
+    ``all`` (the default): the scorer (once), then ``shard_job`` per shard (ingest, dedup,
+    download, embed, decontaminate), then the DataComp loop (pool_features; per strategy subset,
+    train shards, CLIP training, evaluation; the leaderboard). ``shard_job`` stops after the
+    shards, ``ingest_job`` runs ingest + dedup only. On the demo world the image server is kept
+    up, shared, for the whole run. Returns the exit status and poolsieve.report.lake_counts."""
     from pipelines.definitions import build_defs
     from pipelines.partitions import SHARDS
     from poolsieve.report import lake_counts, lake_summary
@@ -54,20 +56,40 @@ def run_main_job(resource, job_name: str = "shard_job") -> tuple[int, dict]:
     print(
         f"poolsieve: {len(listing.files)} shards in {resource.source_url}; lake {resource.lake_dir}"
     )
-    if job_name == "shard_job" and not _ensure_scorer(defs, instance, resource):
+    if job_name != "ingest_job" and not _ensure_scorer(defs, instance, resource):
         return 1, lake_counts(Path(resource.lake_dir))
-    job = defs.resolve_job_def(job_name)
+    shard_job = defs.resolve_job_def("ingest_job" if job_name == "ingest_job" else "shard_job")
     with _demo_server(resource):
         failed = [
             key
             for key in instance.get_dynamic_partitions(SHARDS.name)
-            if key in listing.by_key() and not _run_one(job, instance, key)
+            if key in listing.by_key() and not _run_one(shard_job, instance, key)
         ]
     counts = lake_counts(Path(resource.lake_dir))
     print(lake_summary(counts))
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
+    elif job_name == "all":
+        failed = _curate(defs, instance, resource)
     return (1 if failed else 0), counts
+
+
+def _curate(defs, instance, resource) -> list[str]:
+    """pool_features, then per strategy subset -> train_shards -> clip_model -> evaluation, then
+    the leaderboard; returns what failed."""
+    from pipelines.partitions import STRATEGIES
+    from poolsieve.curate.leaderboard import build_leaderboard
+
+    if not _run_one(defs.resolve_job_def("features_job"), instance, None):
+        return ["pool_features"]
+    print(f"poolsieve: training and evaluating {len(STRATEGIES.get_partition_keys())} strategies")
+    job = defs.resolve_job_def("strategy_job")
+    failed = [s for s in STRATEGIES.get_partition_keys() if not _run_one(job, instance, s)]
+    if not _run_one(defs.resolve_job_def("leaderboard_job"), instance, None):
+        return [*failed, "leaderboard"]
+    board = build_leaderboard(resource.lake, STRATEGIES.get_partition_keys())
+    print("\nleaderboard (same samples seen and seed for every strategy)\n" + board.markdown())
+    return failed
 
 
 def _ensure_scorer(defs, instance, resource) -> bool:
@@ -124,7 +146,9 @@ def cmd_demo(args) -> int:
             world_dir, seed=args.seed, n_shards=args.shards, rows_per_shard=args.rows_per_shard
         )
         print(f"poolsieve: wrote the demo world ({len(world.shard_paths)} shards) to {world_dir}")
-    resource = _resource(args, source="", scorer_samples=args.scorer_samples)
+    resource = _resource(
+        args, source="", scorer_samples=args.scorer_samples, train_samples=args.train_samples
+    )
     status, counts = run_main_job(resource, args.job)
     truth = world_dir / TRUTH_FILE
     mismatches = compare_with_truth(counts, truth)
@@ -166,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--memory-limit", default="2GB", help="DuckDB memory_limit")
         p.add_argument(
             "--job",
-            choices=["shard_job", "ingest_job"],
-            default="shard_job",
-            help="shard_job: the whole per-shard pipeline; ingest_job: ingest + dedup only",
+            choices=["all", "shard_job", "ingest_job"],
+            default="all",
+            help="all: the whole graph and the leaderboard; shard_job: the per-shard pipeline "
+            "only; ingest_job: ingest + dedup only",
         )
         p.set_defaults(fn=fn)
         if name == "demo":
@@ -187,6 +212,12 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows-per-shard", type=int, default=500, help="(new world only)")
     p.add_argument(
         "--scorer-samples", type=int, default=0, help="scorer training budget (0: tiny-cpu's)"
+    )
+    p.add_argument(
+        "--train-samples",
+        type=int,
+        default=0,
+        help="samples seen per strategy's CLIP, the same for all (0: tiny-cpu's 12,800)",
     )
 
 

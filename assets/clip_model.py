@@ -1,0 +1,47 @@
+"""clip_model: open_clip's own trainer on one strategy's train shards, same budget for every one."""
+
+import dagster as dg
+
+from assets.metadata import throttled
+from assets.train_shards import train_shards
+from pipelines.partitions import STRATEGIES
+from pipelines.resources import PoolsieveResource
+from poolsieve.curate.models import train_strategy
+
+
+@dg.asset(
+    partitions_def=STRATEGIES,
+    deps=[train_shards],
+    code_version="train-v1",
+    group_name="curation",
+    kinds={"pytorch", "openclip"},
+)
+def clip_model(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """A CLIP trained at the configured scale (tiny-cpu in the demo), offline; log + checkpoint."""
+    name = context.partition_key
+    report = throttled(context.log.info)
+
+    def progress(p) -> None:
+        report(p.step, p.total_steps, f"{name} training (loss {p.loss:.3f}): step")
+
+    try:
+        record = train_strategy(poolsieve.lake, name, poolsieve.train_scale, poolsieve.train_seed,
+                                poolsieve.train_samples, progress)  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    losses = record["losses"]
+    return dg.MaterializeResult(
+        metadata={
+            "arch": record["arch"],
+            "scale": record["scale"],
+            "seed": record["seed"],
+            "samples_seen": record["samples_seen"],
+            "train_samples": record["train_samples"],
+            "seconds": dg.MetadataValue.float(record["seconds"]),
+            "loss_first": dg.MetadataValue.float(losses[0][1] if losses else float("nan")),
+            "loss_last": dg.MetadataValue.float(losses[-1][1] if losses else float("nan")),
+            "weights_sha256": record["sha256"],
+            "checkpoint": dg.MetadataValue.path(record["checkpoint"]),
+            "log": dg.MetadataValue.path(record["log"]),
+        }
+    )

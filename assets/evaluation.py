@@ -1,0 +1,30 @@
+"""evaluation: zero-shot classification and image-text retrieval of one strategy's CLIP."""
+
+import dagster as dg
+
+from assets.clip_model import clip_model
+from pipelines.partitions import STRATEGIES
+from pipelines.resources import PoolsieveResource
+from poolsieve.curate.models import evaluate_strategy
+
+
+@dg.asset(
+    partitions_def=STRATEGIES,
+    deps=[clip_model],
+    code_version="eval-v1",
+    group_name="curation",
+    kinds={"pytorch"},
+)
+def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """Top-1 and mean per-class recall; recall@1/5/10 both ways; the average of main metrics."""
+    name = context.partition_key
+    try:
+        doc, _ = evaluate_strategy(poolsieve.lake, name, poolsieve.eval_path, poolsieve.device)
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    metrics = doc["metrics"]
+    context.log.info(f"{name}: average {metrics['average']:.3f}")
+    return dg.MaterializeResult(
+        metadata={k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()}
+        | {"samples_seen": doc["samples_seen"], "seed": doc["seed"]}
+    )

@@ -1,0 +1,37 @@
+"""leaderboard: every strategy's subset size and metrics, with plots, in the Dagster UI."""
+
+import base64
+
+import dagster as dg
+
+from assets.evaluation import evaluation
+from pipelines.partitions import STRATEGIES
+from pipelines.resources import PoolsieveResource
+from poolsieve.curate.leaderboard import build_leaderboard
+
+
+def _image(path) -> dg.MetadataValue:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{data})")
+
+
+@dg.asset(deps=[evaluation], code_version="leaderboard-v1", group_name="curation",
+          kinds={"parquet", "matplotlib"})  # fmt: skip
+def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """Strategy -> subset size, each metric, average; accuracy-vs-size and drops-per-reason plots."""
+    board = build_leaderboard(poolsieve.lake, STRATEGIES.get_partition_keys())
+    if board.missing:
+        context.log.warning(f"strategies without an evaluation yet: {board.missing}")
+    if not board.rows:
+        raise dg.Failure("no strategy has been evaluated yet: materialize evaluation first")
+    metadata = {
+        "leaderboard": dg.MetadataValue.md(board.markdown()),
+        "strategies": len(board.rows),
+        "not_evaluated": board.missing,
+        "best": board.rows[0]["strategy"],
+        "table": dg.MetadataValue.path(str(board.files["table"])),
+    }
+    for key in ("accuracy_plot", "drops_plot"):
+        metadata[key] = _image(board.files[key])
+        metadata[f"{key}_path"] = dg.MetadataValue.path(str(board.files[key]))
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,51 @@
+"""pool_features: one DuckDB relation over all shards with every feature a filter may use."""
+
+import dagster as dg
+
+from assets.clip_embeddings import clip_embeddings
+from assets.eval_decontamination import eval_decontamination
+from assets.metadata import reason_counts
+from assets.scorer import scorer
+from pipelines.partitions import SHARDS
+from pipelines.resources import PoolsieveResource
+from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
+from poolsieve.scorer import load_scorer, read_scorer
+from poolsieve.sqlrunner import SqlProject
+
+PROJECT = SqlProject()
+INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_duplicate"]
+
+
+@dg.asset(
+    deps=[clip_embeddings, eval_decontamination, scorer],
+    code_version=PROJECT.code_version(FEATURE_MODELS),
+    group_name="curation",
+    kinds={"duckdb", "parquet"},
+)
+def pool_features(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """Metadata, dedup, download, size, CLIP score, language, decontamination, image cluster."""
+    registered = context.instance.get_dynamic_partitions(SHARDS.name)
+    # the shards ingested into this lake (an instance may have served other lakes)
+    shards = [s for s in registered if poolsieve.lake.partition_dir("pool_shard", s).is_dir()]
+    try:
+        clip = load_scorer(read_scorer(poolsieve.lake), poolsieve.device)
+        with poolsieve.connect() as conn:
+            result = build_pool_features(conn, poolsieve.lake, shards, clip,
+                                         poolsieve.exemplar_tars, poolsieve.feature_settings, PROJECT)  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    context.log.info(f"pool_features: {result.rows} uids, {result.eligible} eligible")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.rows,
+            "eligible": result.eligible,
+            **reason_counts("ineligible", result.ineligible, INELIGIBLE),
+            "languages": result.languages,
+            "language_detector": poolsieve.language_detector,
+            "image_clusters": result.k,
+            "clusters_with_exemplars": result.exemplar_clusters,
+            "shards": len(shards),
+            "path": dg.MetadataValue.path(str(result.path)),
+            "catalog_table": "pool_features",
+        }
+    )

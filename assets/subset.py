@@ -1,0 +1,45 @@
+"""subset: one filter's decision per uid and the DataComp subset file (one partition per filter)."""
+
+import dagster as dg
+
+from assets.metadata import reason_counts
+from assets.pool_features import INELIGIBLE, pool_features
+from pipelines.partitions import STRATEGIES
+from pipelines.resources import PoolsieveResource
+from poolsieve.curate.strategies import all_strategies_hash, build_subset
+from poolsieve.sqlrunner import SqlProject
+
+PROJECT = SqlProject()
+
+
+@dg.asset(
+    partitions_def=STRATEGIES,
+    deps=[pool_features],
+    code_version=all_strategies_hash(PROJECT),
+    group_name="curation",
+    kinds={"duckdb", "numpy"},
+)
+def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """Sorted u8,u8 .npy of kept uids + decisions.parquet (uid, keep, reason) for one filter."""
+    name = context.partition_key
+    features = poolsieve.lake.root / "pool_features" / "pool_features.parquet"
+    try:
+        with poolsieve.connect_memory() as conn:
+            result = build_subset(conn, poolsieve.lake, features, name,
+                                  poolsieve.demo_world is not None, PROJECT)  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+    context.log.info(f"{name}: kept {result.kept}/{result.rows}; dropped {result.reasons}")
+    filter_reasons = sorted(set(result.reasons) - set(INELIGIBLE))
+    return dg.MaterializeResult(
+        metadata={
+            "rows": result.rows,
+            "kept": result.kept,
+            "kept_fraction": dg.MetadataValue.float(result.kept / max(result.rows, 1)),
+            **reason_counts("dropped", result.reasons, INELIGIBLE + filter_reasons),
+            "params": result.params,
+            "sql_hash": result.sql_hash,
+            "subset_npy": dg.MetadataValue.path(str(result.files["npy"])),
+            "decisions_path": dg.MetadataValue.path(str(result.files["decisions"])),
+        }
+    )

@@ -1,0 +1,41 @@
+"""train_shards: a subset's downloaded samples resharded into webdataset tars for training."""
+
+import dagster as dg
+
+from assets.subset import subset
+from pipelines.partitions import SHARDS, STRATEGIES
+from pipelines.resources import PoolsieveResource
+from poolsieve.curate.reshard import reshard
+from poolsieve.curate.strategies import pairs_to_uids, read_subset_npy
+
+
+@dg.asset(
+    partitions_def=STRATEGIES,
+    deps=[subset],
+    code_version="reshard-v1",
+    group_name="curation",
+    kinds={"webdataset"},
+)
+def train_shards(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+    """DataComp resharder semantics: every listed uid's sample, k times if listed k times."""
+    name, lake = context.partition_key, poolsieve.lake
+    npy = lake.partition_dir("subset", name) / "subset.npy"
+    if not npy.is_file():
+        raise dg.Failure(f"no subset for {name!r} ({npy}): materialize subset first")
+    uids = pairs_to_uids(read_subset_npy(npy))
+    shards = context.instance.get_dynamic_partitions(SHARDS.name)
+    tars = [t for s in shards for t in sorted(lake.partition_dir("shard_images", s).glob("*.tar"))]
+    result = reshard(
+        tars, uids, lake.partition_dir("train_shards", name), poolsieve.train_shard_size
+    )
+    if result.missing:
+        context.log.warning(f"{name}: {len(result.missing)} subset uids have no downloaded image")
+    return dg.MaterializeResult(
+        metadata={
+            "subset_uids": len(uids),
+            "samples": result.samples,
+            "missing_images": len(result.missing),
+            "tars": [t.name for t in result.tars],
+            "path": dg.MetadataValue.path(str(result.out_dir)),
+        }
+    )

@@ -1,0 +1,1 @@
+"""The DataComp loop after the pool: features, filters, subsets, resharding, training, evaluation."""
