@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup demo test test-fast dev lint format bench-dedup bench-embed clean
+.PHONY: setup demo test test-fast dev lint format bench-dedup bench-embed bench-datacomp clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,9 @@ bench-dedup: setup   ## the dedup benchmark (ROWS=10000000 for the 10M run)
 
 bench-embed: setup   ## the embedding benchmark (TARS='lake/shard_images/*/*.tar' for the demo's images)
 	$(PY) bench/embed/run.py $(if $(TARS),--models tiny --tars '$(TARS)')
+
+bench-datacomp: setup   ## the demo's strategy comparison over 3 training seeds (~40 min on 2 cores)
+	$(PY) bench/datacomp_demo/run.py --seeds $(or $(SEEDS),0,1,2)
 
 clean:
 	rm -rf lake .dagster_home

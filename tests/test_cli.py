@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from poolsieve.curate.strategies import strategy_names
 from tests.conftest import row, write_datacomp
 
 POOLSIEVE = str(Path(sys.executable).parent / "poolsieve")
@@ -56,10 +57,12 @@ def test_normalize_url_command(tmp_path):
     ]
 
 
-SMALL_DEMO = ["--shards", "2", "--rows-per-shard", "150", "--scorer-samples", "128"]
+# the whole graph at reduced size: 2 shards of 150 rows, each strategy's CLIP sees 256 samples
+# (the scorer keeps its default budget: the demo's fixed CLIP-score thresholds assume it)
+SMALL_DEMO = ["--shards", "2", "--rows-per-shard", "150", "--train-samples", "256"]
 
 
-def test_demo_main_job_downloads_embeds_and_matches_ground_truth(tmp_path):
+def test_demo_main_job_runs_the_whole_graph_and_prints_the_leaderboard(tmp_path):
     proc = _run(["demo", "--lake", str(tmp_path / "lake"), *SMALL_DEMO], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -68,9 +71,15 @@ def test_demo_main_job_downloads_embeds_and_matches_ground_truth(tmp_path):
     downloaded = int(re.search(r"downloaded\s+(\d+)\n", out).group(1))
     assert downloaded > 0 and re.search(rf"embedded\s+{downloaded}\n", out)
     assert re.search(r"eval near-duplicates: 100.0% of \d+ planted flagged", out), out
+    board = out.split("leaderboard (same samples seen and seed for every strategy)")[1]
+    rows = [line for line in board.splitlines() if line.startswith("| ") and "strategy" not in line]
+    strategies = {r.split("|")[1].strip() for r in rows}
+    assert strategies == set(strategy_names())
+    assert all(r.split("|")[3].strip() == "256" for r in rows)  # same samples seen for every one
+    assert (tmp_path / "lake" / "leaderboard" / "accuracy_vs_size.png").stat().st_size > 1000
     assert (tmp_path / "home" / "dagster.yaml").exists()
-    again = _run(["demo", "--lake", str(tmp_path / "lake")], tmp_path)  # re-run: idempotent
-    assert again.returncode == 0 and "all counts match" in again.stdout
+    again = _run(["demo", "--lake", str(tmp_path / "lake"), "--job", "shard_job"], tmp_path)
+    assert again.returncode == 0 and "all counts match" in again.stdout  # re-run: idempotent
     assert "no scorer yet" not in again.stdout  # the scorer is reused
 
 

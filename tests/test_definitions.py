@@ -9,6 +9,7 @@ import dagster as dg
 import yaml
 
 from pipelines.definitions import defs
+from poolsieve.curate.strategies import strategy_names
 from poolsieve.paths import REPO_ROOT
 
 
@@ -22,14 +23,25 @@ def test_definitions_hold_the_graph():
         "scorer",
         "clip_embeddings",
         "eval_decontamination",
+        "pool_features",
+        "subset",
+        "train_shards",
+        "clip_model",
+        "evaluation",
+        "leaderboard",
     }
     parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys} for k in keys}
     assert parents["url_dedup"] == {"pool_shard"}
     assert parents["shard_images"] == {"url_dedup"}
     assert parents["clip_embeddings"] == {"shard_images", "scorer"}
     assert parents["eval_decontamination"] == {"shard_images"}
+    assert parents["pool_features"] == {"clip_embeddings", "eval_decontamination", "scorer"}
+    assert parents["subset"] == {"pool_features"}
+    assert parents["leaderboard"] == {"evaluation"}
     assert graph.get(dg.AssetKey("scorer")).partitions_def is None
-    for job in ("ingest_job", "shard_job", "scorer_job"):
+    strategies = graph.get(dg.AssetKey("clip_model")).partitions_def.get_partition_keys()
+    assert set(strategies) == set(strategy_names())
+    for job in ("ingest_job", "shard_job", "scorer_job", "features_job", "strategy_job"):
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {
         "pool_source_sensor",
