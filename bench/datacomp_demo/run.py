@@ -1,7 +1,7 @@
 """The demo's DataComp comparison over several training seeds: is filtering better than not?
 
     .venv/bin/python bench/datacomp_demo/run.py [--seeds 0,1,2] [--train-samples 0]
-        [--out bench/datacomp_demo/out]
+        [--out bench/datacomp_demo/out] [--lake LAKE_OF_A_FINISHED_DEMO]
 
 1. Runs the README's main job once (``poolsieve demo`` into ``OUT/lake``, its own DAGSTER_HOME):
    world, scorer, shards, pool_features, every strategy's subset / train shards / CLIP (seed 0)
@@ -90,11 +90,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--train-samples", type=int, default=0, help="0: tiny-cpu's 12,800")
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument(
+        "--lake",
+        type=Path,
+        default=None,
+        help="reuse a lake where `poolsieve demo` already ran the whole graph (seed 0) "
+        "instead of running it again; its clip_model/evaluation folders get overwritten",
+    )
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    lake_dir = args.out / "lake"
     args.out.mkdir(parents=True, exist_ok=True)
-    main_seconds = main_job(lake_dir, args.train_samples)
+    lake_dir = args.lake or args.out / "lake"
+    main_seconds = 0.0 if args.lake else main_job(lake_dir, args.train_samples)
     lake = Lake(lake_dir)
     per_seed = {}
     for seed in seeds:
@@ -107,7 +114,8 @@ def main(argv=None) -> None:
     result = {"seeds": seeds, "main_job_seconds": round(main_seconds, 1), "subset_sizes": sizes,
               "per_seed": per_seed, "table": table}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
-    print(f"main job (poolsieve demo, whole graph): {main_seconds:.0f} s")
+    if main_seconds:
+        print(f"main job (poolsieve demo, whole graph): {main_seconds:.0f} s")
     print(table)
 
 
