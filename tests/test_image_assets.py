@@ -76,6 +76,7 @@ def pipeline(tmp_path_factory):
         runs = {"scorer": _run(defs, instance, "scorer_job")}
         for shard in world.truth["shards"]:
             runs[shard] = _run(defs, instance, "shard_job", shard)
+        runs["features"] = _run(defs, instance, "features_job")
         yield {"world": world, "lake": Lake(lake_dir), "runs": runs, "instance": instance,
                "defs": defs, "resource": resource}  # fmt: skip
 
@@ -235,3 +236,27 @@ def test_embedding_without_a_scorer_fails_with_a_clear_message(tmp_path):
         )
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "materialize the scorer asset first" in str(failure.event_specific_data.error.message)
+
+
+def test_pool_features_has_one_row_per_uid_and_passes_its_yaml_tests(pipeline):
+    from poolsieve.sqlrunner import SqlProject, column_test_failures
+
+    resource, world = pipeline["resource"], pipeline["world"]
+    with resource.connect() as conn:
+        model = SqlProject().model("pool_features")
+        assert column_test_failures(conn, model, "pool_features") == []
+        reasons = dict(conn.execute(
+            "SELECT coalesce(ineligible_reason, 'eligible'), count(*) FROM pool_features GROUP BY 1"
+        ).fetchall())  # fmt: skip
+        english = conn.execute(
+            "SELECT count(*) FILTER (WHERE language = 'en'), count(*) FROM pool_features"
+        ).fetchall()[0]
+    counts = lake_counts(pipeline["lake"].root)
+    assert (
+        reasons["download_failed"]
+        == sum(counts["download"].values()) - counts["download"]["success"]
+    )
+    assert reasons["eval_near_duplicate"] == counts["decontamination"]["flagged"]
+    assert sum(reasons.values()) == counts["dedup"]["keep"] + counts["dedup"]["duplicate_url"]
+    planted = world.truth["problem_counts"]["non_english_caption"]
+    assert english[1] - english[0] >= planted  # every planted foreign caption (and a few more)
