@@ -19,12 +19,20 @@ def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Top-1 and mean per-class recall; recall@1/5/10 both ways; the average of main metrics."""
     name = context.partition_key
     try:
-        doc, _ = evaluate_strategy(poolsieve.lake, name, poolsieve.eval_path, poolsieve.device)
+        doc, _ = evaluate_strategy(poolsieve.lake, name, poolsieve.eval_path, poolsieve.device,
+                                   poolsieve.eval_suite_dir)  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
-    metrics = doc["metrics"]
+    metrics = {k: v for k, v in doc["metrics"].items() if v is not None}
     context.log.info(f"{name}: average {metrics['average']:.3f}")
+    suite_failed = doc.get("suite", {}).get("failed", {})
+    if suite_failed:
+        context.log.warning(f"{name}: suite tasks that failed to load: {suite_failed}")
     return dg.MaterializeResult(
         metadata={k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()}
-        | {"samples_seen": doc["samples_seen"], "seed": doc["seed"]}
+        | {
+            "samples_seen": doc["samples_seen"],
+            "seed": doc["seed"],
+            "suite_failed": list(suite_failed),
+        }  # fmt: skip
     )

@@ -6,7 +6,8 @@ Local and production differ only in these values (environment variables or run c
 ``POOLSIEVE_DUCKDB_MEMORY`` (DuckDB memory_limit), ``POOLSIEVE_DUCKDB_THREADS``,
 ``POOLSIEVE_SCORER`` (checkpoint path or pretrained tag; empty: train on the trusted set),
 ``POOLSIEVE_SCORER_ARCH``, ``POOLSIEVE_TRUSTED`` and ``POOLSIEVE_EVAL`` (folders),
-``POOLSIEVE_DEVICE`` ("auto": CUDA when present). With no source configured the lake's demo
+``POOLSIEVE_DEVICE`` ("auto": CUDA when present), ``POOLSIEVE_EVAL_SUITE`` (DataComp's eval
+suite, see poolsieve.curate.suite). With no source configured the lake's demo
 world is the pool, its trusted set trains the scorer, its eval sets are the eval sets, and the
 downloader allowlists exactly the demo server's host:port pairs.
 """
@@ -78,6 +79,7 @@ class PoolsieveResource(dg.ConfigurableResource):
     train_seed: int = 0
     train_samples: int = 0  # 0: the scale's samples-seen budget (equal for every strategy)
     train_shard_size: int = 1000
+    eval_suite_dir: str = ""  # DataComp's eval suite in clip_benchmark's wds layout (optional)
 
     @property
     def lake(self) -> Lake:
@@ -193,6 +195,7 @@ def resource_from_env(**overrides) -> PoolsieveResource:
         trusted_dir=env("POOLSIEVE_TRUSTED", ""),
         eval_dir=env("POOLSIEVE_EVAL", ""),
         device=env("POOLSIEVE_DEVICE", "auto"),
+        eval_suite_dir=env("POOLSIEVE_EVAL_SUITE", ""),
     )
     return PoolsieveResource(**{**values, **overrides})
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from poolsieve.clip.models import ScorerSpec, load_clip, weights_sha256
 from poolsieve.clip.train import TrainProgress, scale_config, train_clip
 from poolsieve.curate.evaluate import Evaluation, evaluate
+from poolsieve.curate.suite import evaluate_suite
 from poolsieve.lake import Lake, write_bytes_atomic
 
 
@@ -53,8 +54,9 @@ def train_strategy(
 
 
 def evaluate_strategy(
-    lake: Lake, strategy: str, eval_dir: str, device: str = "auto"
+    lake: Lake, strategy: str, eval_dir: str, device: str = "auto", suite_dir: str = ""
 ) -> tuple[dict, Evaluation]:
+    """The held-out eval sets (and DataComp's suite under ``suite_dir`` when given)."""
     model_file = lake.partition_dir("clip_model", strategy) / "model.json"
     if not model_file.is_file():
         raise FileNotFoundError(f"no clip_model for {strategy!r}: materialize it first")
@@ -63,5 +65,9 @@ def evaluate_strategy(
     result = evaluate(clip, eval_dir)
     doc = {"strategy": strategy, "model_sha256": record["sha256"], "seed": record["seed"],
            "samples_seen": record["samples_seen"], "metrics": result.flat()}  # fmt: skip
+    if suite_dir:
+        suite = evaluate_suite(clip, suite_dir)
+        doc["suite"] = suite
+        doc["metrics"]["suite/average"] = suite["average"]
     _write_json(lake.partition_dir("evaluation", strategy) / "metrics.json", doc)
     return doc, result
