@@ -7,7 +7,7 @@ from pipelines.resources import PoolsieveResource
 from poolsieve.scorer import build_scorer
 
 
-@dg.asset(group_name="images", kinds={"pytorch", "openclip"})
+@dg.asset(group_name="images", code_version="scorer-v1", kinds={"pytorch", "openclip"})
 def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """A configured checkpoint / pretrained tag, or a tiny CLIP trained on the trusted set."""
     report = throttled(context.log.info)

@@ -5,6 +5,8 @@
                                    images from the demo server, embed, decontaminate
     poolsieve run --source DIR     register every parquet file of DIR as a shard and run the main
                                    job (--job ingest_job: ingest + dedup only)
+    poolsieve why UID [--strategy S]  why a uid is in or out of each subset, and who decided
+    poolsieve lineage STRATEGY     what produced a strategy's model (Dagster event log)
     poolsieve normalize-url URL..  print each URL's normalized form (the SQL macro's answer)
 
 Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: <repo>/.dagster_home), so
@@ -169,6 +171,42 @@ def cmd_run(args) -> int:
     return run_main_job(_resource(args, source=args.source), args.job)[0]
 
 
+def _registered_shards(instance) -> list[str]:
+    from pipelines.partitions import SHARDS
+
+    return instance.get_dynamic_partitions(SHARDS.name)
+
+
+def cmd_why(args) -> int:
+    import json
+
+    from poolsieve.audit import explain_uid, format_explanation
+    from poolsieve.lake import Lake
+
+    doc = explain_uid(Lake(Path(args.lake)), args.uid.strip().lower(), _instance())
+    if args.json:
+        print(json.dumps(doc, indent=1, default=str))
+    else:
+        print(format_explanation(doc, args.strategy))
+    return 0 if doc["occurrences"] else 1
+
+
+def cmd_lineage(args) -> int:
+    import json
+
+    from pipelines.partitions import STRATEGIES
+    from poolsieve.audit import dataset_lineage, format_lineage
+
+    if args.strategy not in STRATEGIES.get_partition_keys():
+        print(f"unknown strategy {args.strategy!r}; known: {STRATEGIES.get_partition_keys()}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    instance = _instance()
+    doc = dataset_lineage(instance, args.strategy, _registered_shards(instance))
+    print(json.dumps(doc, indent=1, default=str) if args.json else format_lineage(doc))
+    return 0 if doc["steps"]["clip_model"] else 1
+
+
 def cmd_normalize(args) -> int:
     from poolsieve.urlnorm import normalize_urls
 
@@ -200,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
             _demo_options(p)
         else:
             p.add_argument("--source", required=True)
+    p = sub.add_parser("why", help="why a uid is in or out of each subset (sample provenance)")
+    p.add_argument("uid")
+    p.add_argument("--strategy", default=None, help="only this strategy's decision")
+    p.add_argument("--lake", default=lake_default)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_why)
+    p = sub.add_parser("lineage", help="what produced a strategy's model (from the event log)")
+    p.add_argument("strategy")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_lineage)
     p = sub.add_parser("normalize-url", help="print normalized URLs")
     p.add_argument("urls", nargs="+")
     p.set_defaults(fn=cmd_normalize)

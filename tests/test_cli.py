@@ -1,10 +1,13 @@
 """The console script, as a user runs it (a subprocess with its own DAGSTER_HOME)."""
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from poolsieve.curate.strategies import strategy_names
 from tests.conftest import row, write_datacomp
@@ -78,9 +81,33 @@ def test_demo_main_job_runs_the_whole_graph_and_prints_the_leaderboard(tmp_path)
     assert all(r.split("|")[3].strip() == "256" for r in rows)  # same samples seen for every one
     assert (tmp_path / "lake" / "leaderboard" / "accuracy_vs_size.png").stat().st_size > 1000
     assert (tmp_path / "home" / "dagster.yaml").exists()
+    _audit_commands_answer(tmp_path)
     again = _run(["demo", "--lake", str(tmp_path / "lake"), "--job", "shard_job"], tmp_path)
     assert again.returncode == 0 and "all counts match" in again.stdout  # re-run: idempotent
     assert "no scorer yet" not in again.stdout  # the scorer is reused
+
+
+def _audit_commands_answer(tmp_path):
+    """`poolsieve why` on a 404 row and a kept row; `poolsieve lineage` on a strategy."""
+    lake = tmp_path / "lake"
+    truth = json.loads((lake / "demo" / "world" / "world_truth.json").read_text())
+    dead = next(p["uid"] for p in truth["problems"] if p["kind"] == "http_404")
+    why = _run(["why", dead, "--lake", str(lake)], tmp_path)
+    assert why.returncode == 0, why.stderr[-2000:]
+    assert "download: failed (http_404" in why.stdout
+    assert "strategy no_filter: dropped: download_failed" in why.stdout
+    assert "decided by shard_images[" in why.stdout
+    kept = pq.read_table(lake / "subset" / "no_filter" / "decisions.parquet").to_pylist()
+    uid = next(r["uid"] for r in kept if r["keep"])
+    one = _run(["why", uid, "--lake", str(lake), "--strategy", "no_filter"], tmp_path)
+    assert "strategy no_filter: KEPT" in one.stdout and "strategy basic" not in one.stdout
+    assert _run(["why", "f" * 32, "--lake", str(lake)], tmp_path).returncode == 1
+    lineage = _run(["lineage", "no_filter"], tmp_path)
+    assert lineage.returncode == 0, lineage.stderr[-2000:]
+    for step in ("evaluation", "clip_model", "subset", "pool_features", "scorer"):
+        assert f"  {step}: run " in lineage.stdout
+    assert "samples_seen=256" in lineage.stdout and "sql_hash=" in lineage.stdout
+    assert lineage.stdout.count("clip_embeddings[shard_") == 2
 
 
 def test_main_job_without_a_scorer_stops_with_a_clear_message(tmp_path, source_dir):
