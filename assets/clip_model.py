@@ -30,8 +30,12 @@ def clip_model(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     except (FileNotFoundError, ValueError) as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
     losses = record["losses"]
+    if record["checkpoint"] is None:
+        context.log.warning(f"{name}: {record['skipped']}")
+        return dg.MaterializeResult(metadata={"trained": False, "skipped": record["skipped"]})
     return dg.MaterializeResult(
         metadata={
+            "trained": True,
             "arch": record["arch"],
             "scale": record["scale"],
             "seed": record["seed"],

@@ -24,6 +24,9 @@ def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     except (FileNotFoundError, ValueError) as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
     metrics = {k: v for k, v in doc["metrics"].items() if v is not None}
+    if "skipped" in doc:
+        context.log.warning(f"{name}: not evaluated: {doc['skipped']}")
+        return dg.MaterializeResult(metadata={"evaluated": False, "skipped": doc["skipped"]})
     context.log.info(f"{name}: average {metrics['average']:.3f}")
     suite_failed = doc.get("suite", {}).get("failed", {})
     if suite_failed:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from poolsieve.curate.strategies import strategy_names
 from tests.conftest import row, write_datacomp
@@ -17,7 +18,7 @@ POOLSIEVE = str(Path(sys.executable).parent / "poolsieve")
 
 def _run(args, tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
-    return subprocess.run([POOLSIEVE, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([POOLSIEVE, *args], env=env, capture_output=True, text=True, timeout=1100)
 
 
 INGEST = ["--job", "ingest_job"]
@@ -65,6 +66,8 @@ def test_normalize_url_command(tmp_path):
 SMALL_DEMO = ["--shards", "2", "--rows-per-shard", "150", "--train-samples", "256"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # ~4 min alone on 2 cores: 8 strategies are trained and evaluated
 def test_demo_main_job_runs_the_whole_graph_and_prints_the_leaderboard(tmp_path):
     proc = _run(["demo", "--lake", str(tmp_path / "lake"), *SMALL_DEMO], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

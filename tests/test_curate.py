@@ -116,3 +116,24 @@ def test_exemplar_clusters_mark_the_clusters_exemplars_fall_in():
     assert len(set(clusters.pool_cluster[:25].tolist())) == 1
     none = exemplar_clusters(pool, np.zeros((0, 8)), k=4)
     assert not none.exemplar_cluster.any()
+
+
+def test_an_empty_subset_gives_no_model_and_a_leaderboard_row_that_says_so(tmp_path):
+    from poolsieve.curate.leaderboard import build_leaderboard
+    from poolsieve.curate.models import evaluate_strategy, train_strategy
+    from poolsieve.lake import Lake
+
+    lake = Lake(tmp_path)
+    shards = lake.partition_dir("train_shards", "none")
+    shards.mkdir(parents=True)
+    (shards / "sizes.json").write_text("{}")
+    summary = lake.partition_dir("subset", "none") / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps({"kept": 0, "reasons": {"not_english": 3}}))
+    record = train_strategy(lake, "none", "tiny-cpu", seed=0)
+    assert record["checkpoint"] is None and "no downloaded sample" in record["skipped"]
+    doc, _ = evaluate_strategy(lake, "none", str(tmp_path / "no-eval-needed"))
+    assert doc["metrics"] == {} and doc["skipped"] == record["skipped"]
+    board = build_leaderboard(lake, ["none"])
+    assert board.rows[0]["subset_size"] == 0 and board.rows[0]["average"] is None
+    assert "| none | 0 | 0 | — |" in board.markdown()

@@ -39,9 +39,11 @@ def collect(lake: Lake, strategies: list[str]) -> tuple[list[dict], list[str]]:
             missing.append(name)
             continue
         s, m = json.loads(summary.read_text()), json.loads(metrics.read_text())
+        metrics = {k: m["metrics"].get(k) for k in HEADLINE} | m["metrics"]
         rows.append({"strategy": name, "subset_size": s["kept"], "samples_seen": m["samples_seen"],
-                     "seed": m["seed"], "dropped": s["reasons"], **m["metrics"]})  # fmt: skip
-    rows.sort(key=lambda r: -r["average"])
+                     "seed": m["seed"], "dropped": s["reasons"], "note": m.get("skipped", ""),
+                     **metrics})  # fmt: skip
+    rows.sort(key=lambda r: -(r["average"] if r["average"] is not None else -1.0))
     return rows, missing
 
 
@@ -49,7 +51,7 @@ def to_markdown(rows: list[dict]) -> str:
     head = "| strategy | subset size | samples seen | " + " | ".join(HEADLINE) + " |"
     lines = [head, "|" + "---|" * (3 + len(HEADLINE))]
     for r in rows:
-        values = " | ".join(f"{r[k]:.3f}" for k in HEADLINE)
+        values = " | ".join("—" if r[k] is None else f"{r[k]:.3f}" for k in HEADLINE)
         lines.append(f"| {r['strategy']} | {r['subset_size']} | {r['samples_seen']} | {values} |")
     return "\n".join(lines)
 
@@ -61,7 +63,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
+    for r in (r for r in rows if r["classification/top1"] is not None):
         ax.scatter(r["subset_size"], r["classification/top1"], label=r["strategy"])
         ax.annotate(r["strategy"], (r["subset_size"], r["classification/top1"]), fontsize=7)
     ax.set_xlabel("subset size (samples)")

@@ -18,6 +18,8 @@ from poolsieve.curate.evaluate import Evaluation, evaluate
 from poolsieve.curate.suite import evaluate_suite
 from poolsieve.lake import Lake, write_bytes_atomic
 
+EMPTY = "the subset kept no downloaded sample: nothing to train on"
+
 
 def _write_json(path: Path, doc: dict) -> None:
     write_bytes_atomic(path, (json.dumps(doc, indent=1) + "\n").encode())
@@ -36,11 +38,15 @@ def train_strategy(
     if not sizes_file.is_file():
         raise FileNotFoundError(f"no train_shards for {strategy!r} ({shards}): materialize them")
     sizes = json.loads(sizes_file.read_text())
-    if not sum(sizes.values()):
-        raise ValueError(f"strategy {strategy!r} kept no downloaded sample: nothing to train on")
     overrides = {"seed": seed, **({"samples_seen": samples_seen} if samples_seen else {})}
     config = scale_config(scale, **overrides)
     folder = lake.partition_dir("clip_model", strategy)
+    if not sum(sizes.values()):  # a filter that keeps nothing is a result: no model, no metrics
+        record = {"arch": config.model, "checkpoint": None, "sha256": None, "scale": scale,
+                  "seed": seed, "samples_seen": 0, "train_samples": 0, "seconds": 0.0,
+                  "losses": [], "log": None, "skipped": EMPTY}  # fmt: skip
+        _write_json(folder / "model.json", record)
+        return record
     run = train_clip(config, [shards / n for n in sizes], sum(sizes.values()), folder.parent,
                      folder.name, progress)  # fmt: skip
     record = {
@@ -61,6 +67,12 @@ def evaluate_strategy(
     if not model_file.is_file():
         raise FileNotFoundError(f"no clip_model for {strategy!r}: materialize it first")
     record = json.loads(model_file.read_text())
+    out = lake.partition_dir("evaluation", strategy) / "metrics.json"
+    if record["checkpoint"] is None:
+        doc = {"strategy": strategy, "model_sha256": None, "seed": record["seed"],
+               "samples_seen": 0, "metrics": {}, "skipped": record.get("skipped", EMPTY)}  # fmt: skip
+        _write_json(out, doc)
+        return doc, Evaluation({})
     clip = load_clip(ScorerSpec(record["arch"], record["checkpoint"]), device)
     result = evaluate(clip, eval_dir)
     doc = {"strategy": strategy, "model_sha256": record["sha256"], "seed": record["seed"],
@@ -69,5 +81,5 @@ def evaluate_strategy(
         suite = evaluate_suite(clip, suite_dir)
         doc["suite"] = suite
         doc["metrics"]["suite/average"] = suite["average"]
-    _write_json(lake.partition_dir("evaluation", strategy) / "metrics.json", doc)
+    _write_json(out, doc)
     return doc, result
