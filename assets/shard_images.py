@@ -12,6 +12,7 @@ from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()
 ROWS_CONSERVED = "rows_conserved"
+SUCCESS_RATE = "download_success_rate"
 #: always reported (zeros included) so the UI can plot them; any other category is added
 COMMON_ERRORS = ["http_404", "http_500", "timeout", "decode_error", "connection_error",
                  *GUARD_CATEGORIES]  # fmt: skip
@@ -23,7 +24,10 @@ COMMON_ERRORS = ["http_404", "http_500", "timeout", "decode_error", "connection_
     code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1",
     group_name="images",
     kinds={"img2dataset", "webdataset"},
-    check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="shard_images", blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(ROWS_CONSERVED, asset="shard_images", blocking=True),
+        dg.AssetCheckSpec(SUCCESS_RATE, asset="shard_images"),
+    ],
 )
 def shard_images(
     context: dg.AssetExecutionContext,
@@ -64,6 +68,19 @@ def shard_images(
         check_results=[
             conservation_check(
                 ROWS_CONSERVED, rows.num_rows, {"success": result.success, "failed": result.failed}
-            )
+            ),
+            _success_rate_check(result, poolsieve.min_download_success_rate),
         ],
+    )
+
+
+def _success_rate_check(result, floor: float) -> dg.AssetCheckResult:
+    """A warning (not blocking: the failures are recorded per uid) when too few images arrived."""
+    rate = result.success / max(result.total, 1)
+    return dg.AssetCheckResult(
+        check_name=SUCCESS_RATE,
+        passed=rate >= floor,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"success_rate": rate, "floor": floor},
+        description=f"{rate:.1%} of kept rows downloaded (warning below {floor:.0%})",
     )

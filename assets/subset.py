@@ -1,15 +1,20 @@
 """subset: one filter's decision per uid and the DataComp subset file (one partition per filter)."""
 
 import dagster as dg
+import pyarrow.parquet as pq
 
-from assets.metadata import reason_counts
+from assets.metadata import conservation_check, reason_counts
 from assets.pool_features import INELIGIBLE, pool_features
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
-from poolsieve.curate.strategies import all_strategies_hash, build_subset
+from poolsieve.curate.strategies import all_strategies_hash, build_subset, read_subset_npy
 from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()
+
+
+SUBSET_FILE_OK = "subset_file_sorted_and_typed"
+ROWS_CONSERVED = "rows_conserved"
 
 
 @dg.asset(
@@ -18,6 +23,10 @@ PROJECT = SqlProject()
     code_version=all_strategies_hash(PROJECT),
     group_name="curation",
     kinds={"duckdb", "numpy"},
+    check_specs=[
+        dg.AssetCheckSpec(SUBSET_FILE_OK, asset="subset", blocking=True),
+        dg.AssetCheckSpec(ROWS_CONSERVED, asset="subset", blocking=True),
+    ],
 )
 def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Sorted u8,u8 .npy of kept uids + decisions.parquet (uid, keep, reason) for one filter."""
@@ -41,5 +50,24 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             "sql_hash": result.sql_hash,
             "subset_npy": dg.MetadataValue.path(str(result.files["npy"])),
             "decisions_path": dg.MetadataValue.path(str(result.files["decisions"])),
-        }
+        },
+        check_results=[
+            _file_check(result),
+            conservation_check(
+                ROWS_CONSERVED,
+                pq.read_metadata(features).num_rows,
+                {"kept": result.kept, **result.reasons},
+            ),
+        ],  # fmt: skip
     )
+
+
+def _file_check(result) -> dg.AssetCheckResult:
+    """The .npy reads back as sorted u8,u8 pairs of exactly the kept uids (DataComp's format)."""
+    try:
+        count = len(read_subset_npy(result.files["npy"]))
+        problem = "" if count == result.kept else f"{count} pairs for {result.kept} kept uids"
+    except ValueError as err:
+        problem = str(err)
+    return dg.AssetCheckResult(check_name=SUBSET_FILE_OK, passed=not problem,
+                               metadata={"problem": problem})  # fmt: skip

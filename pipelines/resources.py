@@ -58,6 +58,7 @@ class PoolsieveResource(dg.ConfigurableResource):
     download_threads: int = 32
     download_allowlist: list[str] = []  # "ip:port" or CIDR; the demo world's hosts are added
     verify_sha256: bool = False
+    min_download_success_rate: float = 0.5  # shard_images warns below it
     # scorer: a checkpoint path / pretrained tag, or trained on trusted_dir at scorer_scale
     scorer_arch: str = "poolsieve-tiny"
     scorer_source: str = ""
