@@ -15,6 +15,18 @@ def _image(path) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{data})")
 
 
+def _lineage_links(instance, rows) -> str:
+    """Per strategy: the evaluation run behind its row and the command that traces it."""
+    from poolsieve.audit import latest_materialization
+
+    lines = ["| strategy | evaluation run | lineage |", "|---|---|---|"]
+    for r in rows:
+        run = latest_materialization(instance, "evaluation", r["strategy"]) or {}
+        lines.append(f"| {r['strategy']} | {str(run.get('run_id', '—'))[:8]} | "
+                     f"`poolsieve lineage {r['strategy']}` |")  # fmt: skip
+    return "\n".join(lines)
+
+
 @dg.asset(deps=[evaluation], code_version="leaderboard-v1", group_name="curation",
           kinds={"parquet", "matplotlib"})  # fmt: skip
 def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
@@ -26,6 +38,7 @@ def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource)
         raise dg.Failure("no strategy has been evaluated yet: materialize evaluation first")
     metadata = {
         "leaderboard": dg.MetadataValue.md(board.markdown()),
+        "lineage": dg.MetadataValue.md(_lineage_links(context.instance, board.rows)),
         "strategies": len(board.rows),
         "not_evaluated": board.missing,
         "best": board.rows[0]["strategy"],

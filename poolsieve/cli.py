@@ -62,11 +62,8 @@ def run_main_job(resource, job_name: str = "all") -> tuple[int, dict]:
         return 1, lake_counts(Path(resource.lake_dir))
     shard_job = defs.resolve_job_def("ingest_job" if job_name == "ingest_job" else "shard_job")
     with _demo_server(resource):
-        failed = [
-            key
-            for key in instance.get_dynamic_partitions(SHARDS.name)
-            if key in listing.by_key() and not _run_one(shard_job, instance, key)
-        ]
+        keys = [k for k in instance.get_dynamic_partitions(SHARDS.name) if k in listing.by_key()]
+        failed = _run_each(shard_job, instance, keys)
     counts = lake_counts(Path(resource.lake_dir))
     print(lake_summary(counts))
     if failed:
@@ -86,7 +83,7 @@ def _curate(defs, instance, resource) -> list[str]:
         return ["pool_features"]
     print(f"poolsieve: training and evaluating {len(STRATEGIES.get_partition_keys())} strategies")
     job = defs.resolve_job_def("strategy_job")
-    failed = [s for s in STRATEGIES.get_partition_keys() if not _run_one(job, instance, s)]
+    failed = _run_each(job, instance, STRATEGIES.get_partition_keys())
     if not _run_one(defs.resolve_job_def("leaderboard_job"), instance, None):
         return [*failed, "leaderboard"]
     board = build_leaderboard(resource.lake, STRATEGIES.get_partition_keys())
@@ -117,13 +114,27 @@ def _demo_server(resource):
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _run_one(job, instance, key: str | None) -> bool:
+def _run_each(job, instance, keys: list[str]) -> list[str]:
+    """Run ``job`` per partition key with a progress line each ([i/n], elapsed, ETA); the
+    keys that failed."""
+    failed, start = [], time.monotonic()
+    for i, key in enumerate(keys, start=1):
+        if not _run_one(job, instance, key, f"[{i}/{len(keys)}]"):
+            failed.append(key)
+        elapsed = time.monotonic() - start
+        eta = elapsed / i * (len(keys) - i)
+        if i < len(keys):
+            print(f"  {'':<8}{job.name}: {i}/{len(keys)} done in {elapsed:.0f}s, ETA {eta:.0f}s")
+    return failed
+
+
+def _run_one(job, instance, key: str | None, step: str = "") -> bool:
     start = time.monotonic()
     result = job.execute_in_process(
         partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET
     )
     status = "ok" if result.success else "FAILED"
-    print(f"  {key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
+    print(f"  {step:<8}{key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:

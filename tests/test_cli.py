@@ -111,6 +111,12 @@ def _audit_commands_answer(tmp_path):
         assert f"  {step}: run " in lineage.stdout
     assert "samples_seen=256" in lineage.stdout and "sql_hash=" in lineage.stdout
     assert lineage.stdout.count("clip_embeddings[shard_") == 2
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
+        links = event.asset_materialization.metadata["lineage"].value
+    assert "`poolsieve lineage no_filter`" in links and "| no_filter | " in links
 
 
 def test_main_job_without_a_scorer_stops_with_a_clear_message(tmp_path, source_dir):

@@ -260,3 +260,34 @@ def test_pool_features_has_one_row_per_uid_and_passes_its_yaml_tests(pipeline):
     assert sum(reasons.values()) == counts["dedup"]["keep"] + counts["dedup"]["duplicate_url"]
     planted = world.truth["problem_counts"]["non_english_caption"]
     assert english[1] - english[0] >= planted  # every planted foreign caption (and a few more)
+
+
+def test_why_traces_a_dead_link_and_a_duplicate_and_passes_its_yaml_tests(pipeline):
+    import duckdb
+
+    from poolsieve.audit import _register, explain_uid
+    from poolsieve.sqlrunner import SqlProject, column_test_failures
+
+    lake, world = pipeline["lake"], pipeline["world"]
+    dead = next(p for p in world.truth["problems"] if p["kind"] == "http_404")
+    doc = explain_uid(lake, dead["uid"], pipeline["instance"])
+    (row,) = doc["occurrences"]
+    assert (row["shard"], row["row_idx"]) == (dead["shard"], dead["row"])
+    assert row["dedup_keep"] and row["download_error"] == "http_404"
+    assert row["ineligible_reason"] == "download_failed"
+    assert doc["versions"][f"shard_images[{dead['shard']}]"]["code_version"]
+    decisions = pq.read_table(lake.partition_dir("url_dedup", dead["shard"]) / "decisions.parquet")
+    dup = next(r for r in decisions.to_pylist() if r["reason"] == "duplicate_url")
+    (dup_row,) = explain_uid(lake, dup["uid"])["occurrences"]
+    assert (
+        dup_row["dedup_reason"] == "duplicate_url"
+        and dup_row["duplicate_of"] == dup["duplicate_of"]
+    )
+    project = SqlProject()
+    with duckdb.connect() as conn:
+        _register(conn, lake)
+        sources = {n: n for n in ["rows", "quarantine", "decisions", "download_status", "embeddings",
+                                  "decontamination", "pool_features", "subset_decisions"]}  # fmt: skip
+        project.run(conn, ["uid_occurrences", "uid_strategies"], sources, {"uid": dead["uid"]})
+        for name in ("uid_occurrences", "uid_strategies"):
+            assert column_test_failures(conn, project.model(name), name) == []
