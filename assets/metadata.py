@@ -45,3 +45,13 @@ def throttled(log, every_s: float = 10.0):
         log(f"{what} {done}/{total}{pct} at {rate:.1f}/s{eta}")
 
     return report
+
+
+def yaml_check(name: str, failures: list[str]) -> dg.AssetCheckResult:
+    """The model's YAML column tests (uid unique, not null, accepted values) on the output."""
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not failures,
+        metadata={"failures": failures[:20]},
+        description="; ".join(failures[:5]) or "every YAML column test passed",
+    )

@@ -4,19 +4,23 @@ import dagster as dg
 
 from assets.clip_embeddings import clip_embeddings
 from assets.eval_decontamination import eval_decontamination
-from assets.metadata import reason_counts
+from assets.metadata import reason_counts, yaml_check
 from assets.scorer import scorer
 from pipelines.partitions import SHARDS
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
 from poolsieve.scorer import load_scorer, read_scorer
-from poolsieve.sqlrunner import SqlProject
+from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 PROJECT = SqlProject()
 INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_duplicate"]
 
 
+YAML_TESTS = "yaml_column_tests"
+
+
 @dg.asset(
+    check_specs=[dg.AssetCheckSpec(YAML_TESTS, asset="pool_features", blocking=True)],
     deps=[clip_embeddings, eval_decontamination, scorer],
     code_version=PROJECT.code_version(FEATURE_MODELS),
     group_name="curation",
@@ -32,6 +36,7 @@ def pool_features(context: dg.AssetExecutionContext, poolsieve: PoolsieveResourc
         with poolsieve.connect() as conn:
             result = build_pool_features(conn, poolsieve.lake, shards, clip,
                                          poolsieve.exemplar_tars, poolsieve.feature_settings, PROJECT)  # fmt: skip
+            failures = column_test_failures(conn, PROJECT.model("pool_features"), "pool_features")
     except (FileNotFoundError, ValueError) as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
     context.log.info(f"pool_features: {result.rows} uids, {result.eligible} eligible")
@@ -47,5 +52,6 @@ def pool_features(context: dg.AssetExecutionContext, poolsieve: PoolsieveResourc
             "shards": len(shards),
             "path": dg.MetadataValue.path(str(result.path)),
             "catalog_table": "pool_features",
-        }
+        },
+        check_results=[yaml_check(YAML_TESTS, failures)],
     )

@@ -3,18 +3,19 @@
 import dagster as dg
 import pyarrow.parquet as pq
 
-from assets.metadata import conservation_check, reason_counts
+from assets.metadata import conservation_check, reason_counts, yaml_check
 from assets.pool_features import INELIGIBLE, pool_features
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.strategies import all_strategies_hash, build_subset, read_subset_npy
-from poolsieve.sqlrunner import SqlProject
+from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 PROJECT = SqlProject()
 
 
 SUBSET_FILE_OK = "subset_file_sorted_and_typed"
 ROWS_CONSERVED = "rows_conserved"
+YAML_TESTS = "yaml_column_tests"
 
 
 @dg.asset(
@@ -26,6 +27,7 @@ ROWS_CONSERVED = "rows_conserved"
     check_specs=[
         dg.AssetCheckSpec(SUBSET_FILE_OK, asset="subset", blocking=True),
         dg.AssetCheckSpec(ROWS_CONSERVED, asset="subset", blocking=True),
+        dg.AssetCheckSpec(YAML_TESTS, asset="subset", blocking=True),
     ],
 )
 def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
@@ -36,6 +38,7 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
         with poolsieve.connect_memory() as conn:
             result = build_subset(conn, poolsieve.lake, features, name,
                                   poolsieve.demo_world is not None, PROJECT)  # fmt: skip
+            failures = column_test_failures(conn, PROJECT.model(name), name)
     except (FileNotFoundError, ValueError) as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
     context.log.info(f"{name}: kept {result.kept}/{result.rows}; dropped {result.reasons}")
@@ -58,6 +61,7 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
                 pq.read_metadata(features).num_rows,
                 {"kept": result.kept, **result.reasons},
             ),
+            yaml_check(YAML_TESTS, failures),
         ],  # fmt: skip
     )
 
