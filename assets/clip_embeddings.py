@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from assets.metadata import conservation_check
+from assets.metadata import conservation_check, failing_clearly
 from assets.scorer import scorer
 from assets.shard_images import shard_images
 from pipelines.partitions import SHARDS
@@ -30,7 +30,7 @@ NPZ_ALIGNED = "npz_aligned"
 def clip_embeddings(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Parquet (uid, float16 vectors, score) + DataComp .npz aligned with the shard's metadata."""
     shard = context.partition_key
-    try:
+    with failing_clearly(FileNotFoundError):
         info = read_scorer(poolsieve.lake)
         clip = load_scorer(info, poolsieve.device)
         out = embed_shard(
@@ -41,8 +41,6 @@ def clip_embeddings(context: dg.AssetExecutionContext, poolsieve: PoolsieveResou
             poolsieve.embed_workers,
             progress_logger(lambda m: context.log.info(f"{shard}: {m}")),
         )
-    except FileNotFoundError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
     result = out.result
     quantile = _quantiles(result.scores)
     context.log.info(f"{shard}: embedded {len(result)} on {clip.device} in {result.seconds:.1f} s")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import throttled
+from assets.metadata import INPUT_ERRORS, failing_clearly, throttled
 from assets.train_shards import train_shards
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
@@ -24,11 +24,9 @@ def clip_model(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     def progress(p) -> None:
         report(p.step, p.total_steps, f"{name} training (loss {p.loss:.3f}): step")
 
-    try:
+    with failing_clearly(*INPUT_ERRORS):
         record = train_strategy(poolsieve.lake, name, poolsieve.train_scale, poolsieve.train_seed,
                                 poolsieve.train_samples, progress)  # fmt: skip
-    except (FileNotFoundError, ValueError) as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
     losses = record["losses"]
     if record["checkpoint"] is None:
         context.log.warning(f"{name}: {record['skipped']}")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import conservation_check, throttled
+from assets.metadata import INPUT_ERRORS, conservation_check, failing_clearly, throttled
 from assets.shard_images import shard_images
 from pipelines.partitions import SHARDS
 from pipelines.resources import PoolsieveResource
@@ -24,7 +24,7 @@ def eval_decontamination(context: dg.AssetExecutionContext, poolsieve: Poolsieve
     """Max cosine similarity of each pool image to any eval image, flagged at the threshold."""
     shard = context.partition_key
     report = throttled(context.log.info)
-    try:
+    with failing_clearly(*INPUT_ERRORS):
         evals = eval_features(poolsieve.eval_path, poolsieve.lake.root / "eval_features")
         result = decontaminate_shard(
             poolsieve.lake,
@@ -33,8 +33,6 @@ def eval_decontamination(context: dg.AssetExecutionContext, poolsieve: Poolsieve
             poolsieve.decontam_threshold,
             progress=lambda done, total: report(done, total, f"{shard}: compared"),
         )
-    except (FileNotFoundError, ValueError) as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
     context.log.info(
         f"{shard}: {result.flagged}/{result.samples} images flagged as near-duplicates of "
         f"{result.eval_images} eval images (threshold {result.threshold})"

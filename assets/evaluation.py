@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.clip_model import clip_model
+from assets.metadata import INPUT_ERRORS, failing_clearly
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.models import evaluate_strategy
@@ -18,11 +19,9 @@ from poolsieve.curate.models import evaluate_strategy
 def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Top-1 and mean per-class recall; recall@1/5/10 both ways; the average of main metrics."""
     name = context.partition_key
-    try:
+    with failing_clearly(*INPUT_ERRORS):
         doc, _ = evaluate_strategy(poolsieve.lake, name, poolsieve.eval_path, poolsieve.device,
                                    poolsieve.eval_suite_dir)  # fmt: skip
-    except (FileNotFoundError, ValueError) as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
     metrics = {k: v for k, v in doc["metrics"].items() if v is not None}
     if "skipped" in doc:
         context.log.warning(f"{name}: not evaluated: {doc['skipped']}")

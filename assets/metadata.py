@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import dagster as dg
@@ -55,3 +56,17 @@ def yaml_check(name: str, failures: list[str]) -> dg.AssetCheckResult:
         metadata={"failures": failures[:20]},
         description="; ".join(failures[:5]) or "every YAML column test passed",
     )
+
+
+@contextlib.contextmanager
+def failing_clearly(*errors: type[Exception]):
+    """Turn the plain logic's input errors (a missing upstream file, a bad setting) into a
+    dg.Failure carrying just their message: no retry, no Python traceback in the UI."""
+    try:
+        yield
+    except errors as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
+
+
+#: what the plain logic raises for missing inputs or bad configuration
+INPUT_ERRORS = (FileNotFoundError, ValueError)

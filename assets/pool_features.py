@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.clip_embeddings import clip_embeddings
 from assets.eval_decontamination import eval_decontamination
-from assets.metadata import reason_counts, yaml_check
+from assets.metadata import INPUT_ERRORS, failing_clearly, reason_counts, yaml_check
 from assets.scorer import scorer
 from pipelines.partitions import SHARDS
 from pipelines.resources import PoolsieveResource
@@ -31,14 +31,12 @@ def pool_features(context: dg.AssetExecutionContext, poolsieve: PoolsieveResourc
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     # the shards ingested into this lake (an instance may have served other lakes)
     shards = [s for s in registered if poolsieve.lake.partition_dir("pool_shard", s).is_dir()]
-    try:
+    with failing_clearly(*INPUT_ERRORS):
         clip = load_scorer(read_scorer(poolsieve.lake), poolsieve.device)
         with poolsieve.connect() as conn:
             result = build_pool_features(conn, poolsieve.lake, shards, clip,
                                          poolsieve.exemplar_tars, poolsieve.feature_settings, PROJECT)  # fmt: skip
             failures = column_test_failures(conn, PROJECT.model("pool_features"), "pool_features")
-    except (FileNotFoundError, ValueError) as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
     context.log.info(f"pool_features: {result.rows} uids, {result.eligible} eligible")
     return dg.MaterializeResult(
         metadata={

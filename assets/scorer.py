@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import throttled
+from assets.metadata import INPUT_ERRORS, failing_clearly, throttled
 from pipelines.resources import PoolsieveResource
 from poolsieve.scorer import build_scorer
 
@@ -15,10 +15,8 @@ def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     def progress(p) -> None:
         report(p.step, p.total_steps, f"scorer training (loss {p.loss:.3f}): step")
 
-    try:
+    with failing_clearly(*INPUT_ERRORS):
         info = build_scorer(poolsieve.lake, poolsieve.scorer_settings, progress)
-    except (FileNotFoundError, ValueError) as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
     metadata = {
         "arch": info.arch,
         "origin": info.origin,

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.metadata import conservation_check, reason_counts, throttled
+from assets.metadata import conservation_check, failing_clearly, reason_counts, throttled
 from assets.url_dedup import url_dedup
 from pipelines.partitions import SHARDS
 from pipelines.resources import DemoServerResource, PoolsieveResource
@@ -37,7 +37,7 @@ def shard_images(
     """img2dataset over the rows url_dedup kept (DataComp's settings): one status row per uid."""
     shard = context.partition_key
     report = throttled(context.log.info)
-    try:
+    with failing_clearly(FileNotFoundError):
         result, rows = download_kept(
             poolsieve.lake,
             shard,
@@ -45,8 +45,6 @@ def shard_images(
             progress=lambda done, total: report(done, total, f"{shard}: downloaded"),
             project=PROJECT,
         )
-    except FileNotFoundError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
     context.log.info(
         f"{shard}: {result.success}/{result.total} images in {result.seconds:.1f} s; "
         f"errors {result.errors}"

@@ -3,11 +3,22 @@
 import dagster as dg
 import pyarrow.parquet as pq
 
-from assets.metadata import conservation_check, reason_counts, yaml_check
+from assets.metadata import (
+    INPUT_ERRORS,
+    conservation_check,
+    failing_clearly,
+    reason_counts,
+    yaml_check,
+)
 from assets.pool_features import INELIGIBLE, pool_features
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
-from poolsieve.curate.strategies import all_strategies_hash, build_subset, read_subset_npy
+from poolsieve.curate.strategies import (
+    DECISIONS_MODEL,
+    all_strategies_hash,
+    build_subset,
+    read_subset_npy,
+)
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 PROJECT = SqlProject()
@@ -34,13 +45,14 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Sorted u8,u8 .npy of kept uids + decisions.parquet (uid, keep, reason) for one filter."""
     name = context.partition_key
     features = poolsieve.lake.root / "pool_features" / "pool_features.parquet"
-    try:
-        with poolsieve.connect_memory() as conn:
-            result = build_subset(conn, poolsieve.lake, features, name,
-                                  poolsieve.demo_world is not None, PROJECT)  # fmt: skip
-            failures = column_test_failures(conn, PROJECT.model(name), name)
-    except (FileNotFoundError, ValueError) as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from None
+    with failing_clearly(*INPUT_ERRORS), poolsieve.connect_memory() as conn:
+        result = build_subset(conn, poolsieve.lake, features, name,
+                              poolsieve.demo_world is not None, PROJECT)  # fmt: skip
+        failures = [
+            f
+            for model in (name, DECISIONS_MODEL)
+            for f in column_test_failures(conn, PROJECT.model(model), model)
+        ]
     context.log.info(f"{name}: kept {result.kept}/{result.rows}; dropped {result.reasons}")
     filter_reasons = sorted(set(result.reasons) - set(INELIGIBLE))
     return dg.MaterializeResult(

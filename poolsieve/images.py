@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from poolsieve.download import DownloadResult, DownloadSettings, download_shard
 from poolsieve.download.img2dataset_run import Progress
+from poolsieve.duck import DuckSettings, connect
 from poolsieve.lake import Lake
 from poolsieve.sqlrunner import SqlProject
 
@@ -57,7 +58,7 @@ def download_kept(
     project: SqlProject | None = None,
 ) -> tuple[DownloadResult, pa.Table]:
     """Download the kept rows of ``shard`` into its lake folder; returns the result and the rows."""
-    with duckdb.connect() as conn:
+    with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
         rows = kept_rows(conn, lake, shard, project or SqlProject())
     result = download_shard(rows, lake.partition_dir("shard_images", shard), settings, progress)
     return result, rows

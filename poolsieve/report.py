@@ -29,7 +29,9 @@ def lake_counts(root: Path) -> dict[str, dict[str, int]]:
         "quarantine": _by_reason(conn, lake.asset_glob("pool_shard", "quarantine.parquet")),
         "dedup": {"keep": normalized - sum(dropped.values()), **dropped},
     }
-    download = _by_reason(conn, lake.asset_glob("shard_images", STATUS_FILE), "error_category")
+    download = _by_reason(
+        conn, lake.asset_glob("shard_images", STATUS_FILE), "coalesce(error_category, 'success')"
+    )
     if download:
         success = download.pop("success", 0)
         counts["download"] = outcome_counts(download, success)
@@ -112,10 +114,8 @@ def _count(conn, pattern: str) -> int:
         return 0
 
 
-def _by_reason(conn, pattern: str, column: str = "reason") -> dict[str, int]:
-    """{value: rows} of one column over files; NULL counts as "success" for error_category,
-    and is left out otherwise (a kept row has no reason). The column is project text."""
-    value = "coalesce(error_category, 'success')" if column == "error_category" else column
+def _by_reason(conn, pattern: str, value: str = "reason") -> dict[str, int]:
+    """{value: rows} of a column or expression (project text) over files; NULL is left out."""
     try:
         rows = conn.execute(
             f"SELECT lower({value}::VARCHAR) AS v, count(*) FROM read_parquet($p) "

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.definitions import build_defs
+from pipelines.jobs import SHARD_ASSETS
 from pipelines.partitions import SHARDS
 from pipelines.resources import PoolsieveResource, demo_world_dir
 from poolsieve.clip.npz import check_alignment, read_npz
@@ -37,13 +38,6 @@ CONFIG = WorldConfig(
     retrieval_images=40,
     slow_seconds=6.0,  # timeout 3 s: a loaded 2-core machine still answers a 404 in time
 )
-SHARD_ASSETS = [
-    "pool_shard",
-    "url_dedup",
-    "shard_images",
-    "clip_embeddings",
-    "eval_decontamination",
-]
 
 
 def _resource(lake_dir) -> PoolsieveResource:

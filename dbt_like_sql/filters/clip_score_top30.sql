@@ -13,16 +13,7 @@ threshold AS (
     WHERE idx = (SELECT floor($fraction * count(*))::BIGINT FROM eligible)
 )
 SELECT
-    uid,
-    reason IS NULL AS keep,
-    reason
-FROM (
-    SELECT
-        f.uid,
-        CASE
-            WHEN f.ineligible_reason IS NOT NULL THEN f.ineligible_reason
-            WHEN f.clip_score < t.value THEN 'clip_score_below_top_fraction'
-        END AS reason
-    FROM {{ source('pool_features') }} f
-    CROSS JOIN threshold t
-)
+    f.uid,
+    CASE WHEN f.clip_score < t.value THEN 'clip_score_below_top_fraction' END AS reason
+FROM {{ source('pool_features') }} f
+CROSS JOIN threshold t

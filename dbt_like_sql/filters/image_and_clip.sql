@@ -2,7 +2,6 @@
 -- both drop carries image_based's reason.
 SELECT
     i.uid,
-    i.keep AND c.keep AS keep,
     coalesce(i.reason, c.reason) AS reason
 FROM {{ ref('image_based') }} i
 JOIN {{ ref('clip_score_top30') }} c ON c.uid = i.uid

@@ -4,16 +4,9 @@
 -- is computed with pool_features (poolsieve/curate/clusters.py).
 SELECT
     uid,
-    reason IS NULL AS keep,
-    reason
-FROM (
-    SELECT
-        uid,
-        CASE
-            WHEN ineligible_reason IS NOT NULL THEN ineligible_reason
-            WHEN language IS DISTINCT FROM 'en' THEN 'not_english'
-            WHEN caption_words <= $min_words OR caption_chars <= $min_chars THEN 'caption_too_short'
-            WHEN NOT exemplar_cluster THEN 'not_in_exemplar_cluster'
-        END AS reason
-    FROM {{ source('pool_features') }}
-)
+    CASE
+        WHEN language IS DISTINCT FROM 'en' THEN 'not_english'
+        WHEN caption_words <= $min_words OR caption_chars <= $min_chars THEN 'caption_too_short'
+        WHEN NOT exemplar_cluster THEN 'not_in_exemplar_cluster'
+    END AS reason
+FROM {{ source('pool_features') }}

@@ -1,6 +1,3 @@
--- no_filter: every eligible uid (DataComp's baseline: the whole pool).
-SELECT
-    uid,
-    ineligible_reason IS NULL AS keep,
-    ineligible_reason AS reason
+-- no_filter: every eligible uid (DataComp's baseline: the whole pool); the filter drops nothing.
+SELECT uid, NULL::VARCHAR AS reason
 FROM {{ source('pool_features') }}

@@ -3,17 +3,10 @@
 -- lower-cased runs of letters.
 SELECT
     uid,
-    reason IS NULL AS keep,
-    reason
-FROM (
-    SELECT
-        uid,
-        CASE
-            WHEN ineligible_reason IS NOT NULL THEN ineligible_reason
-            WHEN language IS DISTINCT FROM 'en' THEN 'not_english'
-            WHEN NOT list_has_any(
-                regexp_extract_all(lower(coalesce(text, '')), '[a-z]+'), $vocabulary
-            ) THEN 'no_concept_word'
-        END AS reason
-    FROM {{ source('pool_features') }}
-)
+    CASE
+        WHEN language IS DISTINCT FROM 'en' THEN 'not_english'
+        WHEN NOT list_has_any(
+            regexp_extract_all(lower(coalesce(text, '')), '[a-z]+'), $vocabulary
+        ) THEN 'no_concept_word'
+    END AS reason
+FROM {{ source('pool_features') }}

@@ -3,7 +3,9 @@
 A strategy's name is its file name; adding ``filters/<name>.sql`` (+ ``.yml``) adds a strategy
 partition, a subset, a model and a leaderboard row with no Python change. A filter reads the
 source ``pool_features`` (and may ``ref`` other filters, e.g. intersections) and returns one row
-per uid: ``uid``, ``keep``, ``reason`` (NULL when kept). Its parameters come from its YAML
+per uid: ``uid`` and ``reason`` (its own rule's reason to drop; NULL when the rule keeps it).
+``subsets/strategy_decisions.sql`` then drops every never-trainable row with its
+``ineligible_reason`` first, in one place for all filters. Its parameters come from its YAML
 ``params`` and those of the filters it refs; ``demo_params`` replace them when the pool is the
 demo world (its tiny scorer's cosines sit higher than OpenAI B/32's, its images are smaller).
 Parameters are always bound, never pasted into SQL.
@@ -29,6 +31,7 @@ from poolsieve.lake import Lake, commit, tmp_path_for, write_bytes_atomic
 from poolsieve.sqlrunner import SqlProject
 
 FILTER_LAYER = "filters"
+DECISIONS_MODEL = "strategy_decisions"
 SUBSET_DTYPE = np.dtype("u8,u8")
 
 
@@ -55,7 +58,7 @@ def strategy_params(project: SqlProject, name: str, demo: bool) -> dict:
 
 def strategy_hash(project: SqlProject, name: str, demo: bool) -> str:
     """What a subset's content depends on: the SQL (and refs, macros) and the bound parameters."""
-    return project.code_version([name], strategy_params(project, name, demo))
+    return project.code_version([name, DECISIONS_MODEL], strategy_params(project, name, demo))
 
 
 def all_strategies_hash(project: SqlProject) -> str:
@@ -127,15 +130,18 @@ def build_subset(
         raise FileNotFoundError(f"no pool_features at {features_parquet}: materialize it first")
     params = strategy_params(project, name, demo)
     conn.read_parquet(str(features_parquet)).create_view("pool_features")
-    project.run(conn, [name], {"pool_features": "pool_features"}, params)
+    sources = {"pool_features": "pool_features", "filter": name}
+    project.run(conn, [name, DECISIONS_MODEL], sources, params)
     out = lake.partition_dir("subset", name)
     decisions = write_parquet(
-        conn, f'SELECT uid, keep, reason FROM "{name}" ORDER BY uid', out / "decisions.parquet"
+        conn, f'SELECT * FROM "{DECISIONS_MODEL}" ORDER BY uid', out / "decisions.parquet"
     )
-    kept = [u for (u,) in conn.execute(f'SELECT uid FROM "{name}" WHERE keep').fetchall()]
+    kept = [
+        u for (u,) in conn.execute(f'SELECT uid FROM "{DECISIONS_MODEL}" WHERE keep').fetchall()
+    ]
     npy = write_subset_npy(out / "subset.npy", kept)
     counts = dict(conn.execute(
-        f'SELECT coalesce(reason, \'keep\'), count(*) FROM "{name}" GROUP BY 1'
+        f'SELECT coalesce(reason, \'keep\'), count(*) FROM "{DECISIONS_MODEL}" GROUP BY 1'
     ).fetchall())  # fmt: skip
     counts.pop("keep", None)
     result = SubsetResult(
