@@ -3,6 +3,7 @@
 import dagster as dg
 import pyarrow.parquet as pq
 
+from assets.filter_sql import filter_sql
 from assets.metadata import (
     INPUT_ERRORS,
     conservation_check,
@@ -15,14 +16,11 @@ from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.strategies import (
     DECISIONS_MODEL,
-    all_strategies_hash,
     build_subset,
     read_subset_npy,
 )
+from poolsieve.lake import file_sha256
 from poolsieve.sqlrunner import SqlProject, column_test_failures
-
-PROJECT = SqlProject()
-
 
 SUBSET_FILE_OK = "subset_file_sorted_and_typed"
 ROWS_CONSERVED = "rows_conserved"
@@ -31,8 +29,9 @@ YAML_TESTS = "yaml_column_tests"
 
 @dg.asset(
     partitions_def=STRATEGIES,
-    deps=[pool_features],
-    code_version=all_strategies_hash(PROJECT),
+    deps=[pool_features, filter_sql],
+    # the shared decisions model; each filter's own SQL + params is filter_sql's data version
+    code_version=SqlProject().code_version([DECISIONS_MODEL]),
     group_name="curation",
     kinds={"duckdb", "numpy"},
     check_specs=[
@@ -45,17 +44,21 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Sorted u8,u8 .npy of kept uids + decisions.parquet (uid, keep, reason) for one filter."""
     name = context.partition_key
     features = poolsieve.lake.root / "pool_features" / "pool_features.parquet"
+    project = SqlProject()  # the filters as they are now (filter_sql observed the same files)
     with failing_clearly(*INPUT_ERRORS), poolsieve.connect_memory() as conn:
         result = build_subset(conn, poolsieve.lake, features, name,
-                              poolsieve.demo_world is not None, PROJECT)  # fmt: skip
+                              poolsieve.demo_world is not None, project)  # fmt: skip
         failures = [
             f
             for model in (name, DECISIONS_MODEL)
-            for f in column_test_failures(conn, PROJECT.model(model), model)
+            for f in column_test_failures(conn, project.model(model), model)
         ]
     context.log.info(f"{name}: kept {result.kept}/{result.rows}; dropped {result.reasons}")
     filter_reasons = sorted(set(result.reasons) - set(INELIGIBLE))
+    kept_sha = file_sha256(result.files["npy"])
     return dg.MaterializeResult(
+        # the data version is the kept set: an edit that keeps the same samples stales nothing below
+        data_version=dg.DataVersion(kept_sha[:16]),
         metadata={
             "rows": result.rows,
             "kept": result.kept,
@@ -64,6 +67,7 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             "params": result.params,
             "sql_hash": result.sql_hash,
             "subset_npy": dg.MetadataValue.path(str(result.files["npy"])),
+            "subset_npy_sha256": kept_sha,
             "decisions_path": dg.MetadataValue.path(str(result.files["decisions"])),
         },
         check_results=[

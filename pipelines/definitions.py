@@ -6,6 +6,7 @@ from assets.clip_embeddings import clip_embeddings
 from assets.clip_model import clip_model
 from assets.eval_decontamination import eval_decontamination
 from assets.evaluation import evaluation
+from assets.filter_sql import filter_sql
 from assets.leaderboard import leaderboard
 from assets.pool_features import pool_features
 from assets.pool_shard import pool_shard
@@ -18,6 +19,7 @@ from pipelines.jobs import (
     features_job,
     ingest_job,
     leaderboard_job,
+    observe_filters_job,
     scorer_job,
     shard_job,
     strategy_job,
@@ -37,13 +39,22 @@ def build_defs(poolsieve: PoolsieveResource) -> dg.Definitions:
             clip_embeddings,
             eval_decontamination,
             pool_features,
+            filter_sql,
             subset,
             train_shards,
             clip_model,
             evaluation,
             leaderboard,
         ],
-        jobs=[ingest_job, shard_job, scorer_job, features_job, strategy_job, leaderboard_job],
+        jobs=[
+            ingest_job,
+            shard_job,
+            scorer_job,
+            features_job,
+            strategy_job,
+            leaderboard_job,
+            observe_filters_job,
+        ],  # fmt: skip
         sensors=[pool_source_sensor, dedup_recheck_sensor],
         schedules=[pool_refresh_schedule],
         resources={"poolsieve": poolsieve, "demo_server": demo_server_for(poolsieve)},

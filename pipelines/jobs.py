@@ -42,8 +42,15 @@ features_job = dg.define_asset_job(
 
 strategy_job = dg.define_asset_job(
     "strategy_job",
-    selection=dg.AssetSelection.assets(*STRATEGY_ASSETS),
-    description="Per strategy (filter): subset, train shards, CLIP training, evaluation.",
+    selection=dg.AssetSelection.assets("filter_sql", *STRATEGY_ASSETS),
+    description="Per strategy (filter): observe the filter's SQL, then subset, train shards, "
+    "CLIP training, evaluation.",
+)
+
+observe_filters_job = dg.define_asset_job(
+    "observe_filters_job",
+    selection=dg.AssetSelection.assets("filter_sql"),
+    description="Observe every filter's SQL + parameters (after an edit: shows what is stale).",
 )
 
 leaderboard_job = dg.define_asset_job(

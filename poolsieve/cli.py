@@ -7,6 +7,7 @@
                                    job (--job ingest_job: ingest + dedup only)
     poolsieve why UID [--strategy S]  why a uid is in or out of each subset, and who decided
     poolsieve lineage STRATEGY     what produced a strategy's model (Dagster event log)
+    poolsieve stale                what an edit made stale (filters observed first) and what to re-run
     poolsieve normalize-url URL..  print each URL's normalized form (the SQL macro's answer)
 
 Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: <repo>/.dagster_home), so
@@ -218,6 +219,26 @@ def cmd_lineage(args) -> int:
     return 0 if doc["steps"]["clip_model"] else 1
 
 
+def cmd_stale(args) -> int:
+    import json
+
+    from pipelines.definitions import build_defs
+    from poolsieve.staleness import format_report, observe_filters, stale_report
+
+    defs, instance = build_defs(_resource(args, source="")), _instance()
+    if not args.no_observe and not observe_filters(defs, instance):
+        print("poolsieve: observing the filters failed (see the run in the UI)", file=sys.stderr)
+        return 1
+    report = stale_report(instance, defs)
+    if args.json:
+        doc = {"stale": {f"{a}[{p}]" if p else a: c for (a, p), c in report.stale.items()},
+               "downstream": report.downstream, "to_rerun": report.to_rerun}  # fmt: skip
+        print(json.dumps(doc, indent=1))
+    else:
+        print(format_report(report))
+    return 0
+
+
 def cmd_normalize(args) -> int:
     from poolsieve.urlnorm import normalize_urls
 
@@ -259,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("strategy")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_lineage)
+    p = sub.add_parser("stale", help="what a change made stale, and what to re-run")
+    p.add_argument("--lake", default=lake_default)
+    p.add_argument("--memory-limit", default="2GB", help=argparse.SUPPRESS)
+    p.add_argument("--no-observe", action="store_true", help="don't re-observe the filters first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_stale)
     p = sub.add_parser("normalize-url", help="print normalized URLs")
     p.add_argument("urls", nargs="+")
     p.set_defaults(fn=cmd_normalize)

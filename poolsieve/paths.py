@@ -4,5 +4,12 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: the SQL project; POOLSIEVE_SQL_DIR points the whole code location at another copy of it
-SQL_DIR = Path(os.environ.get("POOLSIEVE_SQL_DIR") or REPO_ROOT / "dbt_like_sql")
+DEFAULT_SQL_DIR = REPO_ROOT / "dbt_like_sql"
+
+
+def sql_dir() -> Path:
+    """The SQL project; POOLSIEVE_SQL_DIR points the whole code location at another copy of it.
+
+    Read when a project is loaded (not at import), so a run sees the filters as they are now.
+    """
+    return Path(os.environ.get("POOLSIEVE_SQL_DIR") or DEFAULT_SQL_DIR)

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from poolsieve.paths import SQL_DIR
+from poolsieve.paths import sql_dir
 
 _REF = re.compile(r"\{\{\s*ref\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*\)\s*\}\}")
 _SOURCE = re.compile(r"\{\{\s*source\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*\)\s*\}\}")
@@ -68,8 +68,8 @@ def _quote(name: str) -> str:
 class SqlProject:
     """All models and macros under one folder, ordered by their refs."""
 
-    def __init__(self, root: Path = SQL_DIR):
-        self.root = Path(root)
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else sql_dir()
         self.models = self._load_models()
         self.macro_sql = "\n".join(
             p.read_text() for p in sorted((self.root / "macros").glob("*.sql"))

@@ -24,6 +24,7 @@ def test_definitions_hold_the_graph():
         "clip_embeddings",
         "eval_decontamination",
         "pool_features",
+        "filter_sql",
         "subset",
         "train_shards",
         "clip_model",
@@ -36,12 +37,14 @@ def test_definitions_hold_the_graph():
     assert parents["clip_embeddings"] == {"shard_images", "scorer"}
     assert parents["eval_decontamination"] == {"shard_images"}
     assert parents["pool_features"] == {"clip_embeddings", "eval_decontamination", "scorer"}
-    assert parents["subset"] == {"pool_features"}
+    assert parents["subset"] == {"pool_features", "filter_sql"}
+    assert graph.get(dg.AssetKey("filter_sql")).is_observable  # a filter is observed data
     assert parents["leaderboard"] == {"evaluation"}
     assert graph.get(dg.AssetKey("scorer")).partitions_def is None
     strategies = graph.get(dg.AssetKey("clip_model")).partitions_def.get_partition_keys()
     assert set(strategies) == set(strategy_names())
-    for job in ("ingest_job", "shard_job", "scorer_job", "features_job", "strategy_job"):
+    for job in ("ingest_job", "shard_job", "scorer_job", "features_job", "strategy_job",
+                "observe_filters_job"):  # fmt: skip
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {
         "pool_source_sensor",

@@ -1,9 +1,7 @@
 """The image stages as Dagster assets, end to end on a small demo world served on loopback.
 
-One module-scoped run: write a world into the lake, materialize the scorer (a tiny CLIP trained
-for a few steps with open_clip_train), then the main per-shard job (ingest, dedup, real
-img2dataset downloads from the demo server, embeddings, decontamination) for every shard. The
-tests score each stage against the world's ground truth.
+One module-scoped run (tests/image_world.py): the scorer, the main per-shard job for every shard
+and pool_features. The tests score each stage against the world's ground truth.
 """
 
 from __future__ import annotations
@@ -17,62 +15,22 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.definitions import build_defs
 from pipelines.jobs import SHARD_ASSETS
 from pipelines.partitions import SHARDS
-from pipelines.resources import PoolsieveResource, demo_world_dir
 from poolsieve.clip.npz import check_alignment, read_npz
-from poolsieve.demo import WorldConfig, write_demo_world
-from poolsieve.demo.server import free_port, health
+from poolsieve.demo.server import health
 from poolsieve.download import STATUS_FILE
 from poolsieve.images import outcome_counts
-from poolsieve.lake import Lake
 from poolsieve.report import lake_counts, near_duplicate_rates
+from tests.image_world import make_resource, run_job, run_world, shard_digests
 
-# More planted eval near-duplicates than the default (1%), so recall is measured on 30 copies.
-CONFIG = WorldConfig(
-    rates={"eval_near_duplicate": 0.1},
-    trusted_samples=200,
-    trusted_shard_size=100,
-    eval_per_class=3,
-    retrieval_images=40,
-    slow_seconds=6.0,  # timeout 3 s: a loaded 2-core machine still answers a 404 in time
-)
-
-
-def _resource(lake_dir) -> PoolsieveResource:
-    return PoolsieveResource(
-        lake_dir=str(lake_dir), scorer_samples=256, embed_batch_size=64, embed_workers=1
-    )
-
-
-def _run(defs, instance, job: str, key: str | None = None):
-    return defs.resolve_job_def(job).execute_in_process(
-        partition_key=key, instance=instance, raise_on_error=False
-    )
+_resource, _run = make_resource, run_job
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    lake_dir = tmp_path_factory.mktemp("images") / "lake"
-    world = write_demo_world(
-        demo_world_dir(str(lake_dir)),
-        seed=5,
-        base_url=f"http://127.0.0.1:{free_port()}",
-        n_shards=2,
-        rows_per_shard=150,
-        config=CONFIG,
-    )
-    resource = _resource(lake_dir)
-    defs = build_defs(resource)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(SHARDS.name, world.truth["shards"])
-        runs = {"scorer": _run(defs, instance, "scorer_job")}
-        for shard in world.truth["shards"]:
-            runs[shard] = _run(defs, instance, "shard_job", shard)
-        runs["features"] = _run(defs, instance, "features_job")
-        yield {"world": world, "lake": Lake(lake_dir), "runs": runs, "instance": instance,
-               "defs": defs, "resource": resource}  # fmt: skip
+        yield run_world(tmp_path_factory.mktemp("images") / "lake", instance)
 
 
 def _metadata(result, asset: str) -> dict:
@@ -196,24 +154,17 @@ def test_demo_server_is_stopped_after_the_runs(pipeline):
     assert health(pipeline["world"].base_url) is None
 
 
-def test_rematerializing_one_shard_replaces_only_its_files(pipeline):
+def test_rematerializing_one_shard_leaves_every_other_shards_files_byte_identical(pipeline):
     lake, world = pipeline["lake"], pipeline["world"]
     first, second = world.truth["shards"]
-    before = _digests(lake.root / "shard_images" / second)
+    before = shard_digests(lake, SHARD_ASSETS, second)
+    assert {k.split("/")[0] for k in before} == set(SHARD_ASSETS)  # every per-shard asset wrote
     old_status = (lake.partition_dir("shard_images", first) / STATUS_FILE).stat().st_mtime_ns
     result = _run(pipeline["defs"], pipeline["instance"], "shard_job", first)
     assert result.success
-    assert _digests(lake.root / "shard_images" / second) == before
+    assert shard_digests(lake, SHARD_ASSETS, second) == before
     assert (lake.partition_dir("shard_images", first) / STATUS_FILE).stat().st_mtime_ns > old_status
     assert not list((lake.root / "shard_images").glob(".*.tmp"))
-
-
-def _digests(folder) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in folder.rglob("*")
-        if p.is_file()
-    }
 
 
 def test_embedding_without_a_scorer_fails_with_a_clear_message(tmp_path):

@@ -18,7 +18,6 @@ file, so ``write_subset_npy`` always sorts and ``read_subset_npy`` refuses unsor
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,15 +58,6 @@ def strategy_params(project: SqlProject, name: str, demo: bool) -> dict:
 def strategy_hash(project: SqlProject, name: str, demo: bool) -> str:
     """What a subset's content depends on: the SQL (and refs, macros) and the bound parameters."""
     return project.code_version([name, DECISIONS_MODEL], strategy_params(project, name, demo))
-
-
-def all_strategies_hash(project: SqlProject) -> str:
-    """The subset asset's code_version: every filter's SQL and parameters (both variants)."""
-    digest = hashlib.sha256()
-    for name in strategy_names(project):
-        for demo in (False, True):
-            digest.update(strategy_hash(project, name, demo).encode())
-    return digest.hexdigest()[:16]
 
 
 def uid_pairs(uids: list[str]) -> np.ndarray:

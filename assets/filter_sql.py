@@ -1,0 +1,29 @@
+"""filter_sql: each filter's SQL and parameters, observed as data (one partition per filter).
+
+A filter is edited far more often than the Python around it, and an edit must make exactly that
+strategy's subset stale. Dagster's code versions are per asset, not per partition, so each
+filter's content is observed instead: its data version is the hash of its SQL, the SQL it refs,
+the macros, the shared decisions model and its bound parameters (``strategy_hash``, the same value
+the subset records as ``sql_hash``). ``strategy_job`` observes it before building a subset;
+``poolsieve stale`` and the UI's "Observe" button observe it after an edit.
+"""
+
+import dagster as dg
+
+from pipelines.partitions import STRATEGIES
+from pipelines.resources import PoolsieveResource
+from poolsieve.curate.strategies import strategy_hash
+from poolsieve.sqlrunner import SqlProject
+
+
+@dg.observable_source_asset(
+    partitions_def=STRATEGIES,
+    group_name="curation",
+    description="A filter's SQL + parameters (dbt_like_sql/filters/<strategy>.sql and .yml).",
+)
+def filter_sql(poolsieve: PoolsieveResource) -> dg.DataVersionsByPartition:
+    project = SqlProject()  # the files as they are now, not as they were at import
+    demo = poolsieve.demo_world is not None
+    return dg.DataVersionsByPartition(
+        {name: strategy_hash(project, name, demo) for name in STRATEGIES.get_partition_keys()}
+    )
