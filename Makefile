@@ -5,9 +5,15 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup demo test test-fast dev lint format bench-dedup bench-embed bench-datacomp clean
+.PHONY: setup browser demo test test-fast dev screenshots lint format bench-dedup bench-embed bench-datacomp clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# the browser test drives Debian's chromium (Playwright cannot download browsers here)
+browser:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # torch/torchvision are pinned and installed first: pip takes these builds from this machine's disk.
 $(STAMP): pyproject.toml
@@ -31,6 +37,9 @@ dev: setup           ## the Dagster UI on http://127.0.0.1:3000
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp pipelines/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+screenshots: setup   ## refresh docs/screenshots/ from the browser test's pages
+	POOLSIEVE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/test_ui.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

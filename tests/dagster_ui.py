@@ -7,6 +7,7 @@ SIGTERM and SIGKILL to the group only if it outlives its grace period.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,32 @@ RUN_QUERY = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
   ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }"""
+
+
+# chromium as root, headless, offline: no sandbox, no background calls to Google's hosts
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def open_page(page, url: str, ready: str) -> None:
+    """Go to a UI page, wait until ``ready`` shows, and dismiss Dagster's first-run dialog."""
+    from playwright.sync_api import TimeoutError as NotShown
+
+    page.goto(url)
+    page.get_by_text(ready, exact=True).first.wait_for(timeout=60_000)
+    skip = page.get_by_role("button", name="Skip").first
+    with contextlib.suppress(NotShown):  # shown once per new instance, a moment after load
+        skip.wait_for(timeout=3_000)
+        skip.click()
+    page.wait_for_timeout(1500)  # let the graph lay itself out before reading or shooting it
+
+
+def show_markdown(page, key: str):
+    """Open a markdown metadata entry's dialog; the first image inside it (a locator)."""
+    page.locator("tr", has_text=key).get_by_text("[Show Markdown]").first.click()
+    image = page.get_by_role("dialog").locator("img").first
+    image.wait_for(timeout=30_000)
+    return image
 
 
 class DagsterDev:
@@ -99,10 +126,8 @@ class DagsterDev:
         group = self.proc.pid  # start_new_session: the group id is the leader's pid
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if not group_alive(group):
                 break

@@ -1,0 +1,112 @@
+"""The Dagster UI in a real browser: Debian's chromium driven by Playwright against `dagster dev`.
+
+A small demo world is materialized into a temporary DAGSTER_HOME first (the scorer, two shards,
+pool_features, one strategy and the leaderboard). Then `dagster dev` starts on 127.0.0.1, the
+test waits for the code location, launches a partition materialization over GraphQL (subset of a
+strategy never built before) and waits for its success, and checks in the pages that the asset
+graph, the partition status and the leaderboard's plot appear. The server is stopped by PID
+(SIGINT first) and nothing it started may outlive the test.
+
+POOLSIEVE_SCREENSHOTS=DIR keeps the pages as PNGs (`make screenshots` refreshes docs/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from poolsieve.demo.server import free_port
+from poolsieve.paths import REPO_ROOT
+from tests.dagster_ui import FLAGS, DagsterDev, group_alive, open_page, show_markdown
+from tests.image_world import run_job, run_world
+
+CHROMIUM = Path("/usr/bin/chromium")
+BUILT, LAUNCHED = "no_filter", "laion"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make setup)"),
+]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    home = root / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "pipelines" / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        state = run_world(root / "lake", instance, rows_per_shard=100, train_samples=128)
+        state["runs"][BUILT] = run_job(state["defs"], instance, "strategy_job", BUILT)
+        state["runs"]["leaderboard"] = run_job(state["defs"], instance, "leaderboard_job")
+    assert all(r.success for r in state["runs"].values()), state["runs"]
+    env = {"POOLSIEVE_LAKE": str(root / "lake"), "NO_ALBUMENTATIONS_UPDATE": "1"}
+    dev = DagsterDev(home, free_port(), env, root / "dagster_dev.log")
+    dev.start()
+    try:
+        location = dev.wait_loaded()[0]["name"]
+        run_id = dev.launch("strategy_job", LAUNCHED, ["filter_sql", "subset"], location)
+        yield {"dev": dev, "run_status": dev.wait_run(run_id), "shots": _shots_dir(root)}
+    finally:
+        dev.stop()
+
+
+def _shots_dir(root: Path) -> Path:
+    folder = Path(os.environ.get("POOLSIEVE_SCREENSHOTS") or root / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def page(ui):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield browser.new_page(viewport={"width": 1500, "height": 950})
+        browser.close()
+
+
+def _open(page, ui, path: str, ready: str) -> None:
+    open_page(page, ui["dev"].url + path, ready)
+
+
+def test_the_launched_partition_materialization_succeeds(ui):
+    assert ui["run_status"] == "SUCCESS"
+
+
+def test_the_asset_graph_shows_every_stage(ui, page):
+    _open(page, ui, "/assets/leaderboard?view=lineage&lineageScope=upstream&lineageDepth=20",
+          "pool_features")  # fmt: skip
+    for asset in ("pool_shard", "url_dedup", "shard_images", "clip_embeddings", "filter_sql",
+                  "subset", "train_shards", "clip_model", "evaluation", "leaderboard"):  # fmt: skip
+        assert page.get_by_text(asset, exact=True).count() >= 1, asset
+    page.screenshot(path=str(ui["shots"] / "asset_graph.png"))
+
+
+def test_the_partition_status_shows_the_launched_strategy(ui, page):
+    _open(page, ui, "/assets/subset?view=partitions", LAUNCHED)
+    body = page.inner_text("body")
+    assert "Materialized (2)" in body, body[:2000]  # the one built before and the one launched
+    assert "Missing (6)" in body
+    page.screenshot(path=str(ui["shots"] / "partitions.png"))
+
+
+def test_the_leaderboard_shows_its_table_and_plot(ui, page):
+    _open(page, ui, "/assets/leaderboard", "accuracy_plot")
+    assert "poolsieve lineage no_filter" in page.inner_text("body")  # the lineage links table
+    plot = show_markdown(page, "accuracy_plot")  # the PNG embedded in the metadata
+    assert plot.evaluate("img => img.complete && img.naturalWidth > 100")
+    page.screenshot(path=str(ui["shots"] / "leaderboard.png"))
+
+
+def test_stopping_the_server_leaves_nothing_running(ui, page):
+    dev = ui["dev"]
+    dev.stop()
+    assert dev.proc.poll() is not None
+    assert not group_alive(dev.proc.pid)
