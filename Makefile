@@ -38,8 +38,8 @@ dev: setup           ## the Dagster UI on http://127.0.0.1:3000
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp pipelines/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-screenshots: setup   ## refresh docs/screenshots/ from the browser test's pages
-	POOLSIEVE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/test_ui.py
+screenshots: setup   ## the README's UI screenshots (docs/screenshots/), from the demo's runs: after make demo
+	$(PY) scripts/screenshots.py --home $(DAGSTER_HOME) --lake $(CURDIR)/lake
 
 lint: setup
 	$(VENV)/bin/ruff check .

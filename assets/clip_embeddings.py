@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from assets.metadata import conservation_check, failing_clearly
+from assets.metadata import ROWS_CONSERVED, conservation_check, failing_clearly
 from assets.scorer import scorer
 from assets.shard_images import shard_images
 from pipelines.partitions import SHARDS
@@ -12,7 +12,6 @@ from poolsieve.clip.embed import progress_logger
 from poolsieve.embeddings import embed_shard
 from poolsieve.scorer import load_scorer, read_scorer
 
-ROWS_CONSERVED = "rows_conserved"
 NPZ_ALIGNED = "npz_aligned"
 
 

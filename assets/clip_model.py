@@ -1,12 +1,17 @@
 """clip_model: open_clip's own trainer on one strategy's train shards, same budget for every one."""
 
+import math
+
 import dagster as dg
 
-from assets.metadata import INPUT_ERRORS, failing_clearly, throttled
+from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
 from assets.train_shards import train_shards
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.models import train_strategy
+from poolsieve.lake import file_sha256
+
+TRAINED_OK = "finite_loss_and_recorded_checkpoint"
 
 
 @dg.asset(
@@ -15,6 +20,7 @@ from poolsieve.curate.models import train_strategy
     code_version="train-v1",
     group_name="curation",
     kinds={"pytorch", "openclip"},
+    check_specs=[dg.AssetCheckSpec(TRAINED_OK, asset="clip_model", blocking=True)],
 )
 def clip_model(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """A CLIP trained at the configured scale (tiny-cpu in the demo), offline; log + checkpoint."""
@@ -30,7 +36,10 @@ def clip_model(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     losses = record["losses"]
     if record["checkpoint"] is None:
         context.log.warning(f"{name}: {record['skipped']}")
-        return dg.MaterializeResult(metadata={"trained": False, "skipped": record["skipped"]})
+        return dg.MaterializeResult(
+            metadata={"trained": False, "skipped": record["skipped"]},
+            check_results=[problem_check(TRAINED_OK, "", skipped=record["skipped"])],
+        )
     return dg.MaterializeResult(
         metadata={
             "trained": True,
@@ -45,5 +54,16 @@ def clip_model(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             "weights_sha256": record["sha256"],
             "checkpoint": dg.MetadataValue.path(record["checkpoint"]),
             "log": dg.MetadataValue.path(record["log"]),
-        }
+        },
+        check_results=[problem_check(TRAINED_OK, _training_problem(record))],
     )
+
+
+def _training_problem(record: dict) -> str:
+    """A NaN/inf loss or a checkpoint that is not the one recorded makes its evaluation wrong."""
+    bad = [step for step, loss in record["losses"] if not math.isfinite(loss)]
+    if bad or not record["losses"]:
+        return f"non-finite loss at steps {bad[:5]}" if bad else "no loss was logged"
+    if file_sha256(record["checkpoint"]) != record["sha256"]:
+        return f"checkpoint {record['checkpoint']} differs from its recorded sha256"
+    return ""

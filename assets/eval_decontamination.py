@@ -2,14 +2,18 @@
 
 import dagster as dg
 
-from assets.metadata import INPUT_ERRORS, conservation_check, failing_clearly, throttled
+from assets.metadata import (
+    INPUT_ERRORS,
+    ROWS_CONSERVED,
+    conservation_check,
+    failing_clearly,
+    throttled,
+)
 from assets.shard_images import shard_images
 from pipelines.partitions import SHARDS
 from pipelines.resources import PoolsieveResource
 from poolsieve.decontam_shard import decontaminate_shard, eval_features
 from poolsieve.embeddings import downloaded_count
-
-ROWS_CONSERVED = "rows_conserved"
 
 
 @dg.asset(

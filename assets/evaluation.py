@@ -1,12 +1,16 @@
 """evaluation: zero-shot classification and image-text retrieval of one strategy's CLIP."""
 
+import math
+
 import dagster as dg
 
 from assets.clip_model import clip_model
-from assets.metadata import INPUT_ERRORS, failing_clearly
+from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.models import evaluate_strategy
+
+IN_RANGE = "metrics_finite_in_0_1"
 
 
 @dg.asset(
@@ -15,6 +19,7 @@ from poolsieve.curate.models import evaluate_strategy
     code_version="eval-v1",
     group_name="curation",
     kinds={"pytorch"},
+    check_specs=[dg.AssetCheckSpec(IN_RANGE, asset="evaluation", blocking=True)],
 )
 def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Top-1 and mean per-class recall; recall@1/5/10 both ways; the average of main metrics."""
@@ -25,7 +30,10 @@ def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     metrics = {k: v for k, v in doc["metrics"].items() if v is not None}
     if "skipped" in doc:
         context.log.warning(f"{name}: not evaluated: {doc['skipped']}")
-        return dg.MaterializeResult(metadata={"evaluated": False, "skipped": doc["skipped"]})
+        return dg.MaterializeResult(
+            metadata={"evaluated": False, "skipped": doc["skipped"]},
+            check_results=[problem_check(IN_RANGE, "", skipped=doc["skipped"])],
+        )
     context.log.info(f"{name}: average {metrics['average']:.3f}")
     suite_failed = doc.get("suite", {}).get("failed", {})
     if suite_failed:
@@ -36,5 +44,12 @@ def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             "samples_seen": doc["samples_seen"],
             "seed": doc["seed"],
             "suite_failed": list(suite_failed),
-        }  # fmt: skip
+        },  # fmt: skip
+        check_results=[problem_check(IN_RANGE, _out_of_range(metrics))],
     )
+
+
+def _out_of_range(metrics: dict) -> str:
+    """Accuracies and recalls are fractions: a NaN or a value outside [0, 1] is a bug upstream."""
+    bad = {k: v for k, v in metrics.items() if not (math.isfinite(float(v)) and 0 <= v <= 1)}
+    return f"metrics outside [0, 1]: {bad}" if bad else ""

@@ -8,12 +8,19 @@ the subset records as ``sql_hash``). ``strategy_job`` observes it before buildin
 ``poolsieve stale`` and the UI's "Observe" button observe it after an edit.
 """
 
+import warnings
+
 import dagster as dg
 
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.strategies import strategy_hash
 from poolsieve.sqlrunner import SqlProject
+
+# partitioned observation is Dagster "beta"; chosen on purpose (see above), so not a warning per run
+warnings.filterwarnings(
+    "ignore", r".*(observable_source_asset|DataVersionsByPartition)", dg.BetaWarning
+)
 
 
 @dg.observable_source_asset(

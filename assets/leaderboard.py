@@ -5,6 +5,7 @@ import base64
 import dagster as dg
 
 from assets.evaluation import evaluation
+from assets.metadata import problem_check
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.leaderboard import build_leaderboard
@@ -27,8 +28,12 @@ def _lineage_links(instance, rows) -> str:
     return "\n".join(lines)
 
 
+ACCOUNTED = "every_strategy_ranked_or_listed_missing"
+
+
 @dg.asset(deps=[evaluation], code_version="leaderboard-v1", group_name="curation",
-          kinds={"parquet", "matplotlib"})  # fmt: skip
+          kinds={"parquet", "matplotlib"},
+          check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset="leaderboard")])  # fmt: skip
 def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Strategy -> subset size, each metric, average; accuracy-vs-size and drops-per-reason plots."""
     board = build_leaderboard(poolsieve.lake, STRATEGIES.get_partition_keys())
@@ -47,4 +52,8 @@ def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource)
     for key in ("accuracy_plot", "drops_plot"):
         metadata[key] = _image(board.files[key])
         metadata[f"{key}_path"] = dg.MetadataValue.path(str(board.files[key]))
-    return dg.MaterializeResult(metadata=metadata)
+    ranked = [r["strategy"] for r in board.rows]
+    lost = set(STRATEGIES.get_partition_keys()) - set(ranked) - set(board.missing)
+    problem = f"strategies neither ranked nor listed as missing: {sorted(lost)}" if lost else ""
+    return dg.MaterializeResult(metadata=metadata, check_results=[
+        problem_check(ACCOUNTED, problem, ranked=len(ranked), not_evaluated=len(board.missing))])  # fmt: skip

@@ -48,6 +48,12 @@ def throttled(log, every_s: float = 10.0):
     return report
 
 
+def problem_check(name: str, problem: str, **metadata) -> dg.AssetCheckResult:
+    """Passes when ``problem`` is empty; otherwise fails and says what is wrong."""
+    return dg.AssetCheckResult(check_name=name, passed=not problem,
+                               description=problem or "ok", metadata=metadata)  # fmt: skip
+
+
 def yaml_check(name: str, failures: list[str]) -> dg.AssetCheckResult:
     """The model's YAML column tests (uid unique, not null, accepted values) on the output."""
     return dg.AssetCheckResult(
@@ -70,3 +76,7 @@ def failing_clearly(*errors: type[Exception]):
 
 #: what the plain logic raises for missing inputs or bad configuration
 INPUT_ERRORS = (FileNotFoundError, ValueError)
+
+# check names shared by several assets
+ROWS_CONSERVED = "rows_conserved"
+YAML_TESTS = "yaml_column_tests"

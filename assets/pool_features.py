@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.clip_embeddings import clip_embeddings
 from assets.eval_decontamination import eval_decontamination
-from assets.metadata import INPUT_ERRORS, failing_clearly, reason_counts, yaml_check
+from assets.metadata import INPUT_ERRORS, YAML_TESTS, failing_clearly, reason_counts, yaml_check
 from assets.scorer import scorer
 from pipelines.partitions import SHARDS
 from pipelines.resources import PoolsieveResource
@@ -14,9 +14,6 @@ from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 PROJECT = SqlProject()
 INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_duplicate"]
-
-
-YAML_TESTS = "yaml_column_tests"
 
 
 @dg.asset(

@@ -2,17 +2,23 @@
 
 import dagster as dg
 
-from assets.metadata import conservation_check, reason_counts, table_schema
+from assets.metadata import (
+    ROWS_CONSERVED,
+    YAML_TESTS,
+    conservation_check,
+    reason_counts,
+    table_schema,
+    yaml_check,
+)
 from pipelines.partitions import SHARDS, shard_seq
 from pipelines.resources import PoolsieveResource
 from poolsieve.ingest import QUARANTINE_REASONS, STAGING_MODELS, ingest_shard
 from poolsieve.lake import file_sha256
 from poolsieve.schema import SourceFileError
 from poolsieve.sources import open_source
-from poolsieve.sqlrunner import SqlProject
+from poolsieve.sqlrunner import SqlProject, file_test_failures
 
 PROJECT = SqlProject()
-ROWS_CONSERVED = "rows_conserved"
 
 
 @dg.asset(
@@ -20,7 +26,10 @@ ROWS_CONSERVED = "rows_conserved"
     code_version=PROJECT.code_version(STAGING_MODELS),
     group_name="pool",
     kinds={"duckdb", "parquet"},
-    check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="pool_shard", blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(ROWS_CONSERVED, asset="pool_shard", blocking=True),
+        dg.AssetCheckSpec(YAML_TESTS, asset="pool_shard", blocking=True),
+    ],
 )
 def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """One pool file as normalized DataComp rows; invalid rows quarantined with a reason code."""
@@ -49,6 +58,10 @@ def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             )
         except SourceFileError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
+    with poolsieve.connect_memory() as mem:
+        written = {"pool_shard_rows": result.files["rows"],
+                   "pool_shard_quarantine": result.files["quarantine"]}  # fmt: skip
+        failures = file_test_failures(mem, PROJECT, written)
     context.log.info(
         f"{shard}: read {result.rows_read}, normalized {result.rows_normalized}, "
         f"quarantined {result.rows_quarantined} {result.quarantine_reasons}"
@@ -76,6 +89,7 @@ def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
                 ROWS_CONSERVED,
                 result.rows_read,
                 {"normalized": result.rows_normalized, "quarantined": result.rows_quarantined},
-            )
+            ),
+            yaml_check(YAML_TESTS, failures),
         ],
     )

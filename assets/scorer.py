@@ -2,12 +2,15 @@
 
 import dagster as dg
 
-from assets.metadata import INPUT_ERRORS, failing_clearly, throttled
+from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
 from pipelines.resources import PoolsieveResource
-from poolsieve.scorer import build_scorer
+from poolsieve.scorer import build_scorer, load_scorer, read_scorer
+
+LOADS = "recorded_weights_load"
 
 
-@dg.asset(group_name="images", code_version="scorer-v1", kinds={"pytorch", "openclip"})
+@dg.asset(group_name="images", code_version="scorer-v1", kinds={"pytorch", "openclip"},
+          check_specs=[dg.AssetCheckSpec(LOADS, asset="scorer", blocking=True)])  # fmt: skip
 def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """A configured checkpoint / pretrained tag, or a tiny CLIP trained on the trusted set."""
     report = throttled(context.log.info)
@@ -36,4 +39,15 @@ def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             "train_log": dg.MetadataValue.path(info.training["log"]),
         }
     context.log.info(f"scorer {info.arch} ({info.origin}) sha256 {info.weights_sha256[:12]}")
-    return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})
+    return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None},
+                                check_results=[_loads(poolsieve)])  # fmt: skip
+
+
+def _loads(poolsieve: PoolsieveResource) -> dg.AssetCheckResult:
+    """What every embedding step will do: read scorer.json, load the weights, verify sha256."""
+    try:
+        load_scorer(read_scorer(poolsieve.lake), poolsieve.device)
+        problem = ""
+    except (OSError, ValueError, RuntimeError) as err:
+        problem = str(err)
+    return problem_check(LOADS, problem)

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from assets.metadata import conservation_check, failing_clearly, reason_counts, throttled
+from assets.metadata import (
+    ROWS_CONSERVED,
+    conservation_check,
+    failing_clearly,
+    reason_counts,
+    throttled,
+)
 from assets.url_dedup import url_dedup
 from pipelines.partitions import SHARDS
 from pipelines.resources import DemoServerResource, PoolsieveResource
@@ -11,7 +17,6 @@ from poolsieve.images import DOWNLOAD_MODELS, download_kept
 from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()
-ROWS_CONSERVED = "rows_conserved"
 SUCCESS_RATE = "download_success_rate"
 #: always reported (zeros included) so the UI can plot them; any other category is added
 COMMON_ERRORS = ["http_404", "http_500", "timeout", "decode_error", "connection_error",

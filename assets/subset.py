@@ -6,8 +6,11 @@ import pyarrow.parquet as pq
 from assets.filter_sql import filter_sql
 from assets.metadata import (
     INPUT_ERRORS,
+    ROWS_CONSERVED,
+    YAML_TESTS,
     conservation_check,
     failing_clearly,
+    problem_check,
     reason_counts,
     yaml_check,
 )
@@ -23,8 +26,6 @@ from poolsieve.lake import file_sha256
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 SUBSET_FILE_OK = "subset_file_sorted_and_typed"
-ROWS_CONSERVED = "rows_conserved"
-YAML_TESTS = "yaml_column_tests"
 
 
 @dg.asset(
@@ -89,5 +90,4 @@ def _file_check(result) -> dg.AssetCheckResult:
         problem = "" if count == result.kept else f"{count} pairs for {result.kept} kept uids"
     except ValueError as err:
         problem = str(err)
-    return dg.AssetCheckResult(check_name=SUBSET_FILE_OK, passed=not problem,
-                               metadata={"problem": problem})  # fmt: skip
+    return problem_check(SUBSET_FILE_OK, problem)

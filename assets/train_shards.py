@@ -2,11 +2,14 @@
 
 import dagster as dg
 
+from assets.metadata import ROWS_CONSERVED, conservation_check, problem_check
 from assets.subset import subset
 from pipelines.partitions import SHARDS, STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.reshard import reshard
 from poolsieve.curate.strategies import pairs_to_uids, read_subset_npy
+
+EVERY_IMAGE = "every_subset_uid_has_an_image"
 
 
 @dg.asset(
@@ -15,6 +18,10 @@ from poolsieve.curate.strategies import pairs_to_uids, read_subset_npy
     code_version="reshard-v1",
     group_name="curation",
     kinds={"webdataset"},
+    check_specs=[
+        dg.AssetCheckSpec(ROWS_CONSERVED, asset="train_shards", blocking=True),
+        dg.AssetCheckSpec(EVERY_IMAGE, asset="train_shards", blocking=True),
+    ],
 )
 def train_shards(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """DataComp resharder semantics: every listed uid's sample, k times if listed k times."""
@@ -37,5 +44,17 @@ def train_shards(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource
             "missing_images": len(result.missing),
             "tars": [t.name for t in result.tars],
             "path": dg.MetadataValue.path(str(result.out_dir)),
-        }
+        },
+        check_results=[
+            conservation_check(
+                ROWS_CONSERVED,
+                len(uids),
+                {"written": result.samples, "missing_image": len(result.missing)},
+            ),
+            problem_check(
+                EVERY_IMAGE,
+                f"{len(result.missing)} subset uids have no image" if result.missing else "",
+                missing=sorted(result.missing)[:20],
+            ),
+        ],  # fmt: skip
     )

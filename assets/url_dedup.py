@@ -2,16 +2,22 @@
 
 import dagster as dg
 
-from assets.metadata import conservation_check, reason_counts
+from assets.metadata import (
+    ROWS_CONSERVED,
+    YAML_TESTS,
+    conservation_check,
+    reason_counts,
+    yaml_check,
+)
 from assets.pool_shard import pool_shard
 from pipelines.partitions import SHARDS, shard_seq
 from pipelines.resources import PoolsieveResource
 from poolsieve.dedup import DEDUP_MODELS, dedup_shards
-from poolsieve.sqlrunner import SqlProject
+from poolsieve.sqlrunner import SqlProject, file_test_failures
 
 PROJECT = SqlProject()
+DECISIONS = "url_dedup_decisions"
 DEDUP_REASONS = ["duplicate_uid", "duplicate_url"]
-ROWS_CONSERVED = "rows_conserved"
 COMPLETE = "compared_with_all_earlier_shards"
 
 
@@ -24,6 +30,7 @@ COMPLETE = "compared_with_all_earlier_shards"
     check_specs=[
         dg.AssetCheckSpec(ROWS_CONSERVED, asset="url_dedup", blocking=True),
         dg.AssetCheckSpec(COMPLETE, asset="url_dedup"),
+        dg.AssetCheckSpec(YAML_TESTS, asset="url_dedup", blocking=True),
     ],
 )
 def url_dedup(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
@@ -32,6 +39,8 @@ def url_dedup(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     seq = shard_seq(context.instance, shard)
     with poolsieve.connect() as conn:
         result = dedup_shards(conn, poolsieve.lake, [shard], PROJECT)[shard]
+    with poolsieve.connect_memory() as mem:
+        failures = file_test_failures(mem, PROJECT, {DECISIONS: result.files["decisions"]})
     known = result.registered_shards
     earlier = context.instance.get_dynamic_partitions(SHARDS.name)[:seq]
     not_ingested = [k for k in earlier if k not in known]
@@ -62,5 +71,6 @@ def url_dedup(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={"earlier_shards_not_ingested": not_ingested},
             ),
+            yaml_check(YAML_TESTS, failures),
         ],
     )

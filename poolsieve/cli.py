@@ -116,7 +116,7 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _run_each(job, instance, keys: list[str]) -> list[str]:
-    """Run ``job`` per partition key with a progress line each ([i/n], elapsed, ETA); the
+    """Run ``job`` per partition key with a progress line each ([i/n], a bar, elapsed, ETA); the
     keys that failed."""
     failed, start = [], time.monotonic()
     for i, key in enumerate(keys, start=1):
@@ -125,8 +125,15 @@ def _run_each(job, instance, keys: list[str]) -> list[str]:
         elapsed = time.monotonic() - start
         eta = elapsed / i * (len(keys) - i)
         if i < len(keys):
-            print(f"  {'':<8}{job.name}: {i}/{len(keys)} done in {elapsed:.0f}s, ETA {eta:.0f}s")
+            print(f"  {'':<8}{job.name} {progress_bar(i, len(keys))} {i}/{len(keys)} done "
+                  f"in {elapsed:.0f}s, ETA {eta:.0f}s")  # fmt: skip
     return failed
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``[#####---------------]``: a plain-text bar (readable in logs and CI, no terminal tricks)."""
+    filled = round(width * done / max(total, 1))
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
 def _run_one(job, instance, key: str | None, step: str = "") -> bool:

@@ -185,6 +185,16 @@ def column_test_failures(conn: duckdb.DuckDBPyConnection, model: Model, relation
     return failures
 
 
+def file_test_failures(conn: duckdb.DuckDBPyConnection, project: SqlProject,
+                       files: dict[str, str | Path]) -> list[str]:  # fmt: skip
+    """The YAML column tests of each model, run on the parquet file it was written to."""
+    failures = []
+    for name, path in files.items():
+        conn.read_parquet(str(path)).create_view(name, replace=True)
+        failures += column_test_failures(conn, project.model(name), name)
+    return failures
+
+
 def _run_column_test(conn, relation: str, column: str, test) -> list[str]:
     kind, arg = (test, None) if isinstance(test, str) else next(iter(test.items()))
     rel, col = _quote(relation), _quote(column)

@@ -111,6 +111,9 @@ def _audit_commands_answer(tmp_path):
         assert f"  {step}: run " in lineage.stdout
     assert "samples_seen=256" in lineage.stdout and "sql_hash=" in lineage.stdout
     assert lineage.stdout.count("clip_embeddings[shard_") == 2
+    stale = _run(["stale", "--lake", str(lake)], tmp_path)  # observes the filters first
+    assert stale.returncode == 0, stale.stderr[-2000:]
+    assert "nothing is stale" in stale.stdout, stale.stdout
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
@@ -125,3 +128,11 @@ def test_main_job_without_a_scorer_stops_with_a_clear_message(tmp_path, source_d
     assert proc.returncode == 1
     assert "no scorer configured" in proc.stderr
     assert "a.parquet" not in proc.stdout.split("scorer_job")[-1]  # no shard ran
+
+
+def test_progress_bar_fills_with_the_work_done():
+    from poolsieve.cli import progress_bar
+
+    assert progress_bar(0, 8) == "[" + "-" * 20 + "]"
+    assert progress_bar(2, 8) == "[" + "#" * 5 + "-" * 15 + "]"
+    assert progress_bar(8, 8) == "[" + "#" * 20 + "]"

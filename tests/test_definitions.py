@@ -73,3 +73,32 @@ def test_workspace_yaml_loads_with_dagster_cli(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Validation successful" in proc.stderr + proc.stdout
+
+
+def test_every_materialized_asset_has_a_blocking_check():
+    graph = defs.resolve_asset_graph()
+    for node in graph.asset_nodes:
+        if not node.is_materializable:
+            continue  # filter_sql is observed, not materialized
+        specs = list(node.check_keys)
+        assert specs, f"{node.key.to_user_string()} has no asset check"
+        blocking = [graph.get_check_spec(k).blocking for k in specs]
+        if node.key.to_user_string() != "leaderboard":  # nothing reads the leaderboard
+            assert any(blocking), f"{node.key.to_user_string()} has no blocking check"
+
+
+def test_training_and_evaluation_checks_name_what_is_wrong(tmp_path):
+    from assets.clip_model import _training_problem
+    from assets.evaluation import _out_of_range
+
+    ckpt = tmp_path / "epoch_1.pt"
+    ckpt.write_bytes(b"weights")
+    from poolsieve.lake import file_sha256
+
+    record = {"losses": [(1, 4.2), (2, 3.9)], "checkpoint": str(ckpt), "sha256": file_sha256(ckpt)}
+    assert _training_problem(record) == ""
+    assert "steps [2]" in _training_problem({**record, "losses": [(1, 4.2), (2, float("nan"))]})
+    assert "differs from its recorded sha256" in _training_problem({**record, "sha256": "0" * 64})
+    assert _out_of_range({"classification/top1": 0.25, "average": 0.1}) == ""
+    assert "retrieval/mean_recall@1" in _out_of_range({"retrieval/mean_recall@1": 1.5})
+    assert "average" in _out_of_range({"average": float("nan")})

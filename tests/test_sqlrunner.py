@@ -6,7 +6,12 @@ import pytest
 from poolsieve.dedup import dedup_shards
 from poolsieve.images import kept_rows
 from poolsieve.ingest import ingest_shard
-from poolsieve.sqlrunner import SqlProject, SqlProjectError, column_test_failures
+from poolsieve.sqlrunner import (
+    SqlProject,
+    SqlProjectError,
+    column_test_failures,
+    file_test_failures,
+)
 from tests.conftest import row, uid, write_datacomp
 
 
@@ -143,3 +148,18 @@ def test_view_materialization_and_its_limits(tmp_path):
     assert kind.fetchall() == [("VIEW",)]
     with pytest.raises(SqlProjectError, match="is a view but uses parameters"):
         project.run(conn, ["b"], {}, {"p": 1})
+
+
+def test_yaml_tests_run_on_the_parquet_a_model_was_written_to(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = tmp_path / "rows.parquet"
+    table = {"uid": ["a", "a", None], "row_idx": [0, 1, 2], "url": ["u", "v", "w"],
+             "url_norm": ["u", "v", "w"]}  # fmt: skip
+    pq.write_table(pa.table(table), rows)
+    with duckdb.connect() as conn:
+        failures = file_test_failures(conn, SqlProject(), {"pool_shard_rows": rows})
+    assert any("uid" in f and "unique" in f for f in failures), failures
+    assert any("uid" in f and "not_null" in f for f in failures), failures
+    assert not [f for f in failures if "row_idx" in f or "url" in f]

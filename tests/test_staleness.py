@@ -45,8 +45,13 @@ def _report(graph):
 
 
 def test_a_fresh_graph_has_nothing_stale(graph):
+    checked = set()
     for name, result in graph["runs"].items():
         assert result.success, name
+        evaluations = result.get_asset_check_evaluations()
+        assert all(c.passed for c in evaluations), (name, evaluations)
+        checked |= {c.asset_key.to_user_string() for c in evaluations}
+    assert set(STRATEGY_ASSETS) | {"scorer", "leaderboard", "pool_shard"} <= checked
     assert observe_filters(graph["defs"], graph["instance"])  # same files: same versions
     report = _report(graph)
     assert report.stale == {} and report.downstream == []
