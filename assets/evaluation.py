@@ -5,7 +5,7 @@ import math
 import dagster as dg
 
 from assets.clip_model import clip_model
-from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check
+from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
 from pipelines.partitions import STRATEGIES
 from pipelines.resources import PoolsieveResource
 from poolsieve.curate.models import evaluate_strategy
@@ -24,9 +24,11 @@ IN_RANGE = "metrics_finite_in_0_1"
 def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Top-1 and mean per-class recall; recall@1/5/10 both ways; the average of main metrics."""
     name = context.partition_key
+    report = throttled(context.log.info)
     with failing_clearly(*INPUT_ERRORS):
         doc, _ = evaluate_strategy(poolsieve.lake, name, poolsieve.eval_path, poolsieve.device,
-                                   poolsieve.eval_suite_dir)  # fmt: skip
+                                   poolsieve.eval_suite_dir,
+                                   lambda done, total: report(done, total, f"{name}: suite tasks"))  # fmt: skip
     metrics = {k: v for k, v in doc["metrics"].items() if v is not None}
     if "skipped" in doc:
         context.log.warning(f"{name}: not evaluated: {doc['skipped']}")

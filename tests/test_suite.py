@@ -83,7 +83,9 @@ def test_clip_benchmark_reads_the_suite_and_agrees_with_our_metrics(tmp_path, cl
     (suite / "broken" / "test").mkdir(parents=True)
     (suite / "broken" / "test" / "nshards.txt").write_text("1\n")  # no tar: must be reported
     assert suite_tasks(suite) == ["broken", "demo_classification", "demo_retrieval"]
-    result = evaluate_suite(clip, suite, batch_size=16)
+    calls = []
+    result = evaluate_suite(clip, suite, batch_size=16, progress=lambda *a: calls.append(a))
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # one progress report per task, failed ones too
     ours = evaluate(clip, world.eval_dir).tasks
     cls, ret = result["tasks"]["demo_classification"], result["tasks"]["demo_retrieval"]
     assert cls["top1"] == pytest.approx(ours["classification"]["top1"])

@@ -60,9 +60,11 @@ def train_strategy(
 
 
 def evaluate_strategy(
-    lake: Lake, strategy: str, eval_dir: str, device: str = "auto", suite_dir: str = ""
-) -> tuple[dict, Evaluation]:
-    """The held-out eval sets (and DataComp's suite under ``suite_dir`` when given)."""
+    lake: Lake, strategy: str, eval_dir: str, device: str = "auto", suite_dir: str = "",
+    progress=None,
+) -> tuple[dict, Evaluation]:  # fmt: skip
+    """The held-out eval sets (and DataComp's suite under ``suite_dir`` when given, calling
+    ``progress(done, total)`` per suite task)."""
     model_file = lake.partition_dir("clip_model", strategy) / "model.json"
     if not model_file.is_file():
         raise FileNotFoundError(f"no clip_model for {strategy!r}: materialize it first")
@@ -78,7 +80,7 @@ def evaluate_strategy(
     doc = {"strategy": strategy, "model_sha256": record["sha256"], "seed": record["seed"],
            "samples_seen": record["samples_seen"], "metrics": result.flat()}  # fmt: skip
     if suite_dir:
-        suite = evaluate_suite(clip, suite_dir)
+        suite = evaluate_suite(clip, suite_dir, progress=progress)
         doc["suite"] = suite
         doc["metrics"]["suite/average"] = suite["average"]
     _write_json(out, doc)

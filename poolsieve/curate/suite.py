@@ -77,14 +77,19 @@ def _retrieve(clip: LoadedClip, ds, batch_size: int) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def evaluate_suite(clip: LoadedClip, root: str | Path, batch_size: int = 64) -> dict:
-    """{"tasks": {task: metrics}, "failed": {task: error}, "average": mean of main metrics}."""
+def evaluate_suite(clip: LoadedClip, root: str | Path, batch_size: int = 64, progress=None) -> dict:
+    """{"tasks": {task: metrics}, "failed": {task: error}, "average": mean of main metrics}.
+
+    ``progress(done, total)`` is called after each task (38 of them in DataComp's suite)."""
     root, tasks, failed = Path(root), {}, {}
-    for task in suite_tasks(root):
+    names = suite_tasks(root)
+    for done, task in enumerate(names, start=1):
         try:
             ds, retrieval = _dataset(clip, root, task)
             tasks[task] = (_retrieve if retrieval else _classify)(clip, ds, batch_size)
         except Exception as error:  # one broken task must not hide the others' results
             failed[task] = f"{type(error).__name__}: {error}"[:300]
+        if progress:
+            progress(done, len(names))
     main = [m["mean_recall@1"] if "mean_recall@1" in m else m["top1"] for m in tasks.values()]
     return {"tasks": tasks, "failed": failed, "average": float(np.mean(main)) if main else None}
