@@ -52,7 +52,11 @@ def _shoot(url: str, out: Path) -> None:
         page = browser.new_page(viewport={"width": 1500, "height": 950})
         for name, path, ready in PAGES:
             open_page(page, url + path, ready)
+            if name == "partitions.png":  # one partition's metadata: kept, drops per reason
+                page.get_by_text("clip_score_top30", exact=True).first.click()
+                page.get_by_text("kept_fraction").first.wait_for(timeout=30_000)
             if name == "leaderboard.png":
+                page.screenshot(path=str(out / "leaderboard_table.png"))
                 show_markdown(page, "accuracy_plot")
             page.screenshot(path=str(out / name))
         browser.close()

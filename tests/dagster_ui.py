@@ -50,6 +50,7 @@ def show_markdown(page, key: str):
     page.locator("tr", has_text=key).get_by_text("[Show Markdown]").first.click()
     image = page.get_by_role("dialog").locator("img").first
     image.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)  # the dialog fades in
     return image
 
 
