@@ -70,7 +70,8 @@ class DagsterDev:
                "-h", "127.0.0.1", "-p", str(self.port)]  # fmt: skip
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_default_signals)  # fmt: skip
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
@@ -143,6 +144,26 @@ class DagsterDev:
     def _check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"dagster dev exited ({self.proc.returncode}):\n{self.tail()}")
+
+
+def _default_signals() -> None:
+    """In the child before exec: SIGINT/SIGTERM at their defaults, so SIGINT stops dagster dev even
+    when the tests run in the background (where a shell leaves SIGINT, and then Dagster SIGTERM,
+    ignored, and an ignored signal is inherited)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """PIDs whose environment holds name=value (finds children that left the process group)."""
+    needle, found = f"{name}={value}".encode(), []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def group_alive(group: int) -> bool:

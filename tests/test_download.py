@@ -9,10 +9,12 @@ a second run (sha256 verification into the same folder) covers re-downloads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import shutil
+import signal
 import socket
 import tarfile
 import threading
@@ -280,7 +282,8 @@ def scenario(server, trap, tmp_path_factory):
     )
     calls = []
     out = tmp_path_factory.mktemp("shard") / "images"
-    result = download_shard(rows, out, settings, progress=lambda *a: calls.append(a))
+    with sigterm_ignored():  # as in a process a shell started in the background (see below)
+        result = download_shard(rows, out, settings, progress=lambda *a: calls.append(a))
     expected = {uid(i): category for i, (_, _, category) in enumerate(cases)}
     return result, pq.read_table(result.status_path), expected, calls
 
@@ -405,3 +408,36 @@ def test_sha256_verification(rerun):
     assert status[uid(100)]["status"] == "success"
     assert status[uid(101)]["error_category"] == "hash_mismatch"
     assert rerun.errors == {"hash_mismatch": 1}
+
+
+@contextlib.contextmanager
+def sigterm_ignored():
+    """Started in the background by a shell, a process ignores SIGINT, and Dagster's in-process
+    execution then leaves SIGTERM = SIGINT's handler: ignored. Spawned workers inherit that, and
+    img2dataset's pool.terminate() + join() waited for ever on them when terminate() won the race
+    for the queue lock (the scenario hung in a CI-like run; the race does not always hit, hence
+    the deterministic test below); download_shard resets it for its workers and gives it back."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # the caller's choice restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _child_ignores_sigterm() -> bool:
+    """Whether a process started now inherits an ignored SIGTERM (bit 14 of SigIgn)."""
+    import subprocess
+
+    out = subprocess.run(["grep", "SigIgn", "/proc/self/status"], capture_output=True, text=True)
+    return bool(int(out.stdout.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_workers_are_started_with_sigterm_at_its_default():
+    from poolsieve.download.img2dataset_run import _signals_for_workers
+
+    with sigterm_ignored():
+        assert _child_ignores_sigterm()  # what img2dataset's workers would have inherited
+        with _signals_for_workers():
+            assert not _child_ignores_sigterm()
+        assert _child_ignores_sigterm()

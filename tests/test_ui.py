@@ -21,7 +21,14 @@ import pytest
 
 from poolsieve.demo.server import free_port
 from poolsieve.paths import REPO_ROOT
-from tests.dagster_ui import FLAGS, DagsterDev, group_alive, open_page, show_markdown
+from tests.dagster_ui import (
+    FLAGS,
+    DagsterDev,
+    group_alive,
+    open_page,
+    processes_with_env,
+    show_markdown,
+)
 from tests.image_world import run_job, run_world
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -110,3 +117,4 @@ def test_stopping_the_server_leaves_nothing_running(ui, page):
     dev.stop()
     assert dev.proc.poll() is not None
     assert not group_alive(dev.proc.pid)
+    assert processes_with_env("DAGSTER_HOME", str(dev.home)) == []  # none escaped the group

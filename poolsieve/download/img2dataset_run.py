@@ -46,7 +46,7 @@ def run_img2dataset(
     kwargs = img2dataset_kwargs(settings, has_bboxes=has_bboxes)
     with (
         _environ(opencv_env(settings.policy())),
-        _sigint_restored(),
+        _signals_for_workers(),
         _poll_stats(output_folder, progress, offset, total),
     ):
         img2dataset.download(
@@ -70,12 +70,24 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _sigint_restored() -> Iterator[None]:
-    handler = signal.getsignal(signal.SIGINT)
+def _signals_for_workers() -> Iterator[None]:
+    """SIGTERM at its default while img2dataset's pool spawns workers; both handlers restored.
+
+    Workers inherit an *ignored* SIGTERM, and img2dataset ends its pool with terminate() + join():
+    a worker that ignores SIGTERM never exits and the join hangs for ever. Dagster's in-process
+    execution leaves SIGTERM set to whatever SIGINT was, which is "ignored" in any process started
+    in the background by a non-interactive shell (``nohup make test &``): seen here as a hung test.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed on the main thread
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, handler)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def reported_rows(folder: Path) -> int:
