@@ -71,7 +71,7 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_for_workers() -> Iterator[None]:
-    """SIGTERM at its default while img2dataset's pool spawns workers; both handlers restored.
+    """SIGTERM not ignored while img2dataset's pool spawns workers; both handlers restored.
 
     Workers inherit an *ignored* SIGTERM, and img2dataset ends its pool with terminate() + join():
     a worker that ignores SIGTERM never exits and the join hangs for ever. Dagster's in-process
@@ -82,7 +82,8 @@ def _signals_for_workers() -> Iterator[None]:
         yield  # signal handlers can only be changed on the main thread
         return
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if saved[signal.SIGTERM] == signal.SIG_IGN:  # a Python handler is not inherited: left alone
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield
     finally:
