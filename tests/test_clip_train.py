@@ -220,3 +220,23 @@ def test_a_failing_run_raises_with_the_trainer_output_and_leaves_no_run(tmp_path
     with pytest.raises(TrainingFailed, match="no-such-arch"):
         train_clip(config, shard, 8, tmp_path / "runs", "broken")
     assert not (tmp_path / "runs" / "broken").exists()
+
+
+def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(tmp_path):
+    """open_clip_train's sample shuffle was seeded from the clock (wds_patch pins it to --seed):
+    the demo's scorer, and so every CLIP-score subset, changed from run to run."""
+    import torch
+
+    shards = [write_shapes_shard(tmp_path / f"{i}.tar", 96, seed=i) for i in range(2)]
+
+    def run(name: str, seed: int):
+        config = TrainConfig(samples_seen=4 * 64, warmup=2, workers=1, precision="fp32", seed=seed)
+        result = train_clip(config, shards, 192, tmp_path / "runs", name)
+        weights = torch.load(result.checkpoint_path, map_location="cpu")["state_dict"]
+        return result.losses, weights
+
+    (losses, weights), (losses_again, weights_again) = run("a", 0), run("b", 0)
+    assert losses == losses_again
+    assert weights.keys() == weights_again.keys()
+    assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
+    assert run("c", 1)[0] != losses

@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     from open_clip_train.main import main as trainer_main
 
     from poolsieve.clip.model_configs import register_configs
-    from poolsieve.clip.wds_patch import apply_wds_patch
+    from poolsieve.clip.wds_patch import apply_seeded_shuffle, apply_wds_patch, seed_from_argv
 
+    args = list(sys.argv[1:] if argv is None else argv)
     apply_wds_patch()
+    apply_seeded_shuffle(seed_from_argv(args))
     register_configs()
-    status = trainer_main(list(sys.argv[1:] if argv is None else argv))
+    status = trainer_main(args)
     return 1 if status == -1 else 0
 
 

@@ -14,6 +14,7 @@ stage by its module path); a patched global inside open_clip_train would not.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from open_clip_train import data
@@ -41,3 +42,23 @@ def apply_wds_patch() -> bool:
     if needs_patch():
         data.tarfile_to_samples_nothrow = tarfile_to_samples_nothrow
     return data.tarfile_to_samples_nothrow is tarfile_to_samples_nothrow
+
+
+def seed_from_argv(argv: list[str]) -> int:
+    """The trainer's ``--seed`` (open_clip_train's default, 0, when absent)."""
+    return int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
+
+
+def apply_seeded_shuffle(seed: int) -> None:
+    """Pin open_clip_train's sample shuffle to the run's seed.
+
+    open_clip_train builds its sample-level shuffle with ``wds.shuffle(bufsize, initial)`` and
+    no seed, and webdataset then seeds it from the clock and the pid: two runs with the same
+    ``--seed`` saw different first batches (step-1 loss 4.3957 vs 4.4465 here), so a scorer and
+    the subsets its CLIP scores decide were not reproducible. ``wds.shuffle`` is looked up when the
+    pipeline is built, and the seed travels inside the pipeline stage to the DataLoader workers.
+    """
+    import webdataset
+
+    if not isinstance(webdataset.shuffle, functools.partial):
+        webdataset.shuffle = functools.partial(webdataset.filters.shuffle, seed=seed)
