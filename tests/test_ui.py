@@ -7,7 +7,8 @@ strategy never built before) and waits for its success, and checks in the pages 
 graph, the partition status and the leaderboard's plot appear. The server is stopped by PID
 (SIGINT first) and nothing it started may outlive the test.
 
-POOLSIEVE_SCREENSHOTS=DIR keeps the pages as PNGs (`make screenshots` refreshes docs/).
+POOLSIEVE_SCREENSHOTS=DIR keeps the pages it checked as PNGs (the README's come from the full demo:
+`make screenshots`, scripts/screenshots.py).
 """
 
 from __future__ import annotations
