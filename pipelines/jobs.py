@@ -2,13 +2,7 @@
 
 import dagster as dg
 
-SHARD_ASSETS = [
-    "pool_shard",
-    "url_dedup",
-    "shard_images",
-    "clip_embeddings",
-    "eval_decontamination",
-]
+from poolsieve.lake import SHARD_ASSETS  # the per-shard assets (also read by the refresh)
 
 ingest_job = dg.define_asset_job(
     "ingest_job",

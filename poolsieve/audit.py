@@ -14,7 +14,7 @@ import duckdb
 
 from poolsieve.decontam_shard import RESULT_FILE as DECONTAM_FILE
 from poolsieve.download import STATUS_FILE
-from poolsieve.lake import Lake
+from poolsieve.lake import SHARD_ASSETS, Lake
 from poolsieve.sqlrunner import SqlProject
 
 #: source -> (asset, file, columns of an empty stand-in when nothing is materialized yet)
@@ -33,7 +33,6 @@ SOURCES = {
                         "uid VARCHAR, max_similarity FLOAT, nearest_eval VARCHAR, flagged BOOLEAN"),
 }  # fmt: skip
 FEATURES_COLUMNS = "shard VARCHAR, row_idx BIGINT, language VARCHAR, ineligible_reason VARCHAR"
-SHARD_STEPS = ["pool_shard", "url_dedup", "shard_images", "clip_embeddings", "eval_decontamination"]
 
 
 def _view(conn, name: str, files: list[str], columns: str) -> None:
@@ -79,31 +78,37 @@ def explain_uid(lake: Lake, uid: str, instance=None, project: SqlProject | None 
     return doc
 
 
-def latest_materialization(instance, asset: str, partition: str | None) -> dict | None:
-    """run id, time, code and data version of an asset partition's latest materialization."""
+def latest_record(instance, asset: str, partition: str | None, before: int | None = None) -> dict:
+    """An asset partition's latest materialization (before a storage id, if given): run id, time,
+    storage id, code and data version, and its metadata as plain values; {} when there is none."""
     import dagster as dg
 
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset),
-                              asset_partitions=[partition] if partition else None), limit=1,
+                              asset_partitions=[partition] if partition else None,
+                              before_storage_id=before), limit=1,
     ).records  # fmt: skip
     if not records:
-        return None
+        return {}
     record = records[0]
-    tags = record.asset_materialization.tags or {}
-    return {
-        "run_id": record.run_id,
-        "timestamp": record.timestamp,
-        "code_version": tags.get("dagster/code_version"),
-        "data_version": tags.get("dagster/data_version"),
-        "storage_id": record.storage_id,
-    }
+    mat = record.asset_materialization
+    tags = mat.tags or {}
+    return {"run_id": record.run_id, "timestamp": record.timestamp,
+            "storage_id": record.storage_id, "code_version": tags.get("dagster/code_version"),
+            "data_version": tags.get("dagster/data_version"),
+            "metadata": {k: getattr(v, "value", v) for k, v in (mat.metadata or {}).items()}}  # fmt: skip
+
+
+def latest_materialization(instance, asset: str, partition: str | None) -> dict | None:
+    """run id, time, storage id, code and data version of the latest materialization, or None."""
+    record = latest_record(instance, asset, partition)
+    return {k: v for k, v in record.items() if k != "metadata"} or None
 
 
 def step_versions(instance, doc: dict) -> dict[str, dict | None]:
     shards = sorted({o["shard"] for o in doc["occurrences"]})
     versions = {
-        f"{a}[{s}]": latest_materialization(instance, a, s) for s in shards for a in SHARD_STEPS
+        f"{a}[{s}]": latest_materialization(instance, a, s) for s in shards for a in SHARD_ASSETS
     }
     versions |= {a: latest_materialization(instance, a, None) for a in ("scorer", "pool_features")}
     versions |= {f"subset[{s['strategy']}]": latest_materialization(instance, "subset", s["strategy"])
@@ -152,32 +157,16 @@ def format_explanation(doc: dict, strategy: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _metadata(instance, asset: str, partition: str | None, before: int | None = None) -> dict:
-    """Latest materialization (before a storage id, if given) with its metadata as plain values."""
-    import dagster as dg
-
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset),
-                              asset_partitions=[partition] if partition else None,
-                              before_storage_id=before), limit=1,
-    ).records  # fmt: skip
-    if not records:
-        return {}
-    record = records[0]
-    mat = record.asset_materialization
-    meta = {k: getattr(v, "value", v) for k, v in (mat.metadata or {}).items()}
-    tags = mat.tags or {}
-    return {"run_id": record.run_id, "storage_id": record.storage_id,
-            "code_version": tags.get("dagster/code_version"),
-            "data_version": tags.get("dagster/data_version"), "metadata": meta}  # fmt: skip
-
-
-LINEAGE_KEYS = {
-    "evaluation": None,
+#: the per-strategy steps behind a model, newest first
+STRATEGY_STEPS = ["evaluation", "clip_model", "train_shards", "subset"]
+#: the metadata `format_lineage` shows per step (every key where a step is not listed)
+SHOWN_KEYS = {
     "clip_model": ["arch", "scale", "seed", "samples_seen", "train_samples", "weights_sha256",
                    "checkpoint", "loss_first", "loss_last"],
     "train_shards": ["samples", "subset_uids", "missing_images"],
     "subset": ["kept", "rows", "sql_hash", "params", "subset_npy"],
+    "pool_features": ["dagster/row_count", "eligible", "language_detector", "shards"],
+    "scorer": ["arch", "origin", "source", "weights_sha256"],
 }  # fmt: skip
 
 
@@ -185,13 +174,13 @@ def dataset_lineage(instance, strategy: str, shards: list[str]) -> dict:
     """What produced ``strategy``'s model, read from the event log: each step's materialization
     (run, code and data version, key metadata) and, for the pool, the shard materializations
     that existed when pool_features ran (the ones it read)."""
-    steps = {asset: _metadata(instance, asset, strategy) for asset in LINEAGE_KEYS}
-    features = _metadata(instance, "pool_features", None, before=steps["subset"].get("storage_id"))
+    steps = {asset: latest_record(instance, asset, strategy) for asset in STRATEGY_STEPS}
+    features = latest_record(instance, "pool_features", None, steps["subset"].get("storage_id"))
     before = features.get("storage_id")
     steps["pool_features"] = features
-    steps["scorer"] = _metadata(instance, "scorer", None, before=before)
+    steps["scorer"] = latest_record(instance, "scorer", None, before)
     pool = {
-        f"{a}[{s}]": _metadata(instance, a, s, before=before) for s in shards for a in SHARD_STEPS
+        f"{a}[{s}]": latest_record(instance, a, s, before) for s in shards for a in SHARD_ASSETS
     }
     return {"strategy": strategy, "steps": steps, "shards": pool}
 
@@ -202,11 +191,7 @@ def format_lineage(doc: dict) -> str:
         if not step:
             lines.append(f"  {asset}: never materialized")
             continue
-        keys = LINEAGE_KEYS.get(asset) or list(step["metadata"])
-        if asset == "scorer":
-            keys = ["arch", "origin", "source", "weights_sha256"]
-        if asset == "pool_features":
-            keys = ["dagster/row_count", "eligible", "language_detector", "shards"]
+        keys = SHOWN_KEYS.get(asset) or list(step["metadata"])
         shown = ", ".join(f"{k}={step['metadata'][k]}" for k in keys if k in step["metadata"])
         lines.append(f"  {asset}: run {step['run_id'][:8]}, code {step['code_version']}, "
                      f"data {str(step['data_version'])[:12]}\n      {shown}")  # fmt: skip

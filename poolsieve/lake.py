@@ -20,6 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+#: the assets that write one folder per shard (lake/<asset>/<shard>/), in pipeline order
+SHARD_ASSETS = [
+    "pool_shard",
+    "url_dedup",
+    "shard_images",
+    "clip_embeddings",
+    "eval_decontamination",
+]
+
 
 @dataclass(frozen=True)
 class Lake:
