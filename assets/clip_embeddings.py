@@ -2,15 +2,15 @@
 
 import dagster as dg
 import numpy as np
+from poolsieve.assets.metadata import ROWS_CONSERVED, conservation_check, failing_clearly
+from poolsieve.assets.scorer import scorer
+from poolsieve.assets.shard_images import shard_images
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.metadata import ROWS_CONSERVED, conservation_check, failing_clearly
-from assets.scorer import scorer
-from assets.shard_images import shard_images
-from pipelines.partitions import SHARDS
-from pipelines.resources import PoolsieveResource
-from poolsieve.clip.embed import progress_logger
-from poolsieve.embeddings import embed_shard
-from poolsieve.scorer import load_scorer, read_scorer
+from poolsieve.clip.embedding import embed_shard
+from poolsieve.clip.encode import progress_logger
+from poolsieve.clip.scorer import load_scorer, read_scorer
 
 NPZ_ALIGNED = "npz_aligned"
 

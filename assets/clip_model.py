@@ -3,12 +3,12 @@
 import math
 
 import dagster as dg
+from poolsieve.assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
+from poolsieve.assets.train_shards import train_shards
+from poolsieve.pipelines.partitions import STRATEGIES
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
-from assets.train_shards import train_shards
-from pipelines.partitions import STRATEGIES
-from pipelines.resources import PoolsieveResource
-from poolsieve.curate.models import train_strategy
+from poolsieve.curate.training import train_strategy
 from poolsieve.lake import file_sha256
 
 TRAINED_OK = "finite_loss_and_recorded_checkpoint"

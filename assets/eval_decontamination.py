@@ -1,19 +1,19 @@
 """eval_decontamination: how close each downloaded pool image is to an evaluation image."""
 
 import dagster as dg
-
-from assets.metadata import (
+from poolsieve.assets.metadata import (
     INPUT_ERRORS,
     ROWS_CONSERVED,
     conservation_check,
     failing_clearly,
     throttled,
 )
-from assets.shard_images import shard_images
-from pipelines.partitions import SHARDS
-from pipelines.resources import PoolsieveResource
-from poolsieve.decontam_shard import decontaminate_shard, eval_features
-from poolsieve.embeddings import downloaded_count
+from poolsieve.assets.shard_images import shard_images
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.resources import PoolsieveResource
+
+from poolsieve.clip.embedding import downloaded_count
+from poolsieve.images.decontamination import decontaminate_shard, eval_features
 
 
 @dg.asset(

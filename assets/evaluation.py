@@ -3,12 +3,12 @@
 import math
 
 import dagster as dg
+from poolsieve.assets.clip_model import clip_model
+from poolsieve.assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
+from poolsieve.pipelines.partitions import STRATEGIES
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.clip_model import clip_model
-from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
-from pipelines.partitions import STRATEGIES
-from pipelines.resources import PoolsieveResource
-from poolsieve.curate.models import evaluate_strategy
+from poolsieve.curate.evaluation import evaluate_strategy
 
 IN_RANGE = "metrics_finite_in_0_1"
 

@@ -11,9 +11,9 @@ the subset records as ``sql_hash``). ``strategy_job`` observes it before buildin
 import warnings
 
 import dagster as dg
+from poolsieve.pipelines.partitions import STRATEGIES
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from pipelines.partitions import STRATEGIES
-from pipelines.resources import PoolsieveResource
 from poolsieve.curate.strategies import strategy_hash
 from poolsieve.sqlrunner import SqlProject
 

@@ -3,11 +3,11 @@
 import base64
 
 import dagster as dg
+from poolsieve.assets.evaluation import evaluation
+from poolsieve.assets.metadata import problem_check
+from poolsieve.pipelines.partitions import STRATEGIES
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.evaluation import evaluation
-from assets.metadata import problem_check
-from pipelines.partitions import STRATEGIES
-from pipelines.resources import PoolsieveResource
 from poolsieve.curate.leaderboard import build_leaderboard
 
 
@@ -18,7 +18,7 @@ def _image(path) -> dg.MetadataValue:
 
 def _lineage_links(instance, rows) -> str:
     """Per strategy: the evaluation run behind its row and the command that traces it."""
-    from poolsieve.audit import latest_materialization
+    from poolsieve.audit.events import latest_materialization
 
     lines = ["| strategy | evaluation run | lineage |", "|---|---|---|"]
     for r in rows:

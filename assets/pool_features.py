@@ -1,15 +1,21 @@
 """pool_features: one DuckDB relation over all shards with every feature a filter may use."""
 
 import dagster as dg
+from poolsieve.assets.clip_embeddings import clip_embeddings
+from poolsieve.assets.eval_decontamination import eval_decontamination
+from poolsieve.assets.metadata import (
+    INPUT_ERRORS,
+    YAML_TESTS,
+    failing_clearly,
+    reason_counts,
+    yaml_check,
+)
+from poolsieve.assets.scorer import scorer
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.clip_embeddings import clip_embeddings
-from assets.eval_decontamination import eval_decontamination
-from assets.metadata import INPUT_ERRORS, YAML_TESTS, failing_clearly, reason_counts, yaml_check
-from assets.scorer import scorer
-from pipelines.partitions import SHARDS
-from pipelines.resources import PoolsieveResource
+from poolsieve.clip.scorer import load_scorer, read_scorer
 from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
-from poolsieve.scorer import load_scorer, read_scorer
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 PROJECT = SqlProject()

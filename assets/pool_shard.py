@@ -1,8 +1,7 @@
 """pool_shard: one source parquet file, validated and normalized (one partition per file)."""
 
 import dagster as dg
-
-from assets.metadata import (
+from poolsieve.assets.metadata import (
     ROWS_CONSERVED,
     YAML_TESTS,
     conservation_check,
@@ -10,12 +9,13 @@ from assets.metadata import (
     table_schema,
     yaml_check,
 )
-from pipelines.partitions import SHARDS, shard_seq
-from pipelines.resources import PoolsieveResource
-from poolsieve.ingest import QUARANTINE_REASONS, STAGING_MODELS, ingest_shard
+from poolsieve.pipelines.partitions import SHARDS, shard_seq
+from poolsieve.pipelines.resources import PoolsieveResource
+
 from poolsieve.lake import file_sha256
+from poolsieve.pool.ingest import QUARANTINE_REASONS, STAGING_MODELS, ingest_shard
+from poolsieve.pool.sources import open_source
 from poolsieve.schema import SourceFileError
-from poolsieve.sources import open_source
 from poolsieve.sqlrunner import SqlProject, file_test_failures
 
 PROJECT = SqlProject()

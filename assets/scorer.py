@@ -1,10 +1,10 @@
 """scorer: the CLIP whose image-text similarity is every pool sample's CLIP score."""
 
 import dagster as dg
+from poolsieve.assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
-from pipelines.resources import PoolsieveResource
-from poolsieve.scorer import build_scorer, load_scorer, read_scorer
+from poolsieve.clip.scorer import build_scorer, load_scorer, read_scorer
 
 LOADS = "recorded_weights_load"
 

@@ -1,19 +1,19 @@
 """shard_images: the kept rows of one shard downloaded with img2dataset (webdataset tars)."""
 
 import dagster as dg
-
-from assets.metadata import (
+from poolsieve.assets.metadata import (
     ROWS_CONSERVED,
     conservation_check,
     failing_clearly,
     reason_counts,
     throttled,
 )
-from assets.url_dedup import url_dedup
-from pipelines.partitions import SHARDS
-from pipelines.resources import DemoServerResource, PoolsieveResource
-from poolsieve.download.errors import GUARD_CATEGORIES
-from poolsieve.images import DOWNLOAD_MODELS, download_kept
+from poolsieve.assets.url_dedup import url_dedup
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.resources import DemoServerResource, PoolsieveResource
+
+from poolsieve.images.download import DOWNLOAD_MODELS, download_kept
+from poolsieve.images.errors import GUARD_CATEGORIES
 from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()

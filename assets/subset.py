@@ -2,9 +2,8 @@
 
 import dagster as dg
 import pyarrow.parquet as pq
-
-from assets.filter_sql import filter_sql
-from assets.metadata import (
+from poolsieve.assets.filter_sql import filter_sql
+from poolsieve.assets.metadata import (
     INPUT_ERRORS,
     ROWS_CONSERVED,
     YAML_TESTS,
@@ -14,9 +13,10 @@ from assets.metadata import (
     reason_counts,
     yaml_check,
 )
-from assets.pool_features import INELIGIBLE, pool_features
-from pipelines.partitions import STRATEGIES
-from pipelines.resources import PoolsieveResource
+from poolsieve.assets.pool_features import INELIGIBLE, pool_features
+from poolsieve.pipelines.partitions import STRATEGIES
+from poolsieve.pipelines.resources import PoolsieveResource
+
 from poolsieve.curate.strategies import (
     DECISIONS_MODEL,
     build_subset,

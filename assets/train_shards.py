@@ -1,11 +1,11 @@
 """train_shards: a subset's downloaded samples resharded into webdataset tars for training."""
 
 import dagster as dg
+from poolsieve.assets.metadata import ROWS_CONSERVED, conservation_check, problem_check
+from poolsieve.assets.subset import subset
+from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.metadata import ROWS_CONSERVED, conservation_check, problem_check
-from assets.subset import subset
-from pipelines.partitions import SHARDS, STRATEGIES
-from pipelines.resources import PoolsieveResource
 from poolsieve.curate.reshard import reshard
 from poolsieve.curate.strategies import pairs_to_uids, read_subset_npy
 

@@ -1,18 +1,18 @@
 """url_dedup: exact dedup of one shard's rows on the normalized URL, across every shard ever ingested."""
 
 import dagster as dg
-
-from assets.metadata import (
+from poolsieve.assets.metadata import (
     ROWS_CONSERVED,
     YAML_TESTS,
     conservation_check,
     reason_counts,
     yaml_check,
 )
-from assets.pool_shard import pool_shard
-from pipelines.partitions import SHARDS, shard_seq
-from pipelines.resources import PoolsieveResource
-from poolsieve.dedup import DEDUP_MODELS, dedup_shards
+from poolsieve.assets.pool_shard import pool_shard
+from poolsieve.pipelines.partitions import SHARDS, shard_seq
+from poolsieve.pipelines.resources import PoolsieveResource
+
+from poolsieve.pool.dedup import DEDUP_MODELS, dedup_shards
 from poolsieve.sqlrunner import SqlProject, file_test_failures
 
 PROJECT = SqlProject()

@@ -1,21 +1,20 @@
 """The Dagster code location: assets, checks, jobs, sensors, schedules and resources."""
 
 import dagster as dg
-
-from assets.clip_embeddings import clip_embeddings
-from assets.clip_model import clip_model
-from assets.eval_decontamination import eval_decontamination
-from assets.evaluation import evaluation
-from assets.filter_sql import filter_sql
-from assets.leaderboard import leaderboard
-from assets.pool_features import pool_features
-from assets.pool_shard import pool_shard
-from assets.scorer import scorer
-from assets.shard_images import shard_images
-from assets.subset import subset
-from assets.train_shards import train_shards
-from assets.url_dedup import url_dedup
-from pipelines.jobs import (
+from poolsieve.assets.clip_embeddings import clip_embeddings
+from poolsieve.assets.clip_model import clip_model
+from poolsieve.assets.eval_decontamination import eval_decontamination
+from poolsieve.assets.evaluation import evaluation
+from poolsieve.assets.filter_sql import filter_sql
+from poolsieve.assets.leaderboard import leaderboard
+from poolsieve.assets.pool_features import pool_features
+from poolsieve.assets.pool_shard import pool_shard
+from poolsieve.assets.scorer import scorer
+from poolsieve.assets.shard_images import shard_images
+from poolsieve.assets.subset import subset
+from poolsieve.assets.train_shards import train_shards
+from poolsieve.assets.url_dedup import url_dedup
+from poolsieve.pipelines.jobs import (
     features_job,
     ingest_job,
     leaderboard_job,
@@ -24,8 +23,12 @@ from pipelines.jobs import (
     shard_job,
     strategy_job,
 )
-from pipelines.refresh import dedup_recheck_sensor, pool_refresh_schedule, pool_source_sensor
-from pipelines.resources import PoolsieveResource, demo_server_for, resource_from_env
+from poolsieve.pipelines.refresh import (
+    dedup_recheck_sensor,
+    pool_refresh_schedule,
+    pool_source_sensor,
+)
+from poolsieve.pipelines.resources import PoolsieveResource, demo_server_for, resource_from_env
 
 
 def build_defs(poolsieve: PoolsieveResource) -> dg.Definitions:

@@ -1,6 +1,6 @@
 """Pool refresh: the sensor (new/changed files, by cursor) and the schedule (re-scan, by lineage).
 
-Both plan with poolsieve.sources.plan_refresh: new files become partitions and get a shard_job
+Both plan with poolsieve.pool.sources.plan_refresh: new files become partitions and get a shard_job
 run (the whole per-shard pipeline), changed files get a run, removed files are reported (log +
 an AssetObservation on pool_shard), never silently dropped. Scorer first: while the scorer was
 never materialized, they request one scorer_job run and hold the shard runs back (new files are
@@ -12,11 +12,11 @@ import json
 import os
 
 import dagster as dg
+from poolsieve.pipelines.jobs import SHARD_ASSETS, ingest_job, shard_job
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from pipelines.jobs import SHARD_ASSETS, ingest_job, shard_job
-from pipelines.partitions import SHARDS
-from pipelines.resources import PoolsieveResource
-from poolsieve.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
+from poolsieve.pool.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
 
 REFRESH_CRON = os.environ.get("POOLSIEVE_REFRESH_CRON", "0 3 * * *")
 

@@ -21,19 +21,18 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from poolsieve.clip.scorer import ScorerSettings
 from poolsieve.curate.features import FeatureSettings
-from poolsieve.decontam import PIXEL_THRESHOLD
-from poolsieve.demo.shared import shared_demo_server
-from poolsieve.demo.world import TRUTH_FILE, load_demo_world
-from poolsieve.download import DownloadSettings
-from poolsieve.download.address import endpoints_for_hosts
 from poolsieve.duck import DuckSettings, connect
-from poolsieve.ingest import IngestParams
+from poolsieve.images.address import endpoints_for_hosts
+from poolsieve.images.pixel_features import PIXEL_THRESHOLD
+from poolsieve.images.settings import DownloadSettings
 from poolsieve.lake import Lake
-from poolsieve.paths import REPO_ROOT
-from poolsieve.scorer import ScorerSettings
+from poolsieve.pool.ingest import IngestParams
+from poolsieve_demo.shared import shared_demo_server
+from poolsieve_demo.world import TRUTH_FILE, load_demo_world
 
-DEFAULT_LAKE = str(REPO_ROOT / "lake")
+DEFAULT_LAKE = str(Path.cwd() / "lake")  # ./lake where the code location starts
 
 
 def demo_world_dir(lake_dir: str) -> Path:
@@ -165,7 +164,7 @@ class PoolsieveResource(dg.ConfigurableResource):
 class DemoServerResource(dg.ConfigurableResource):
     """Keeps the demo world's image server up while a step downloads (shared, stopped by PID).
 
-    Does nothing when the pool is not the lake's demo world. See poolsieve.demo.shared.
+    Does nothing when the pool is not the lake's demo world. See poolsieve_demo.shared.
     """
 
     lake_dir: str = DEFAULT_LAKE

@@ -14,7 +14,9 @@ half-written file and a crashed run leaves the previous version intact.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,3 +76,28 @@ def file_sha256(path: str | Path, filesystem=None, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def upstream_file(lake: Lake, asset: str, shard: str, name: str) -> Path:
+    """A file an earlier asset wrote for ``shard``; a clear error when it is not there yet."""
+    path = lake.partition_dir(asset, shard) / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"shard {shard!r} has no {asset} output ({path}): materialize {asset} for it first"
+        )
+    return path
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Put folder ``new`` in place of ``final``; the old version is removed only afterwards."""
+    old = tmp_path_for(final) if final.exists() else None
+    if old is not None:
+        os.rename(final, old)
+    os.rename(new, final)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def write_json(final: Path, doc: dict) -> None:
+    """``doc`` as indented JSON, written atomically."""
+    write_bytes_atomic(final, (json.dumps(doc, indent=1) + "\n").encode())

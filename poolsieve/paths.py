@@ -1,10 +1,18 @@
-"""Where the project's own files live (the SQL models ship beside the Python packages)."""
+"""Where poolsieve's own files are: the SQL project and the instance settings ship inside the
+installed package (read through importlib.resources), so a wheel works as well as a checkout."""
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SQL_DIR = REPO_ROOT / "dbt_like_sql"
+
+def _package_dir(package: str) -> Path:
+    return Path(str(files(package)))
+
+
+def default_sql_dir() -> Path:
+    """The SQL project shipped with poolsieve (``dbt_like_sql/`` in the repository)."""
+    return _package_dir("poolsieve.sql")
 
 
 def sql_dir() -> Path:
@@ -12,4 +20,9 @@ def sql_dir() -> Path:
 
     Read when a project is loaded (not at import), so a run sees the filters as they are now.
     """
-    return Path(os.environ.get("POOLSIEVE_SQL_DIR") or DEFAULT_SQL_DIR)
+    return Path(os.environ.get("POOLSIEVE_SQL_DIR") or default_sql_dir())
+
+
+def instance_settings() -> str:
+    """The ``dagster.yaml`` poolsieve installs into a new ``$DAGSTER_HOME``."""
+    return (files("poolsieve.pipelines") / "dagster.yaml").read_text()

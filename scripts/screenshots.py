@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from poolsieve.demo.server import free_port  # noqa: E402
-from poolsieve.paths import REPO_ROOT  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
+from poolsieve_demo.server import free_port  # noqa: E402
 from tests.dagster_ui import FLAGS, DagsterDev, open_page, show_markdown  # noqa: E402
 
 PAGES = [  # (file, path, text that says the page is ready)

@@ -91,6 +91,6 @@ def instance():
 
 @pytest.fixture
 def resource(lake, source_dir):
-    from pipelines.resources import PoolsieveResource
+    from poolsieve.pipelines.resources import PoolsieveResource
 
     return PoolsieveResource(lake_dir=str(lake.root), source=str(source_dir), duckdb_threads=2)

@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from poolsieve.paths import REPO_ROOT
+from tests.repo import REPO_ROOT
 
 WORKSPACE_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
   name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""

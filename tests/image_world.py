@@ -7,12 +7,13 @@ demo server, embeddings, decontamination) for every shard, then pool_features.
 
 from __future__ import annotations
 
-from pipelines.definitions import build_defs
-from pipelines.partitions import SHARDS
-from pipelines.resources import PoolsieveResource, demo_world_dir
-from poolsieve.demo import WorldConfig, write_demo_world
-from poolsieve.demo.server import free_port
+from poolsieve.pipelines.definitions import build_defs
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.resources import PoolsieveResource, demo_world_dir
+
 from poolsieve.lake import Lake
+from poolsieve_demo import WorldConfig, write_demo_world
+from poolsieve_demo.server import free_port
 
 # More planted eval near-duplicates than the default (1%), so recall is measured on 30 copies.
 CONFIG = WorldConfig(

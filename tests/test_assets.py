@@ -3,11 +3,11 @@
 import hashlib
 
 import dagster as dg
+from poolsieve.assets.pool_shard import pool_shard
+from poolsieve.assets.url_dedup import url_dedup
+from poolsieve.pipelines.partitions import SHARDS
 
-from assets.pool_shard import pool_shard
-from assets.url_dedup import url_dedup
-from pipelines.partitions import SHARDS
-from poolsieve.ingest import STAGING_MODELS
+from poolsieve.pool.ingest import STAGING_MODELS
 from poolsieve.sqlrunner import SqlProject
 from tests.conftest import row, write_datacomp
 
@@ -96,7 +96,7 @@ def test_bad_file_fails_alone_and_touches_nothing_else(instance, resource, sourc
 
 
 def test_out_of_order_dedup_is_flagged_then_rechecked(instance, resource, source_dir):
-    from pipelines.refresh import incomplete_dedups
+    from poolsieve.pipelines.refresh import incomplete_dedups
 
     _pool(source_dir, instance)
     result = _materialize(instance, resource, "s1.parquet")  # s0 (earlier) not ingested yet

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from poolsieve.curate.clusters import exemplar_clusters
-from poolsieve.curate.evaluate import Evaluation, classification_metrics, retrieval_metrics
 from poolsieve.curate.language import detector
+from poolsieve.curate.metrics import Evaluation, classification_metrics, retrieval_metrics
 from poolsieve.curate.reshard import reshard
 
 
@@ -119,8 +119,8 @@ def test_exemplar_clusters_mark_the_clusters_exemplars_fall_in():
 
 
 def test_an_empty_subset_gives_no_model_and_a_leaderboard_row_that_says_so(tmp_path):
+    from poolsieve.curate.evaluation import evaluate_strategy, train_strategy
     from poolsieve.curate.leaderboard import build_leaderboard
-    from poolsieve.curate.models import evaluate_strategy, train_strategy
     from poolsieve.lake import Lake
 
     lake = Lake(tmp_path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 
-from poolsieve.decontam import (
+from poolsieve.images.pixel_features import (
     PIXEL_DIM,
     PIXEL_THRESHOLD,
     DetectionRates,

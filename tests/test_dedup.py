@@ -3,8 +3,8 @@
 import duckdb
 import pytest
 
-from poolsieve.dedup import dedup_shards
-from poolsieve.ingest import ingest_shard
+from poolsieve.pool.dedup import dedup_shards
+from poolsieve.pool.ingest import ingest_shard
 from tests.conftest import row, uid, write_datacomp
 
 A = [  # shard a (seq 0)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from poolsieve.pipelines.definitions import defs
 
-from pipelines.definitions import defs
 from poolsieve.curate.strategies import strategy_names
-from poolsieve.paths import REPO_ROOT
+from tests.repo import REPO_ROOT
 
 
 def test_definitions_hold_the_graph():
@@ -60,7 +60,10 @@ def test_every_asset_has_a_description():
 
 def test_workspace_yaml_loads_with_dagster_cli(tmp_path):
     workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
-    assert workspace["load_from"][0]["python_module"]["module_name"] == "pipelines.definitions"
+    assert (
+        workspace["load_from"][0]["python_module"]["module_name"]
+        == "poolsieve.pipelines.definitions"
+    )
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.run(
@@ -88,8 +91,8 @@ def test_every_materialized_asset_has_a_blocking_check():
 
 
 def test_training_and_evaluation_checks_name_what_is_wrong(tmp_path):
-    from assets.clip_model import _training_problem
-    from assets.evaluation import _out_of_range
+    from poolsieve.assets.clip_model import _training_problem
+    from poolsieve.assets.evaluation import _out_of_range
 
     ckpt = tmp_path / "epoch_1.pt"
     ckpt.write_bytes(b"weights")

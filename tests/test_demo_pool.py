@@ -9,9 +9,9 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from poolsieve.demo import write_demo_pool
-from poolsieve.demo.pool import DETAILS, DUPLICATE_KINDS, PLANT_KINDS, SCHEMA
-from poolsieve.urlnorm import normalize_url, normalize_urls
+from poolsieve.pool.urlnorm import normalize_url, normalize_urls
+from poolsieve_demo import write_demo_pool
+from poolsieve_demo.pool import DETAILS, DUPLICATE_KINDS, PLANT_KINDS, SCHEMA
 
 UID_RE = re.compile(r"[0-9a-f]{32}")
 DATACOMP_TYPES = {
@@ -168,10 +168,10 @@ def test_too_many_planted_rows_is_refused(tmp_path):
 
 
 def _run_pipeline(pool, lake_root):
-    from poolsieve.dedup import dedup_shards
     from poolsieve.duck import connect
-    from poolsieve.ingest import ingest_shard
     from poolsieve.lake import Lake
+    from poolsieve.pool.dedup import dedup_shards
+    from poolsieve.pool.ingest import ingest_shard
 
     lake = Lake(lake_root)
     lake.root.mkdir(parents=True)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from poolsieve.demo import DemoImageServer, WorldConfig, free_port, write_demo_world
-from poolsieve.demo.problems import PRIVATE_TARGETS
-from poolsieve.demo.server import check_loopback, health_pid
+from poolsieve_demo import DemoImageServer, WorldConfig, free_port, write_demo_world
+from poolsieve_demo.problems import PRIVATE_TARGETS
+from poolsieve_demo.server import check_loopback, health_pid
 
 CONFIG = WorldConfig(
     rates={"slow_response": 0.02, "redirect_private": 0.02},  # at least one of each in 80 rows
@@ -153,7 +153,7 @@ def test_server_exits_when_its_parent_dies(world, tmp_path):
     """A caller that crashes without stop(): the server notices its parent is gone and exits."""
     script = (
         "import sys\n"
-        "from poolsieve.demo import DemoImageServer\n"
+        "from poolsieve_demo import DemoImageServer\n"
         "s = DemoImageServer(sys.argv[1], int(sys.argv[2])).start()\n"
         "print(s.pid, flush=True)\n"
     )
@@ -191,7 +191,7 @@ def test_only_loopback_addresses_are_bound(world, host):
 
 
 def test_command_line_refuses_a_public_address(world):
-    command = [sys.executable, "-m", "poolsieve.demo.server", "--root", str(world.root)]
+    command = [sys.executable, "-m", "poolsieve_demo.server", "--root", str(world.root)]
     proc = subprocess.run(
         [*command, "--host", "0.0.0.0", "--port", str(free_port())],
         capture_output=True,

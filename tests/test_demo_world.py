@@ -16,13 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from poolsieve.demo import WorldConfig, load_demo_world, write_demo_world
-from poolsieve.demo.captions import FOREIGN
-from poolsieve.demo.concepts import CLASSNAMES, COLORS, RGB, SHAPES
-from poolsieve.demo.pool import SCHEMA
-from poolsieve.demo.problems import OUTCOMES, PROBLEM_KINDS, ROUTE_OF, problem_count
-from poolsieve.demo.render import FORMATS, shape_mask
-from poolsieve.demo.specs import sample_spec
+from poolsieve_demo import WorldConfig, load_demo_world, write_demo_world
+from poolsieve_demo.captions import FOREIGN
+from poolsieve_demo.concepts import CLASSNAMES, COLORS, RGB, SHAPES
+from poolsieve_demo.pool import SCHEMA
+from poolsieve_demo.problems import OUTCOMES, PROBLEM_KINDS, ROUTE_OF, problem_count
+from poolsieve_demo.render import FORMATS, shape_mask
+from poolsieve_demo.specs import sample_spec
 
 SMALL = WorldConfig(
     trusted_samples=120,

@@ -27,11 +27,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from poolsieve.download import STATUS_FILE, DownloadSettings, download_shard
-from poolsieve.download.errors import GuardRefusal
-from poolsieve.download.guard import FetchPolicy, build_opener
-from poolsieve.download.settings import img2dataset_kwargs
-from poolsieve.download.status import status_row
+from poolsieve.images.download import download_shard
+from poolsieve.images.errors import GuardRefusal
+from poolsieve.images.guard import FetchPolicy, build_opener
+from poolsieve.images.settings import DownloadSettings, img2dataset_kwargs
+from poolsieve.images.status import STATUS_FILE, status_row
 from tests.test_url_guard import png_declaring
 
 
@@ -434,7 +434,7 @@ def _child_ignores_sigterm() -> bool:
 
 
 def test_workers_are_started_with_sigterm_at_its_default():
-    from poolsieve.download.img2dataset_run import _signals_for_workers
+    from poolsieve.images.img2dataset_run import _signals_for_workers
 
     with sigterm_ignored():
         assert _child_ignores_sigterm()  # what img2dataset's workers would have inherited

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from poolsieve.clip.embed import embed_webdataset, progress_logger
+from poolsieve.clip.encode import embed_webdataset, progress_logger
 from poolsieve.clip.npz import (
     check_alignment,
     npz_prefix,

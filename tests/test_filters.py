@@ -29,7 +29,7 @@ from poolsieve.curate.strategies import (
     write_subset_npy,
 )
 from poolsieve.lake import Lake
-from poolsieve.paths import REPO_ROOT
+from tests.repo import REPO_ROOT
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 DEFAULTS = {
@@ -206,7 +206,7 @@ def test_a_new_filter_file_is_a_new_strategy(tmp_path):
     )
     (sql_dir / "filters" / "long_captions.yml").write_text("params:\n  min_words: 6\n")
     code = (
-        "from pipelines.partitions import STRATEGIES; from pipelines.definitions import defs;"
+        "from poolsieve.pipelines.partitions import STRATEGIES; from poolsieve.pipelines.definitions import defs;"
         "print(STRATEGIES.get_partition_keys());"
         "print(defs.resolve_assets_def('subset').partitions_def.get_partition_keys())"
     )

@@ -14,14 +14,14 @@ import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from poolsieve.pipelines.jobs import SHARD_ASSETS
+from poolsieve.pipelines.partitions import SHARDS
 
-from pipelines.jobs import SHARD_ASSETS
-from pipelines.partitions import SHARDS
+from poolsieve.audit.report import lake_counts, near_duplicate_rates
 from poolsieve.clip.npz import check_alignment, read_npz
-from poolsieve.demo.server import health
-from poolsieve.download import STATUS_FILE
-from poolsieve.images import outcome_counts
-from poolsieve.report import lake_counts, near_duplicate_rates
+from poolsieve.images.download import outcome_counts
+from poolsieve.images.status import STATUS_FILE
+from poolsieve_demo.server import health
 from tests.image_world import make_resource, run_job, run_world, shard_digests
 
 _resource, _run = make_resource, run_job
@@ -168,7 +168,7 @@ def test_rematerializing_one_shard_leaves_every_other_shards_files_byte_identica
 
 
 def test_embedding_without_a_scorer_fails_with_a_clear_message(tmp_path):
-    from assets.clip_embeddings import clip_embeddings
+    from poolsieve.assets.clip_embeddings import clip_embeddings
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(SHARDS.name, ["s.parquet"])
@@ -210,7 +210,7 @@ def test_pool_features_has_one_row_per_uid_and_passes_its_yaml_tests(pipeline):
 def test_why_traces_a_dead_link_and_a_duplicate_and_passes_its_yaml_tests(pipeline):
     import duckdb
 
-    from poolsieve.audit import _register, explain_uid
+    from poolsieve.audit.why import _register, explain_uid
     from poolsieve.sqlrunner import SqlProject, column_test_failures
 
     lake, world = pipeline["lake"], pipeline["world"]

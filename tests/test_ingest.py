@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from poolsieve.ingest import QUARANTINE_REASONS, ingest_shard
+from poolsieve.pool.ingest import QUARANTINE_REASONS, ingest_shard
 from poolsieve.schema import SourceFileError
 from poolsieve.sqlrunner import SqlProject
 from tests.conftest import LAION_SAMPLE, row, uid, write_datacomp

@@ -5,13 +5,13 @@ import os
 
 import dagster as dg
 import pytest
+from poolsieve.assets.pool_shard import pool_shard
+from poolsieve.assets.url_dedup import url_dedup
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.refresh import pool_refresh_schedule, pool_source_sensor
+from poolsieve.pipelines.resources import PoolsieveResource
 
-from assets.pool_shard import pool_shard
-from assets.url_dedup import url_dedup
-from pipelines.partitions import SHARDS
-from pipelines.refresh import pool_refresh_schedule, pool_source_sensor
-from pipelines.resources import PoolsieveResource
-from poolsieve.sources import plan_refresh, scan_source
+from poolsieve.pool.sources import plan_refresh, scan_source
 from tests.conftest import row, write_datacomp
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from poolsieve.pipelines.resources import PoolsieveResource, demo_world_dir
 
-from pipelines.resources import PoolsieveResource, demo_world_dir
-from poolsieve.demo import WorldConfig, write_demo_world
-from poolsieve.download.address import endpoints_for_hosts
+from poolsieve.images.address import endpoints_for_hosts
+from poolsieve_demo import WorldConfig, write_demo_world
 
 TINY = WorldConfig(trusted_samples=10, trusted_shard_size=10, eval_per_class=1, retrieval_images=4)
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from poolsieve.clip.model_configs import register_configs
-from poolsieve.lake import Lake
-from poolsieve.scorer import (
+from poolsieve.clip.scorer import (
     ScorerSettings,
     build_scorer,
     load_scorer,
     read_scorer,
     trusted_shards,
 )
+from poolsieve.lake import Lake
 
 
 @pytest.fixture(scope="module")

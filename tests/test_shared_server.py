@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from poolsieve.demo import WorldConfig, write_demo_world
-from poolsieve.demo.server import DemoImageServer, free_port, health
-from poolsieve.demo.shared import shared_demo_server
+from poolsieve_demo import WorldConfig, write_demo_world
+from poolsieve_demo.server import DemoImageServer, free_port, health
+from poolsieve_demo.shared import shared_demo_server
 
 TINY = WorldConfig(trusted_samples=10, trusted_shard_size=10, eval_per_class=1, retrieval_images=4)
 

@@ -3,9 +3,9 @@
 import duckdb
 import pytest
 
-from poolsieve.dedup import dedup_shards
-from poolsieve.images import kept_rows
-from poolsieve.ingest import ingest_shard
+from poolsieve.images.download import kept_rows
+from poolsieve.pool.dedup import dedup_shards
+from poolsieve.pool.ingest import ingest_shard
 from poolsieve.sqlrunner import (
     SqlProject,
     SqlProjectError,

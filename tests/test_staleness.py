@@ -3,7 +3,7 @@
 One module-scoped run on a small demo world (tests/image_world.py): the scorer, two shards,
 pool_features, two strategies trained and evaluated, the leaderboard. Then, in order: edit one
 filter, add a shard. Staleness is Dagster's own (CachingStaleStatusResolver over the instance's
-event log); ``poolsieve.staleness`` adds what lies below Dagster's stale frontier.
+event log); ``poolsieve.audit.stale`` adds what lies below Dagster's stale frontier.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
+from poolsieve.pipelines.jobs import SHARD_ASSETS
+from poolsieve.pipelines.partitions import SHARDS
 
-from pipelines.jobs import SHARD_ASSETS
-from pipelines.partitions import SHARDS
-from poolsieve.paths import DEFAULT_SQL_DIR
-from poolsieve.staleness import observe_filters, stale_report
+from poolsieve.audit.stale import observe_filters, stale_report
+from poolsieve.paths import default_sql_dir
 from tests.image_world import run_job, run_world, shard_digests
 
 TRAINED = ["basic", "no_filter"]
@@ -30,7 +30,7 @@ STRATEGY_ASSETS = ["subset", "train_shards", "clip_model", "evaluation"]
 def graph(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stale")
     sql = tmp / "dbt_like_sql"
-    shutil.copytree(DEFAULT_SQL_DIR, sql)  # the copy the test edits
+    shutil.copytree(default_sql_dir(), sql)  # the copy the test edits
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         env.setenv("POOLSIEVE_SQL_DIR", str(sql))
         state = run_world(tmp / "lake", instance, rows_per_shard=100, train_samples=128)

@@ -13,9 +13,9 @@ import torch
 
 from poolsieve.clip.model_configs import register_configs
 from poolsieve.clip.models import LoadedClip
-from poolsieve.curate.evaluate import evaluate
+from poolsieve.curate.metrics import evaluate
 from poolsieve.curate.suite import evaluate_suite, suite_tasks
-from poolsieve.demo import WorldConfig, write_demo_world
+from poolsieve_demo import WorldConfig, write_demo_world
 
 SMALL = WorldConfig(
     trusted_samples=10, trusted_shard_size=10, eval_per_class=2, retrieval_images=30

@@ -20,8 +20,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from poolsieve.demo.server import free_port
-from poolsieve.paths import REPO_ROOT
+from tests.repo import REPO_ROOT
+from poolsieve_demo.server import free_port
 from tests.dagster_ui import (
     FLAGS,
     DagsterDev,

@@ -12,10 +12,10 @@ import zlib
 import pytest
 from PIL import Image
 
-from poolsieve.download import DownloadSettings, categorize, check_address, check_url
-from poolsieve.download.address import Allowlist
-from poolsieve.download.errors import GuardRefusal
-from poolsieve.download.guard import FetchPolicy, GuardedTimeout, vet_image
+from poolsieve.images.address import Allowlist, check_address, check_url
+from poolsieve.images.errors import GuardRefusal, categorize
+from poolsieve.images.guard import FetchPolicy, GuardedTimeout, vet_image
+from poolsieve.images.settings import DownloadSettings
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import pyarrow.parquet as pq
 import pytest
 
-from poolsieve.urlnorm import normalize_url, normalize_urls
+from poolsieve.pool.urlnorm import normalize_url, normalize_urls
 from tests.conftest import LAION_SAMPLE
 
 CASES = [

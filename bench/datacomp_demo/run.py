@@ -30,8 +30,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.resources import demo_world_dir  # noqa: E402
-from poolsieve.curate.models import evaluate_strategy, train_strategy  # noqa: E402
+from poolsieve.pipelines.resources import demo_world_dir  # noqa: E402
+
+from poolsieve.curate.evaluation import evaluate_strategy, train_strategy  # noqa: E402
 from poolsieve.curate.strategies import strategy_names  # noqa: E402
 from poolsieve.lake import Lake  # noqa: E402
 

@@ -107,11 +107,11 @@ class TimedConnection:
 
 # poolsieve helpers timed as one step each, where they exist: (module, function, label of args)
 _TIMED_HELPERS = [
-    ("poolsieve.ingest", "_write_parquet", lambda args: f"write {args[1]}.parquet"),
-    ("poolsieve.dedup", "_write_parquet", lambda args: f"write {args[1]}.parquet"),
-    ("poolsieve.dedup", "_write_shard_decisions", lambda args: "write decisions.parquet"),
-    ("poolsieve.ingest", "write_parquet", lambda args: f"write {Path(args[2]).name}"),
-    ("poolsieve.dedup", "write_parquet", lambda args: f"write {Path(args[2]).name}"),
+    ("poolsieve.pool.ingest", "_write_parquet", lambda args: f"write {args[1]}.parquet"),
+    ("poolsieve.pool.dedup", "_write_parquet", lambda args: f"write {args[1]}.parquet"),
+    ("poolsieve.pool.dedup", "_write_shard_decisions", lambda args: "write decisions.parquet"),
+    ("poolsieve.pool.ingest", "write_parquet", lambda args: f"write {Path(args[2]).name}"),
+    ("poolsieve.pool.dedup", "write_parquet", lambda args: f"write {Path(args[2]).name}"),
 ]
 
 
@@ -175,9 +175,9 @@ def _connect(cfg: dict, database):
 
 def _poolsieve_run(cfg: dict, shards: list[dict], first_seq: int, profile: Profile) -> dict:
     """connect, ingest ``shards`` (seq from ``first_seq``), decide them, close; phases timed."""
-    from poolsieve.dedup import dedup_shards
-    from poolsieve.ingest import ingest_shard
     from poolsieve.lake import Lake
+    from poolsieve.pool.dedup import dedup_shards
+    from poolsieve.pool.ingest import ingest_shard
     from poolsieve.sqlrunner import SqlProject
 
     lake, project = Lake(Path(cfg["work_dir"]) / "lake"), SqlProject()
@@ -211,8 +211,8 @@ def _sum_reasons(results) -> dict:
 
 def _poolsieve_setup(cfg: dict, shards: list[dict]) -> None:
     """Untimed: a registry holding ``shards`` (ingested as by earlier runs; not decided)."""
-    from poolsieve.ingest import ingest_shard
     from poolsieve.lake import Lake
+    from poolsieve.pool.ingest import ingest_shard
     from poolsieve.sqlrunner import SqlProject
 
     lake, project = Lake(Path(cfg["work_dir"]) / "lake"), SqlProject()

@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import open_clip  # noqa: E402
 
-from poolsieve.clip.embed import (  # noqa: E402
+from poolsieve.clip.encode import (  # noqa: E402
     DecodedSamples,
     embed_batch,
     embed_webdataset,

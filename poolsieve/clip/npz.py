@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from poolsieve.clip.embed import EmbedResult
+from poolsieve.clip.encode import EmbedResult
 from poolsieve.lake import commit, tmp_path_for
 
 KNOWN_PREFIXES = {"ViT-B-32": "b32", "ViT-L-14": "l14"}

@@ -20,16 +20,15 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from poolsieve.clip.embed import embed_webdataset
+from poolsieve.clip.encode import embed_webdataset
 from poolsieve.clip.models import LoadedClip
 from poolsieve.clip.npz import read_embeddings_parquet
 from poolsieve.curate.clusters import exemplar_clusters
 from poolsieve.curate.language import detector
-from poolsieve.decontam_shard import RESULT_FILE as DECONTAM_FILE
-from poolsieve.download import STATUS_FILE
-from poolsieve.images import upstream_file
-from poolsieve.ingest import write_parquet
-from poolsieve.lake import Lake
+from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
+from poolsieve.images.status import STATUS_FILE
+from poolsieve.lake import Lake, upstream_file
+from poolsieve.pool.ingest import write_parquet
 from poolsieve.sqlrunner import SqlProject
 
 FEATURE_MODELS = ["pool_features"]

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolsieve.clip.embed import _grouped_members
-from poolsieve.download.shard import replace_dir
-from poolsieve.lake import tmp_path_for
+from poolsieve.clip.encode import _grouped_members
+from poolsieve.lake import replace_dir, tmp_path_for
 
 MEMBER_SUFFIXES = ("jpg", "txt", "json")
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from poolsieve.ingest import write_parquet
 from poolsieve.lake import Lake, commit, tmp_path_for, write_bytes_atomic
+from poolsieve.pool.ingest import write_parquet
 from poolsieve.sqlrunner import SqlProject
 
 FILTER_LAYER = "filters"

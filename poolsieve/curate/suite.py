@@ -11,7 +11,7 @@ sub-folder in clip_benchmark's webdataset layout is evaluated::
 
 clip_benchmark reads the data (``build_dataset("wds/<task>", download=False)``) and scores
 retrieval; zero-shot classification uses this module's own classifier and
-poolsieve.curate.evaluate's metrics, because clip_benchmark's ``accuracy()`` breaks on NumPy 2
+poolsieve.curate.metrics's metrics, because clip_benchmark's ``accuracy()`` breaks on NumPy 2
 and its ``amp=True`` default means bf16 (4x slower on a CPU). Templates use clip_benchmark's
 ``{c}`` placeholder. The suite's average is the unweighted mean of each task's main metric
 (top-1 for classification, mean recall@1 for retrieval), as DataComp reports it; tasks that fail
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from poolsieve.clip.models import LoadedClip
-from poolsieve.curate.evaluate import classification_metrics
+from poolsieve.curate.metrics import classification_metrics
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

@@ -1,0 +1,1 @@
+"""poolsieve's SQL project, installed as package data of ``poolsieve.sql`` (see poolsieve.paths)."""

@@ -1,0 +1,140 @@
+"""Running the graph from the command line: the main job over a source, in pool order.
+
+``run_main_job`` registers the source's files as shard partitions and materializes the graph
+job by job (``execute_in_process`` against the instance at ``$DAGSTER_HOME``), printing one
+progress line per partition; the CLI's ``demo`` and ``run`` call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+from poolsieve.pipelines.definitions import build_defs
+from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
+
+from poolsieve.paths import instance_settings
+
+
+def get_instance() -> dg.DagsterInstance:
+    """The Dagster instance at $DAGSTER_HOME (default ./.dagster_home), set up on first use."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text(instance_settings())
+    return dg.DagsterInstance.get()
+
+
+def run_main_job(resource, job_name: str = "all") -> tuple[int, dict]:
+    """Register the source's files as shards and run the main job on them, in pool order.
+
+    ``all`` (the default): the scorer (once), then ``shard_job`` per shard (ingest, dedup,
+    download, embed, decontaminate), then the DataComp loop (pool_features; per strategy subset,
+    train shards, CLIP training, evaluation; the leaderboard). ``shard_job`` stops after the
+    shards, ``ingest_job`` runs ingest + dedup only. On the demo world the image server is kept
+    up, shared, for the whole run. Returns the exit status and poolsieve.audit.report.lake_counts."""
+    from poolsieve.audit.report import lake_counts, lake_summary
+    from poolsieve.pool.sources import scan_source
+
+    defs, instance = build_defs(resource), get_instance()
+    listing = scan_source(resource.source_url)
+    known = instance.get_dynamic_partitions(SHARDS.name)
+    instance.add_dynamic_partitions(
+        SHARDS.name, [f.key for f in listing.files if f.key not in known]
+    )
+    print(
+        f"poolsieve: {len(listing.files)} shards in {resource.source_url}; lake {resource.lake_dir}"
+    )
+    if job_name != "ingest_job" and not _ensure_scorer(defs, instance, resource):
+        return 1, lake_counts(Path(resource.lake_dir))
+    shard_job = defs.resolve_job_def("ingest_job" if job_name == "ingest_job" else "shard_job")
+    with _demo_server(resource):
+        keys = [k for k in instance.get_dynamic_partitions(SHARDS.name) if k in listing.by_key()]
+        failed = _run_each(shard_job, instance, keys)
+    counts = lake_counts(Path(resource.lake_dir))
+    print(lake_summary(counts))
+    if failed:
+        print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
+    elif job_name == "all":
+        failed = _curate(defs, instance, resource)
+    return (1 if failed else 0), counts
+
+
+def _curate(defs, instance, resource) -> list[str]:
+    """pool_features, then per strategy subset -> train_shards -> clip_model -> evaluation, then
+    the leaderboard; returns what failed."""
+    from poolsieve.curate.leaderboard import build_leaderboard
+
+    if not _run_one(defs.resolve_job_def("features_job"), instance, None):
+        return ["pool_features"]
+    print(f"poolsieve: training and evaluating {len(STRATEGIES.get_partition_keys())} strategies")
+    job = defs.resolve_job_def("strategy_job")
+    failed = _run_each(job, instance, STRATEGIES.get_partition_keys())
+    if not _run_one(defs.resolve_job_def("leaderboard_job"), instance, None):
+        return [*failed, "leaderboard"]
+    board = build_leaderboard(resource.lake, STRATEGIES.get_partition_keys())
+    print("\nleaderboard (same samples seen and seed for every strategy)\n" + board.markdown())
+    return failed
+
+
+def _ensure_scorer(defs, instance, resource) -> bool:
+    from poolsieve.clip.scorer import scorer_path
+
+    if scorer_path(resource.lake).is_file():
+        return True
+    print("poolsieve: no scorer yet; materializing it (the demo trains a tiny CLIP: a few minutes)")
+    return _run_one(defs.resolve_job_def("scorer_job"), instance, None)
+
+
+def _demo_server(resource):
+    """The shared demo image server for the whole run, when the pool is the demo world."""
+    from poolsieve_demo.shared import shared_demo_server
+    from poolsieve_demo.world import load_demo_world
+
+    if resource.demo_world is None:
+        return contextlib.nullcontext()
+    world = load_demo_world(resource.demo_world)
+    return shared_demo_server(world.root, world.port, Path(resource.lake_dir) / "locks")
+
+
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _run_each(job, instance, keys: list[str]) -> list[str]:
+    """Run ``job`` per partition key with a progress line each ([i/n], a bar, elapsed, ETA); the
+    keys that failed."""
+    failed, start = [], time.monotonic()
+    for i, key in enumerate(keys, start=1):
+        if not _run_one(job, instance, key, f"[{i}/{len(keys)}]"):
+            failed.append(key)
+        elapsed = time.monotonic() - start
+        eta = elapsed / i * (len(keys) - i)
+        if i < len(keys):
+            print(f"  {'':<8}{job.name} {progress_bar(i, len(keys))} {i}/{len(keys)} done "
+                  f"in {elapsed:.0f}s, ETA {eta:.0f}s")  # fmt: skip
+    return failed
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``[#####---------------]``: a plain-text bar (readable in logs and CI, no terminal tricks)."""
+    filled = round(width * done / max(total, 1))
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _run_one(job, instance, key: str | None, step: str = "") -> bool:
+    start = time.monotonic()
+    result = job.execute_in_process(
+        partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET
+    )
+    status = "ok" if result.success else "FAILED"
+    print(f"  {step:<8}{key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                print(f"    {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+    return result.success

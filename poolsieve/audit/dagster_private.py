@@ -1,0 +1,24 @@
+"""The one place poolsieve touches Dagster's private modules (``dagster._core``, ``dagster._time``).
+
+Dagster's public API has no call for "is this asset partition stale, and why" outside the UI's
+GraphQL; the resolver the UI uses is private. Everything poolsieve needs from it is here, so a
+Dagster upgrade that moves it breaks one file, and ``tests/unit/audit/test_dagster_private.py``
+says so against the pinned release.
+"""
+
+from __future__ import annotations
+
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.definitions.temporal_context import TemporalContext
+from dagster._time import get_current_datetime
+
+STALE = StaleStatus.STALE
+MISSING = StaleStatus.MISSING
+
+
+def stale_status_resolver(instance, graph) -> CachingStaleStatusResolver:
+    """The resolver behind the UI's stale badges, for ``graph`` as of now."""
+    now = TemporalContext(effective_dt=get_current_datetime(), last_event_id=None)
+    view = AssetGraphView(temporal_context=now, instance=instance, asset_graph=graph)
+    return CachingStaleStatusResolver(instance, graph, view)

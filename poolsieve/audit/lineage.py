@@ -1,0 +1,63 @@
+"""Dataset lineage: what produced a strategy's model, read from the Dagster event log.
+
+``dataset_lineage(instance, strategy, shards)`` gives each step's materialization (run, code and
+data version, key metadata) from the evaluation back to the scorer, and the shard
+materializations pool_features read. ``poolsieve lineage`` prints it.
+"""
+
+from __future__ import annotations
+
+from poolsieve.audit.events import latest_record
+from poolsieve.lake import SHARD_ASSETS
+
+#: the per-strategy steps behind a model, newest first
+STRATEGY_STEPS = ["evaluation", "clip_model", "train_shards", "subset"]
+#: the metadata `format_lineage` shows per step (every key where a step is not listed)
+SHOWN_KEYS = {
+    "clip_model": ["arch", "scale", "seed", "samples_seen", "train_samples", "weights_sha256",
+                   "checkpoint", "loss_first", "loss_last"],
+    "train_shards": ["samples", "subset_uids", "missing_images"],
+    "subset": ["kept", "rows", "sql_hash", "params", "subset_npy"],
+    "pool_features": ["dagster/row_count", "eligible", "language_detector", "shards"],
+    "scorer": ["arch", "origin", "source", "weights_sha256"],
+}  # fmt: skip
+
+
+def dataset_lineage(instance, strategy: str, shards: list[str]) -> dict:
+    """What produced ``strategy``'s model, read from the event log: each step's materialization
+    (run, code and data version, key metadata) and, for the pool, the shard materializations
+    that existed when pool_features ran (the ones it read)."""
+    steps = {asset: latest_record(instance, asset, strategy) for asset in STRATEGY_STEPS}
+    features = latest_record(instance, "pool_features", None, steps["subset"].get("storage_id"))
+    before = features.get("storage_id")
+    steps["pool_features"] = features
+    steps["scorer"] = latest_record(instance, "scorer", None, before)
+    pool = {
+        f"{a}[{s}]": latest_record(instance, a, s, before) for s in shards for a in SHARD_ASSETS
+    }
+    return {"strategy": strategy, "steps": steps, "shards": pool}
+
+
+def format_lineage(doc: dict) -> str:
+    lines = [f"lineage of strategy {doc['strategy']} (from the Dagster event log)"]
+    for asset, step in doc["steps"].items():
+        if not step:
+            lines.append(f"  {asset}: never materialized")
+            continue
+        keys = SHOWN_KEYS.get(asset) or list(step["metadata"])
+        shown = ", ".join(f"{k}={step['metadata'][k]}" for k in keys if k in step["metadata"])
+        lines.append(f"  {asset}: run {step['run_id'][:8]}, code {step['code_version']}, "
+                     f"data {str(step['data_version'])[:12]}\n      {shown}")  # fmt: skip
+    lines.append("  pool shards read by pool_features:")
+    for key, step in doc["shards"].items():
+        if step:
+            meta = step["metadata"]
+            detail = (
+                meta.get("source_sha256") or meta.get("sql_hash") or meta.get("scorer_sha256") or ""
+            )
+            lines.append(
+                f"    {key}: run {step['run_id'][:8]}, code {step['code_version']} {detail}"
+            )
+        else:
+            lines.append(f"    {key}: not materialized before pool_features")
+    return "\n".join(lines)

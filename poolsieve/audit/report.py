@@ -1,0 +1,127 @@
+"""Plain-text summaries of the lake (what the main job prints at the end)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
+from poolsieve.images.download import outcome_counts
+from poolsieve.images.pixel_features import DetectionRates, detection_rates
+from poolsieve.images.status import STATUS_FILE
+from poolsieve.lake import Lake
+
+EMB_FILE = "embeddings.parquet"
+
+
+def lake_counts(root: Path) -> dict[str, dict[str, int]]:
+    """Counts over every shard: {"quarantine": {reason: n}, "dedup": {"keep": n, reason: n}}
+    and, once images are downloaded, "download" ({outcome: n}, the demo truth's outcome names),
+    "embedded" and "decontamination" ({"compared": n, "flagged": n})."""
+    lake = Lake(root)
+    conn = duckdb.connect()
+    normalized = _count(conn, lake.asset_glob("pool_shard", "rows.parquet"))
+    dropped = _by_reason(conn, lake.asset_glob("url_dedup", "decisions.parquet"))
+    counts = {
+        "quarantine": _by_reason(conn, lake.asset_glob("pool_shard", "quarantine.parquet")),
+        "dedup": {"keep": normalized - sum(dropped.values()), **dropped},
+    }
+    download = _by_reason(
+        conn, lake.asset_glob("shard_images", STATUS_FILE), "coalesce(error_category, 'success')"
+    )
+    if download:
+        success = download.pop("success", 0)
+        counts["download"] = outcome_counts(download, success)
+        counts["embedded"] = {"rows": _count(conn, lake.asset_glob("clip_embeddings", EMB_FILE))}
+        flagged = _by_reason(
+            conn, lake.asset_glob("eval_decontamination", DECONTAM_FILE), "flagged"
+        )
+        counts["decontamination"] = {
+            "compared": sum(flagged.values()),
+            "flagged": flagged.get("true", 0),
+        }
+    return counts
+
+
+def compare_with_truth(counts: dict, truth_path: Path) -> dict:
+    """Counts (from lake_counts) that differ from the demo's ground truth ({} when all match).
+
+    Compares quarantine and dedup counts, and download outcomes when images were downloaded."""
+    truth = json.loads(Path(truth_path).read_text())
+    expected = {part: truth["expected"][part] for part in ("quarantine", "dedup")}
+    if "download" in counts and "download" in truth:
+        expected["download"] = truth["download"]["expected"]
+    diffs = {}
+    for part, want in expected.items():
+        want = {k: v for k, v in want.items() if v}
+        if counts[part] != want:
+            diffs[part] = {"expected": want, "got": counts[part]}
+    return diffs
+
+
+def near_duplicate_rates(root: Path, truth_path: Path) -> DetectionRates:
+    """Recall and false-flag rate of eval_decontamination against the demo's planted copies."""
+    planted = {d["uid"] for d in json.loads(Path(truth_path).read_text())["eval_near_duplicates"]}
+    conn = duckdb.connect()
+    rows = conn.execute(
+        "SELECT uid, flagged FROM read_parquet($p) WHERE error IS NULL",
+        {"p": Lake(root).asset_glob("eval_decontamination", DECONTAM_FILE)},
+    ).fetchall()
+    flags = np.array([f for _, f in rows], dtype=bool)
+    truth = np.array([u in planted for u, _ in rows], dtype=bool)
+    return detection_rates(flags, truth)
+
+
+def lake_summary(counts: dict) -> str:
+    """Rows read / quarantined per reason / kept / dropped per reason, from lake_counts."""
+    quarantined = counts["quarantine"]
+    dropped = {k: v for k, v in counts["dedup"].items() if k != "keep"}
+    kept = counts["dedup"]["keep"]
+    normalized = kept + sum(dropped.values())
+    lines = ["", "pool summary (all shards)"]
+    lines.append(f"  rows read            {normalized + sum(quarantined.values()):>10}")
+    lines.append(f"  quarantined          {sum(quarantined.values()):>10}")
+    lines += [f"    {reason:<18} {n:>10}" for reason, n in quarantined.items()]
+    lines.append(f"  normalized           {normalized:>10}")
+    lines.append(f"  dropped by dedup     {sum(dropped.values()):>10}")
+    lines += [f"    {reason:<18} {n:>10}" for reason, n in dropped.items()]
+    lines.append(f"  kept (unique URLs)   {kept:>10}")
+    if "download" in counts:
+        lines += _image_lines(counts)
+    return "\n".join(lines)
+
+
+def _image_lines(counts: dict) -> list[str]:
+    download = counts["download"]
+    lines = [f"  downloaded           {download.get('success', 0):>10}"]
+    failed = {k: v for k, v in download.items() if k != "success"}
+    lines.append(f"  download failed      {sum(failed.values()):>10}")
+    lines += [f"    {reason:<18} {n:>10}" for reason, n in sorted(failed.items())]
+    lines.append(f"  embedded             {counts['embedded']['rows']:>10}")
+    lines.append(f"  eval near-duplicates {counts['decontamination']['flagged']:>10}  (flagged)")
+    return lines
+
+
+def _count(conn, pattern: str) -> int:
+    try:
+        return conn.execute("SELECT count(*) FROM read_parquet($p)", {"p": pattern}).fetchall()[0][
+            0
+        ]
+    except duckdb.IOException:
+        return 0
+
+
+def _by_reason(conn, pattern: str, value: str = "reason") -> dict[str, int]:
+    """{value: rows} of a column or expression (project text) over files; NULL is left out."""
+    try:
+        rows = conn.execute(
+            f"SELECT lower({value}::VARCHAR) AS v, count(*) FROM read_parquet($p) "
+            "WHERE v IS NOT NULL GROUP BY v ORDER BY v",
+            {"p": pattern},
+        ).fetchall()
+    except duckdb.IOException:
+        return {}
+    return dict(rows)

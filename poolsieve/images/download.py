@@ -1,0 +1,184 @@
+"""Download the images of one pool shard: the plain function behind the ``shard_images`` asset.
+
+Re-running a shard is safe: img2dataset writes into a temporary folder beside ``out_dir``, and
+only a finished folder (``download_status.parquet`` written last) replaces the old one, so a
+crash mid-download leaves the previous version whole. The swap is two renames in one directory;
+a crash between them leaves no ``out_dir`` (the shard reads as not downloaded, and the old copy
+is kept under a ``.<name>.<uuid>.tmp`` name) — never a mix of old and new files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from poolsieve.duck import DuckSettings, connect
+from poolsieve.images.address import Allowlist, check_url
+from poolsieve.images.img2dataset_run import Progress, run_img2dataset
+from poolsieve.images.settings import DownloadSettings
+from poolsieve.images.status import STATUS_FILE, build_status, error_counts, read_results
+from poolsieve.lake import Lake, replace_dir, tmp_path_for, upstream_file
+from poolsieve.sqlrunner import SqlProject
+
+REQUIRED_COLUMNS = ("uid", "url", "text")
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What one shard's download produced; every path lies in the final ``out_dir``."""
+
+    out_dir: Path
+    success: int
+    failed: int
+    errors: dict[str, int]  # failed rows per error category, most frequent first
+    tars: tuple[Path, ...]
+    parquets: tuple[Path, ...]  # img2dataset's per-shard parquet (status per URL tried)
+    stats: tuple[Path, ...]  # img2dataset's NNNNNNNN_stats.json
+    status_path: Path  # download_status.parquet: one row per input uid
+    seconds: float
+
+    @property
+    def total(self) -> int:
+        return self.success + self.failed
+
+
+def download_shard(
+    rows: pa.Table | str | Path,
+    out_dir: str | Path,
+    settings: DownloadSettings | None = None,
+    progress: Progress | None = None,
+) -> DownloadResult:
+    """Download the images of ``rows`` (uid, url, text[, face_bboxes, sha256]) into ``out_dir``.
+
+    Must run in the main thread (img2dataset installs a signal handler). ``progress(done,
+    total)`` is called from a background thread while img2dataset runs, and once at the end.
+    """
+    settings = settings or DownloadSettings()
+    table, out_dir, start = load_rows(rows, settings), Path(out_dir), time.monotonic()
+    work = tmp_path_for(out_dir)
+    try:
+        images = _download_into(work, table, settings, progress)
+        replace_dir(images, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if progress is not None:
+        progress(table.num_rows, table.num_rows)
+    return _result(out_dir, time.monotonic() - start)
+
+
+def load_rows(rows: pa.Table | str | Path, settings: DownloadSettings) -> pa.Table:
+    """The input table, checked: required columns present and uids unique."""
+    table = rows if isinstance(rows, pa.Table) else pq.read_table(rows)
+    needed = REQUIRED_COLUMNS + (("sha256",) if settings.verify_sha256 else ())
+    missing = [name for name in needed if name not in table.column_names]
+    if missing:
+        raise ValueError(f"download rows lack columns {missing}")
+    if pc.count_distinct(table.column("uid")).as_py() != table.num_rows:
+        raise ValueError("download rows must have unique uids (one status row per uid)")
+    return table
+
+
+def refuse_bad_urls(table: pa.Table, settings: DownloadSettings) -> dict[str, str]:
+    """uid -> reason for URLs refused from their text alone (scheme, missing host, private IP)."""
+    allowlist = Allowlist.parse(settings.allowlist)
+    uids, urls = table.column("uid").to_pylist(), table.column("url").to_pylist()
+    reasons = {uid: check_url(url, allowlist) for uid, url in zip(uids, urls, strict=True)}
+    return {uid: reason for uid, reason in reasons.items() if reason is not None}
+
+
+def _download_into(work: Path, table: pa.Table, settings, progress) -> Path:
+    """Fill ``work/images`` with img2dataset's output and ``download_status.parquet``."""
+    work.mkdir()
+    images = work / "images"
+    refused = refuse_bad_urls(table, settings)
+    todo = table.filter(pa.array([u not in refused for u in table.column("uid").to_pylist()]))
+    if todo.num_rows:
+        has_bboxes = "face_bboxes" in todo.column_names
+        run_img2dataset(
+            _write_input(todo, work / "input.parquet", settings),
+            images,
+            settings,
+            has_bboxes=has_bboxes,
+            progress=progress,
+            offset=len(refused),
+            total=table.num_rows,
+        )
+    images.mkdir(exist_ok=True)
+    pq.write_table(build_status(table, refused, read_results(images)), images / STATUS_FILE)
+    return images
+
+
+def _write_input(table: pa.Table, path: Path, settings: DownloadSettings) -> Path:
+    columns = ["url", "text", "uid"]
+    columns += [c for c in ("face_bboxes",) if c in table.column_names]
+    columns += ["sha256"] if settings.verify_sha256 else []
+    pq.write_table(table.select(columns), path)
+    return path
+
+
+def _result(out_dir: Path, seconds: float) -> DownloadResult:
+    status = pq.read_table(out_dir / STATUS_FILE)
+    success = pc.sum(pc.equal(status.column("status"), "success")).as_py() or 0
+    return DownloadResult(
+        out_dir=out_dir,
+        success=success,
+        failed=status.num_rows - success,
+        errors=error_counts(status),
+        tars=tuple(sorted(out_dir.glob("*.tar"))),
+        parquets=tuple(p for p in sorted(out_dir.glob("*.parquet")) if p.name != STATUS_FILE),
+        stats=tuple(sorted(out_dir.glob("*_stats.json"))),
+        status_path=out_dir / STATUS_FILE,
+        seconds=seconds,
+    )
+
+
+DOWNLOAD_MODELS = ["shard_download_rows"]
+#: download_status error categories -> the demo truth's download outcomes
+OUTCOME_OF_CATEGORY = {
+    "blocked_private_address": "blocked",
+    "blocked_redirect": "blocked",
+    "blocked_scheme": "blocked",
+}
+
+
+def kept_rows(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: str, project: SqlProject):
+    """The kept rows of ``shard`` (uid, url, text, face_bboxes, sha256, row_idx) as Arrow."""
+    for name, asset, file in [
+        ("shard_rows", "pool_shard", "rows.parquet"),
+        ("shard_decisions", "url_dedup", "decisions.parquet"),
+    ]:
+        conn.read_parquet(str(upstream_file(lake, asset, shard, file))).create_view(name)
+    project.run(
+        conn, DOWNLOAD_MODELS, {"shard_rows": "shard_rows", "shard_decisions": "shard_decisions"}
+    )
+    return conn.table("shard_download_rows").to_arrow_table()
+
+
+def download_kept(
+    lake: Lake,
+    shard: str,
+    settings: DownloadSettings,
+    progress: Progress | None = None,
+    project: SqlProject | None = None,
+) -> tuple[DownloadResult, pa.Table]:
+    """Download the kept rows of ``shard`` into its lake folder; returns the result and the rows."""
+    with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
+        rows = kept_rows(conn, lake, shard, project or SqlProject())
+    result = download_shard(rows, lake.partition_dir("shard_images", shard), settings, progress)
+    return result, rows
+
+
+def outcome_counts(errors: dict[str, int], success: int) -> dict[str, int]:
+    """Download results folded into the demo truth's outcome names (success, http_404, blocked...)."""
+    counts = {"success": success} if success else {}
+    for category, n in errors.items():
+        outcome = OUTCOME_OF_CATEGORY.get(category, category)
+        counts[outcome] = counts.get(outcome, 0) + n
+    return counts

@@ -1,0 +1,249 @@
+"""The fetch guard, active inside img2dataset's own worker processes.
+
+How img2dataset 1.47.0 fetches: ``Downloader.download_shard`` runs ``download_image`` in a
+thread pool, which calls ``urllib.request.urlopen(Request(url), timeout=timeout)`` and then
+``r.read()`` — so every fetch goes through the process-wide opener that
+``urllib.request.install_opener`` sets. Its multiprocessing distributor runs Downloaders in a
+``get_context("spawn")`` pool (``maxtasksperchild=5``): fresh interpreters that inherit nothing
+the parent installed, and into which each task pickles the whole Downloader.
+
+Hook: ``timeout`` is the one value ``img2dataset.download`` hands to the Downloader unchanged
+(it stores it and passes it to ``urlopen``). We pass a :class:`GuardedTimeout`, a ``float`` whose
+pickled form is "call :func:`_restore` with the seconds and the :class:`FetchPolicy`". Unpickling
+a task therefore installs the guarded opener in that worker *before* the Downloader runs, whatever
+the start method (spawn, fork, forkserver) and under img2dataset's pyspark and ray distributors too,
+which pickle the Downloader the same way. No sitecustomize, no environment hook, no patched
+img2dataset code: only urllib's public ``install_opener``, in processes img2dataset owns.
+Rejected: ``processes_count=1`` does not help (the pool still spawns a worker); calling
+img2dataset's Downloader in-process would bypass ``img2dataset.download`` and its bookkeeping.
+
+What the installed opener enforces:
+
+- only http and https handlers (no file:, ftp:, data:), and no proxies from the environment (a
+  proxy would connect on our behalf, out of the address check's sight);
+- every connection resolves the host, refuses it if *any* address it resolves to is blocked
+  (:func:`~poolsieve.images.address.check_address`), then connects to the checked IP itself,
+  so DNS cannot answer differently between check and connect, and nothing is sent to a blocked
+  address;
+- every redirect hop is checked (scheme, literal IP, resolved addresses) before it is followed;
+- a body larger than ``max_image_bytes`` is refused (by Content-Length before reading, else
+  while reading);
+- a 2xx body is sniffed with PIL, which reads only the header: more than ``max_image_pixels``
+  is a decompression bomb, refused before OpenCV allocates it; a body that is no image and not
+  served as one is ``not_image``. OpenCV's own limit is read from ``OPENCV_IO_MAX_IMAGE_PIXELS``
+  when cv2 loads, which in a spawned worker happens before our unpickling, so the caller sets
+  that variable in the parent and the workers inherit it (:func:`opencv_env`).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import io
+import socket
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from poolsieve.images.address import DEFAULT_PORTS, Allowlist, check_address, check_url
+from poolsieve.images.errors import GuardRefusal
+
+READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What a worker may fetch; pickled into every img2dataset task."""
+
+    allowlist: Allowlist = field(default_factory=Allowlist)
+    max_image_bytes: int = 20 * 2**20
+    max_image_pixels: int = 89_478_485
+    max_redirects: int = 5
+
+
+def resolve_checked(host: str, port: int, allowlist: Allowlist) -> list[str]:
+    """The IPs ``host`` resolves to; GuardRefusal if any of them is blocked (DNS rebinding)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    ips = list(dict.fromkeys(info[4][0] for info in infos))
+    for ip in ips:
+        reason = check_address(ip, port, allowlist)
+        if reason:
+            raise GuardRefusal(f"{reason} (resolved from {host!r})")
+    return ips
+
+
+def vet_image(body: bytes, content_type: str, policy: FetchPolicy) -> None:
+    """Refuse a body that declares too many pixels, or is no image and not served as one."""
+    try:
+        with Image.open(io.BytesIO(body)) as img:
+            width, height = img.size
+    except Image.DecompressionBombError as err:
+        raise GuardRefusal(f"decompression_bomb: {err}") from err
+    except Exception as err:  # PIL cannot parse it: let the decoder judge image/* bodies
+        if content_type.startswith("image/") or content_type == "application/octet-stream":
+            return
+        raise GuardRefusal(f"not_image: {content_type} body with no image header") from err
+    if width * height > policy.max_image_pixels:
+        raise GuardRefusal(
+            f"decompression_bomb: {width}x{height} exceeds {policy.max_image_pixels} pixels"
+        )
+
+
+class CappedResponse(http.client.HTTPResponse):
+    """An HTTP response that refuses bodies over the byte cap and vets 2xx image bodies."""
+
+    def __init__(self, sock, *args, policy: FetchPolicy, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self._policy = policy
+
+    def read(self, amt=None):
+        if amt is not None:
+            return super().read(amt)
+        cap = self._policy.max_image_bytes
+        if self.length is not None and self.length > cap:
+            self.close()
+            raise GuardRefusal(f"too_large: Content-Length {self.length} exceeds {cap} bytes")
+        body = self._read_capped(cap)
+        if 200 <= self.status < 300:
+            vet_image(body, self.headers.get_content_type(), self._policy)
+        return body
+
+    def _read_capped(self, cap: int) -> bytes:
+        chunks, total = [], 0
+        while chunk := super().read(min(READ_CHUNK, cap + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                self.close()
+                raise GuardRefusal(f"too_large: body exceeds {cap} bytes")
+        return b"".join(chunks)
+
+
+class _GuardedConnection:
+    """Mixin: connect only to checked addresses; read bodies through CappedResponse."""
+
+    def _guard(self, policy: FetchPolicy) -> None:
+        self._policy = policy
+        # http.client connects through this attribute (replaceable since Python 3.4)
+        self._create_connection = self._connect_checked
+        self.response_class = functools.partial(CappedResponse, policy=policy)
+
+    def _connect_checked(self, address, timeout, source_address=None):
+        host, port = address
+        last_error: OSError = OSError(f"no address for {host!r}")
+        for ip in resolve_checked(host, port, self._policy.allowlist):
+            try:
+                return socket.create_connection((ip, port), timeout, source_address)
+            except OSError as err:
+                last_error = err
+        raise last_error
+
+
+class GuardedHTTPConnection(_GuardedConnection, http.client.HTTPConnection):
+    def __init__(self, *args, policy: FetchPolicy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._guard(policy)
+
+
+class GuardedHTTPSConnection(_GuardedConnection, http.client.HTTPSConnection):
+    def __init__(self, *args, policy: FetchPolicy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._guard(policy)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, policy: FetchPolicy):
+        super().__init__()
+        self._connection = functools.partial(GuardedHTTPConnection, policy=policy)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, policy: FetchPolicy):
+        super().__init__()
+        self._connection = functools.partial(GuardedHTTPSConnection, policy=policy)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req, context=self._context)
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL the guard would fetch directly."""
+
+    def __init__(self, policy: FetchPolicy):
+        self._policy = policy
+        self.max_redirections = policy.max_redirects
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        reason = check_url(newurl, self._policy.allowlist) or self._resolved_reason(newurl)
+        if reason:
+            fp.close()
+            raise GuardRefusal(f"blocked_redirect: {code} to {newurl} refused ({reason})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    def _resolved_reason(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORTS[parts.scheme.lower()]
+        try:
+            resolve_checked(parts.hostname, port, self._policy.allowlist)
+        except GuardRefusal as refusal:
+            return str(refusal)
+        except OSError:  # DNS failure: the connect attempt reports it
+            return None
+        return None
+
+
+def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
+    """An opener with only the guarded http(s) handlers (no file, ftp, data or proxy handlers)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler({}),
+        urllib.request.UnknownHandler(),
+        _HTTPHandler(policy),
+        _HTTPSHandler(policy),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _RedirectHandler(policy),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def install(policy: FetchPolicy) -> None:
+    """Make every ``urllib.request.urlopen`` in this process go through the guard."""
+    Image.MAX_IMAGE_PIXELS = policy.max_image_pixels
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # vet_image decides
+    urllib.request.install_opener(build_opener(policy))
+
+
+def opencv_env(policy: FetchPolicy) -> dict[str, str]:
+    """Environment for worker processes: OpenCV's own decoded-pixel limit (read at cv2 load)."""
+    return {"OPENCV_IO_MAX_IMAGE_PIXELS": str(policy.max_image_pixels)}
+
+
+class GuardedTimeout(float):
+    """img2dataset's per-request timeout, carrying the fetch policy into its worker processes.
+
+    Behaves as the float of seconds; unpickling it (which every worker does with each task)
+    installs the guard first. See the module docstring.
+    """
+
+    policy: FetchPolicy
+
+    def __new__(cls, seconds: float, policy: FetchPolicy):
+        value = super().__new__(cls, seconds)
+        value.policy = policy
+        return value
+
+    def __reduce__(self):
+        return _restore, (float(self), self.policy)
+
+
+def _restore(seconds: float, policy: FetchPolicy) -> GuardedTimeout:
+    install(policy)
+    return GuardedTimeout(seconds, policy)

@@ -1,0 +1,123 @@
+"""One call of ``img2dataset.download`` over a prepared parquet, with progress and clean-up.
+
+img2dataset quirks handled here:
+
+- importing it imports albumentations, which asks PyPI for updates unless
+  ``NO_ALBUMENTATIONS_UPDATE`` is set (no internet here: it would stall);
+- ``download`` installs its own SIGINT handler (which calls ``sys.exit``) and never restores it,
+  so it must run in the main thread and we put the caller's handler back afterwards;
+- its progress lives in worker processes; the only signal the parent can read is each finished
+  shard's ``NNNNNNNN_stats.json``, so progress advances one img2dataset shard at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from poolsieve.images.guard import opencv_env
+from poolsieve.images.settings import DownloadSettings, img2dataset_kwargs
+
+Progress = Callable[[int, int], None]
+
+
+def run_img2dataset(
+    input_parquet: Path,
+    output_folder: Path,
+    settings: DownloadSettings,
+    *,
+    has_bboxes: bool,
+    progress: Progress | None = None,
+    offset: int = 0,
+    total: int = 0,
+) -> None:
+    """Download the rows of ``input_parquet`` into ``output_folder`` (which must not exist).
+
+    ``progress(offset + rows reported so far, total)`` is called from a background thread.
+    """
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import img2dataset  # heavy (cv2, albumentations, wandb): imported only when downloading
+
+    kwargs = img2dataset_kwargs(settings, has_bboxes=has_bboxes)
+    with (
+        _environ(opencv_env(settings.policy())),
+        _signals_for_workers(),
+        _poll_stats(output_folder, progress, offset, total),
+    ):
+        img2dataset.download(
+            url_list=str(input_parquet), output_folder=str(output_folder), **kwargs
+        )
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set variables that spawned workers inherit, then restore the parent's environment."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _signals_for_workers() -> Iterator[None]:
+    """SIGTERM not ignored while img2dataset's pool spawns workers; both handlers restored.
+
+    Workers inherit an *ignored* SIGTERM, and img2dataset ends its pool with terminate() + join():
+    a worker that ignores SIGTERM never exits and the join hangs for ever. Dagster's in-process
+    execution leaves SIGTERM set to whatever SIGINT was, which is "ignored" in any process started
+    in the background by a non-interactive shell (``nohup make test &``): seen here as a hung test.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed on the main thread
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if saved[signal.SIGTERM] == signal.SIG_IGN:  # a Python handler is not inherited: left alone
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def reported_rows(folder: Path) -> int:
+    """Rows img2dataset has finished, summed over the shards whose stats file exists."""
+    done = 0
+    for path in folder.glob("*_stats.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            done += json.loads(path.read_text())["count"]
+    return done
+
+
+@contextlib.contextmanager
+def _poll_stats(
+    folder: Path, progress: Progress | None, offset: int, total: int, interval: float = 1.0
+) -> Iterator[None]:
+    """Report progress every ``interval`` seconds while the body runs."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll():
+        while not stop.wait(interval):
+            progress(offset + reported_rows(folder), total)
+
+    thread = threading.Thread(target=poll, name="img2dataset-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,0 +1,81 @@
+"""Download settings: DataComp's img2dataset settings plus the downloader's safety limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from poolsieve.images.address import Allowlist
+from poolsieve.images.guard import FetchPolicy, GuardedTimeout
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """How one pool shard is downloaded.
+
+    Defaults follow DataComp's ``download_upstream.py``: 512 px on the longest side, only
+    shrinking, jpg into webdataset tars of 10,000 samples named ``NNNNNNNN.tar``, uid saved with
+    each sample, face boxes blurred, two retries. One img2dataset process per shard with many
+    threads suits a 2-core machine: shards are the unit of parallelism (Dagster partitions), and
+    within a shard the threads overlap network waits.
+    """
+
+    image_size: int = 512
+    resize_mode: str = "keep_ratio_largest"
+    resize_only_if_bigger: bool = True
+    encode_format: str = "jpg"
+    output_format: str = "webdataset"
+    retries: int = 2
+    timeout: float = 10.0
+    processes_count: int = 1
+    thread_count: int = 32
+    number_sample_per_shard: int = 10_000
+    oom_shard_count: int = 8
+    # DataComp issue #67: ~14% of pool images changed since the pool was built.
+    verify_sha256: bool = False
+    # Safety (DESIGN §9): "ip:port" or CIDR strings reachable although private or loopback.
+    allowlist: tuple[str, ...] = ()
+    max_image_bytes: int = 20 * 2**20
+    max_image_pixels: int = 89_478_485  # PIL's default decompression-bomb limit
+    max_redirects: int = 5
+
+    def __post_init__(self):
+        object.__setattr__(self, "allowlist", tuple(self.allowlist))
+        Allowlist.parse(self.allowlist)  # fail at configuration time, not in a worker
+
+    def policy(self) -> FetchPolicy:
+        return FetchPolicy(
+            allowlist=Allowlist.parse(self.allowlist),
+            max_image_bytes=self.max_image_bytes,
+            max_image_pixels=self.max_image_pixels,
+            max_redirects=self.max_redirects,
+        )
+
+
+def img2dataset_kwargs(settings: DownloadSettings, *, has_bboxes: bool) -> dict:
+    """The keyword arguments of ``img2dataset.download`` for one shard (input and output aside).
+
+    The input parquet has columns ``url``, ``text``, ``uid`` and, when present, ``face_bboxes``
+    and ``sha256``. The timeout carries the fetch guard into img2dataset's workers.
+    """
+    return {
+        "input_format": "parquet",
+        "url_col": "url",
+        "caption_col": "text",
+        "save_additional_columns": ["uid"],
+        "bbox_col": "face_bboxes" if has_bboxes else None,
+        "image_size": settings.image_size,
+        "resize_mode": settings.resize_mode,
+        "resize_only_if_bigger": settings.resize_only_if_bigger,
+        "encode_format": settings.encode_format,
+        "output_format": settings.output_format,
+        "retries": settings.retries,
+        "timeout": GuardedTimeout(settings.timeout, settings.policy()),
+        "processes_count": settings.processes_count,
+        "thread_count": settings.thread_count,
+        "number_sample_per_shard": settings.number_sample_per_shard,
+        "oom_shard_count": settings.oom_shard_count,
+        "compute_hash": "sha256",
+        "verify_hash": ["sha256", "sha256"] if settings.verify_sha256 else None,
+        "distributor": "multiprocessing",
+        "enable_wandb": False,
+    }

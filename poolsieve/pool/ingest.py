@@ -1,0 +1,123 @@
+"""Ingest one source parquet file as one pool shard: validate, normalize, quarantine, register.
+
+Every source row ends in exactly one place: ``rows.parquet`` (valid, normalized) or
+``quarantine.parquet`` (with a reason code); ``read == normalized + quarantined`` is returned and
+checked by the pool_shard asset check. A file that cannot be read at all raises SourceFileError
+naming the file and what is wrong, before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow.parquet as pq
+
+from poolsieve.lake import Lake, commit, tmp_path_for
+from poolsieve.pool import registry
+from poolsieve.schema import SourceLayout, canonical_relation, read_layout
+from poolsieve.sqlrunner import SqlProject
+
+STAGING_MODELS = ["pool_shard_rows", "pool_shard_quarantine", "pool_shard_keys"]
+#: reason codes, in the order staging tests them (the first that applies is recorded)
+QUARANTINE_REASONS = [
+    "url_missing",
+    "url_scheme",
+    "url_unparseable",
+    "size_invalid",
+    "score_invalid",
+    "uid_malformed",
+    "uid_repeated",
+]
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """Validation thresholds (bound as SQL parameters)."""
+
+    max_url_length: int = 2048
+    max_image_side: int = 100_000
+
+    def as_sql(self) -> dict:
+        return {"max_url_length": self.max_url_length, "max_image_side": self.max_image_side}
+
+
+@dataclass
+class IngestResult:
+    shard: str
+    source: str
+    layout: SourceLayout
+    rows_read: int
+    rows_normalized: int
+    rows_quarantined: int
+    rows_registered: int
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def conserved(self) -> bool:
+        return self.rows_read == self.rows_normalized + self.rows_quarantined
+
+
+def ingest_shard(
+    conn: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    shard: str,
+    shard_seq: int,
+    source_path: str,
+    params: IngestParams = IngestParams(),
+    project: SqlProject | None = None,
+    filesystem=None,
+) -> IngestResult:
+    """Stage ``source_path`` as shard ``shard``: write its lake files and register its rows."""
+    project = project or SqlProject()
+    layout = read_layout(source_path, filesystem)
+    canonical_relation(conn, source_path, layout).create_view("raw_shard", replace=True)
+    sql_params = {**params.as_sql(), "shard": shard, "uid_derived": layout.uid_derived}
+    project.run(conn, STAGING_MODELS, {"raw_shard": "raw_shard"}, sql_params)
+    out = lake.partition_dir("pool_shard", shard)
+    files = {
+        "rows": write_parquet(conn, 'SELECT * FROM "pool_shard_rows"', out / "rows.parquet"),
+        "quarantine": write_parquet(
+            conn, 'SELECT * FROM "pool_shard_quarantine"', out / "quarantine.parquet"
+        ),
+    }
+    registered = registry.replace_shard(conn, shard, shard_seq, "pool_shard_keys")
+    reasons = _reason_counts(conn)
+    reasons.pop(None, None)
+    return IngestResult(
+        shard=shard,
+        source=source_path,
+        layout=layout,
+        rows_read=layout.num_rows,
+        rows_normalized=pq.read_metadata(files["rows"]).num_rows,
+        rows_quarantined=pq.read_metadata(files["quarantine"]).num_rows,
+        rows_registered=registered,
+        quarantine_reasons=dict(sorted(reasons.items())),
+        columns=[(c, str(t)) for c, t in zip(*_columns(conn, "pool_shard_rows"), strict=True)],
+        files=files,
+    )
+
+
+def _reason_counts(conn: duckdb.DuckDBPyConnection) -> dict[str | None, int]:
+    """reason -> rows (None = valid) from the verdict table: every row read is counted once."""
+    rows = conn.execute('SELECT reason, count(*) FROM "stg_pool_rows" GROUP BY reason').fetchall()
+    return dict(rows)
+
+
+def write_parquet(conn: duckdb.DuckDBPyConnection, query: str, final, params=None) -> str:
+    """Write a query's result to ``final`` atomically (zstd level 1: ~2x faster than level 3 here,
+    about the same size). The query is project text; values reach it as bound parameters."""
+    tmp = tmp_path_for(final)
+    conn.execute(
+        f"COPY ({query}) TO $path (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
+        {**(params or {}), "path": str(tmp)},
+    )
+    commit(tmp, final)
+    return str(final)
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, relation: str):
+    rel = conn.table(relation)
+    return rel.columns, rel.types

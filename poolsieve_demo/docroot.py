@@ -1,0 +1,92 @@
+"""The demo server's docroot: one file per served URL path, and ``routes.json`` saying how to answer.
+
+Grain: one Asset -> at most one file ``images/<url path>`` and one route. Routes (the server
+applies them; see server.py)::
+
+    ok                serve the file with its image Content-Type
+    slow              the same, after ``slow_seconds``
+    corrupt           bytes no decoder accepts, served with the path's image Content-Type
+    not_image         an HTML page (text/html), status 200
+    404 / 500         that status, no file
+    redirect_private  302 to a private/link-local address (``location``), never contacted
+
+Every minted path has a route; any other path is a 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from poolsieve_demo.perturb import perturb
+from poolsieve_demo.problems import PRIVATE_TARGETS
+from poolsieve_demo.render import FORMATS, encode, render
+from poolsieve_demo.world_pool import Asset
+
+ROUTES_VERSION = 1
+HTML_TYPE = "text/html; charset=utf-8"
+HTML_PAGES = {
+    "html_page": "<!doctype html><html><head><title>Gallery</title></head>"
+    "<body><h1>Photo gallery</h1><p>Sign in to see this image.</p></body></html>\n",
+    "soft_404": "<!doctype html><html><head><title>Not found</title></head>"
+    "<body><p>Sorry, the page you requested could not be found.</p></body></html>\n",
+}
+
+
+def image_bytes(asset: Asset) -> bytes:
+    """The encoded image at ``asset`` (a near-duplicate: its eval image, perturbed)."""
+    image = render(asset.spec)
+    if asset.eval_image is not None:
+        image = perturb(image, asset.detail, asset.spec.seed)
+    return encode(image, asset.ext)
+
+
+def corrupt_bytes(detail: str, real: bytes, seed: int) -> bytes:
+    """Undecodable bytes: random ones (never an image signature), or a real file's first 64 bytes."""
+    if detail == "truncated_header":
+        return real[:64]
+    noise = np.random.default_rng(seed).bytes(int(2000 + seed % 2000))
+    return b"\x00\x7f<corrupt>" + noise
+
+
+def body(asset: Asset) -> bytes | None:
+    """The file behind ``asset``'s route (None: the route serves no file)."""
+    if asset.route in ("404", "500", "redirect_private"):
+        return None
+    if asset.route == "not_image":
+        return HTML_PAGES[asset.detail].encode()
+    data = image_bytes(asset)
+    return corrupt_bytes(asset.detail, data, asset.spec.seed) if asset.route == "corrupt" else data
+
+
+def route(asset: Asset, slow_seconds: float) -> dict:
+    entry: dict = {"kind": asset.route}
+    if asset.route in ("ok", "slow", "corrupt"):
+        entry.update(file=asset.path.lstrip("/"), type=FORMATS[asset.ext][1])
+    if asset.route == "not_image":
+        entry.update(file=asset.path.lstrip("/"), type=HTML_TYPE)
+    if asset.route == "slow":
+        entry["delay"] = slow_seconds
+    if asset.route == "redirect_private":
+        entry["location"] = PRIVATE_TARGETS[asset.detail]
+    return entry
+
+
+def write_docroot(root: Path, assets: dict[str, Asset], slow_seconds: float) -> dict[str, str]:
+    """Write ``root/images/...`` and ``root/routes.json``; returns {path: sha256 of served image}."""
+    routes, served = {}, {}
+    for path, asset in assets.items():
+        data = body(asset)
+        if data is not None:
+            target = root / "images" / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            if asset.route in ("ok", "slow"):
+                served[path] = hashlib.sha256(data).hexdigest()
+        routes[path] = route(asset, slow_seconds)
+    document = {"version": ROUTES_VERSION, "slow_seconds": slow_seconds, "routes": routes}
+    (root / "routes.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return served

@@ -1,0 +1,306 @@
+"""The demo image server: serves a world's docroot on a loopback address, per ``routes.json``.
+
+Grain: one request -> one answer chosen by the URL path's route (docroot.py lists them; query
+strings and trailing slashes are ignored; unknown paths are 404; ``/_health`` answers with the
+server's pid). It runs as a separate process so callers own it by PID::
+
+    python -m poolsieve_demo.server --root ROOT --host 127.0.0.1 --port 8808
+
+    with DemoImageServer(root, port) as server:   # start() waits for /_health (bounded)
+        ...                                       # stop(): SIGTERM, then SIGKILL after a wait
+
+Why a real server: the downloader must meet real sockets, statuses, timeouts and redirects. It
+binds loopback addresses only, never follows or contacts a redirect target, keeps no log, and
+every request is bounded (socket timeout, capped sleep, HTTP/1.0: one request per connection).
+With ``--parent-pid`` it exits when that process goes away, so a crashed caller leaves nothing;
+with ``--idle-exit N`` (the shared, detached mode: see shared.py) after N seconds without requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+HEALTH_PATH = "/_health"
+MAX_DELAY_S = 60.0  # a slow route never sleeps longer, whatever routes.json says
+SOCKET_TIMEOUT_S = 15.0  # a silent client holds a handler thread at most this long
+
+
+def check_loopback(host: str) -> None:
+    """Refuse any bind address but a loopback one (the demo server is never reachable from
+    outside the machine)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the demo server binds loopback addresses only, not {host!r}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host`` (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class DemoHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer holding a world's docroot and routes."""
+
+    daemon_threads = True
+
+    def __init__(self, root: Path, host: str, port: int):
+        check_loopback(host)
+        document = json.loads((root / "routes.json").read_text())
+        self.docroot = (root / "images").resolve()
+        self.routes: dict[str, dict] = document["routes"]
+        self.slow_seconds = float(document.get("slow_seconds", 3.0))
+        self.world_root = str(root.resolve())
+        self.last_request = time.monotonic()
+        super().__init__((host, port), _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """Quiet about clients that hang up (a downloader timing out on a slow route)."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DemoHTTPServer
+    protocol_version = "HTTP/1.0"
+    server_version = "poolsieve-demo/1"
+    timeout = SOCKET_TIMEOUT_S
+
+    def log_message(self, format, *args) -> None:  # quiet: no line per request
+        pass
+
+    def do_GET(self) -> None:
+        self._answer(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(send_body=False)
+
+    def _answer(self, send_body: bool) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path == HEALTH_PATH:
+            health = {
+                "server": "poolsieve-demo",
+                "pid": os.getpid(),
+                "root": self.server.world_root,
+            }
+            return self._send(200, "application/json", json.dumps(health).encode(), send_body)
+        self.server.last_request = time.monotonic()
+        entry = self.server.routes.get(path, {"kind": "404"})
+        kind = entry["kind"]
+        if kind == "slow":
+            time.sleep(min(float(entry.get("delay", self.server.slow_seconds)), MAX_DELAY_S))
+        if kind in ("ok", "slow", "corrupt", "not_image"):
+            return self._send_file(entry, send_body)
+        if kind == "redirect_private":
+            return self._send(302, "text/plain", b"moved\n", send_body, entry["location"])
+        status = 404 if kind == "404" else 500
+        self._send(status, "text/plain", f"{status}\n".encode(), send_body)
+
+    def _send_file(self, entry: dict, send_body: bool) -> None:
+        path = (self.server.docroot / entry["file"]).resolve()
+        if not path.is_relative_to(self.server.docroot) or not path.is_file():
+            return self._send(404, "text/plain", b"404\n", send_body)
+        self._send(200, entry["type"], path.read_bytes(), send_body)
+
+    def _send(self, status: int, ctype: str, data: bytes, send_body: bool, location=None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        if location is not None:
+            self.send_header("Location", location)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(data)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+def _watch_parent(server: DemoHTTPServer, parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    server.shutdown()
+
+
+def _exit_when_idle(server: DemoHTTPServer, idle_s: float) -> None:
+    while time.monotonic() - server.last_request < idle_s:
+        time.sleep(min(1.0, idle_s / 4))
+    server.shutdown()
+
+
+def serve(
+    root: Path,
+    host: str,
+    port: int,
+    parent_pid: int | None = None,
+    idle_exit: float | None = None,
+) -> None:
+    """Serve until SIGTERM, until ``parent_pid`` is no longer this process's parent, or until
+    no request (health checks aside) came for ``idle_exit`` seconds."""
+    server = DemoHTTPServer(Path(root), host, port)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(server, parent_pid), daemon=True).start()
+    if idle_exit is not None:
+        threading.Thread(target=_exit_when_idle, args=(server, idle_exit), daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a poolsieve demo world's images.")
+    parser.add_argument("--root", required=True, help="the world's root (routes.json, images/)")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
+    parser.add_argument("--port", type=int, default=8808)
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit when it goes away")
+    parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
+    args = parser.parse_args(argv)
+    try:
+        check_loopback(args.host)
+    except ValueError as error:
+        parser.error(str(error))
+    serve(Path(args.root), args.host, args.port, args.parent_pid, args.idle_exit)
+    return 0
+
+
+class DemoImageServer:
+    """The demo server as a child process, started and stopped by its PID (never by name)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        port: int = 8808,
+        host: str = "127.0.0.1",
+        start_timeout: float = 20.0,
+        stop_timeout: float = 5.0,
+        detached_idle_exit: float | None = None,
+    ):
+        check_loopback(host)
+        self.root, self.port, self.host = Path(root), port, host
+        self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
+        # detached: may outlive this process (shared by several runs); exits after this idle time
+        self.detached_idle_exit = detached_idle_exit
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> DemoImageServer:
+        """Start the process and wait (at most start_timeout) until it answers /_health."""
+        if self._proc is not None:
+            raise RuntimeError(f"the demo server already runs as pid {self._proc.pid}")
+        if not (self.root / "routes.json").is_file():
+            raise FileNotFoundError(f"no demo world at {self.root} (routes.json missing)")
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        self._proc = subprocess.Popen(
+            self._command(),
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env=_child_env(),
+            start_new_session=self.detached_idle_exit is not None,
+        )
+        self._wait_healthy()
+        return self
+
+    def _command(self) -> list[str]:
+        args = {"--root": self.root, "--host": self.host, "--port": self.port}
+        if self.detached_idle_exit is None:
+            args["--parent-pid"] = os.getpid()
+        else:
+            args["--idle-exit"] = self.detached_idle_exit
+        return [sys.executable, "-m", "poolsieve_demo.server"] + [
+            str(x) for pair in args.items() for x in pair
+        ]
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                message = f"demo server exited with {self._proc.returncode}: {self._stderr()}"
+                self.stop()
+                raise RuntimeError(message)
+            if health_pid(self.url) == self._proc.pid:
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"demo server did not answer {HEALTH_PATH} in {self.start_timeout} s")
+
+    def _stderr(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        """SIGTERM the process, SIGKILL it after stop_timeout, and reap it."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=self.stop_timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> DemoImageServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _child_env() -> dict[str, str]:
+    """The caller's environment, with this checkout first on PYTHONPATH (same code in the child)."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def health(url: str, timeout: float = 0.5) -> dict | None:
+    """What a demo server at ``url`` reports on /_health (pid, root); None when nothing answers."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url + HEALTH_PATH, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) and answer.get("server") == "poolsieve-demo" else None
+
+
+def health_pid(url: str, timeout: float = 0.5) -> int | None:
+    """The pid a demo server at ``url`` reports on /_health (None when nothing answers)."""
+    answer = health(url, timeout)
+    return None if answer is None else answer.get("pid")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

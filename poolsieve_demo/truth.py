@@ -1,0 +1,74 @@
+"""``world_truth.json``: everything planted in the demo world and what each step should find.
+
+Grain: one document per world. v1's keys keep their meaning (``shards``, ``rows_total``,
+``params``, ``expected`` quarantine/dedup counts, ``planted`` metadata rows), so v1's checks read a
+world's truth unchanged. v2 adds:
+
+* ``problems``: one entry per planted content problem (shard, row, uid, url, kind, detail,
+  expect_download, concept, size, and caption_concept / eval_split + eval_key / location);
+* ``problem_counts`` (all shards) and ``problem_counts_per_shard``;
+* ``download``: expected outcome counts over the rows dedup keeps (clean rows -> success), total
+  and per shard; ``timeout`` assumes a downloader timeout below ``slow_seconds``;
+* ``eval_near_duplicates``: pool uid -> eval image, with the perturbation;
+* ``trusted`` and ``eval`` sizes; ``seed``, ``config``, both base URLs and the hosts a downloader
+  must allowlist to reach the demo server.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from urllib.parse import urlsplit
+
+from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
+
+VERSION = 2
+
+
+def download_expectation(pool_truth: dict, problems: list[dict]) -> dict:
+    """Expected download outcome counts over the kept rows, total and per shard."""
+    per_shard = {}
+    for shard, want in pool_truth["expected"]["per_shard"].items():
+        outcomes = Counter(OUTCOMES[p["kind"]] for p in problems if p["shard"] == shard)
+        outcomes["success"] += want["keep"] - sum(outcomes.values())
+        per_shard[shard] = {o: outcomes[o] for o in DOWNLOAD_OUTCOMES}
+    total = {o: sum(c[o] for c in per_shard.values()) for o in DOWNLOAD_OUTCOMES}
+    return {"expected": total, "per_shard": per_shard}
+
+
+def _counts(problems: list[dict], shards: list[str]) -> tuple[dict, dict]:
+    total = Counter(p["kind"] for p in problems)
+    per_shard = {
+        s: {
+            k: sum(1 for p in problems if p["shard"] == s and p["kind"] == k) for k in PROBLEM_KINDS
+        }
+        for s in shards
+    }
+    return {k: total[k] for k in PROBLEM_KINDS}, per_shard
+
+
+def world_truth(pool_truth: dict, problems: list[dict], extras: dict) -> dict:
+    """The world's truth: v1's pool truth + problems, download expectations and ``extras``."""
+    totals, per_shard = _counts(problems, pool_truth["shards"])
+    hosts = [urlsplit(u).netloc for u in (extras["base_url"], extras["alt_base_url"])]
+    return {
+        **pool_truth,
+        **extras,
+        "version": VERSION,
+        "allowlist_hosts": sorted(set(hosts)),
+        "problems": problems,
+        "problem_counts": totals,
+        "problem_counts_per_shard": per_shard,
+        "download": download_expectation(pool_truth, problems),
+        "eval_near_duplicates": [
+            {
+                "uid": p["uid"],
+                "shard": p["shard"],
+                "row": p["row"],
+                "eval_split": p["eval_split"],
+                "eval_key": p["eval_key"],
+                "perturbation": p["detail"],
+            }
+            for p in problems
+            if p["kind"] == "eval_near_duplicate"
+        ],
+    }
