@@ -31,8 +31,14 @@ def clip_model(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
         report(p.step, p.total_steps, f"{name} training (loss {p.loss:.3f}): step")
 
     with failing_clearly(*INPUT_ERRORS):
-        record = train_strategy(poolsieve.lake, name, poolsieve.train_scale, poolsieve.train_seed,
-                                poolsieve.train_samples, progress)  # fmt: skip
+        record = train_strategy(
+            poolsieve.lake,
+            name,
+            poolsieve.train_scale,
+            poolsieve.train_seed,
+            poolsieve.train_samples,
+            progress,
+        )
     losses = record["losses"]
     if record["checkpoint"] is None:
         context.log.warning(f"{name}: {record['skipped']}")

@@ -26,9 +26,14 @@ def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     name = context.partition_key
     report = throttled(context.log.info)
     with failing_clearly(*INPUT_ERRORS):
-        doc, _ = evaluate_strategy(poolsieve.lake, name, poolsieve.eval_path, poolsieve.device,
-                                   poolsieve.eval_suite_dir,
-                                   lambda done, total: report(done, total, f"{name}: suite tasks"))  # fmt: skip
+        doc, _ = evaluate_strategy(
+            poolsieve.lake,
+            name,
+            poolsieve.eval_path,
+            poolsieve.device,
+            poolsieve.eval_suite_dir,
+            lambda done, total: report(done, total, f"{name}: suite tasks"),
+        )
     metrics = {k: v for k, v in doc["metrics"].items() if v is not None}
     if "skipped" in doc:
         context.log.warning(f"{name}: not evaluated: {doc['skipped']}")
@@ -46,7 +51,7 @@ def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             "samples_seen": doc["samples_seen"],
             "seed": doc["seed"],
             "suite_failed": list(suite_failed),
-        },  # fmt: skip
+        },
         check_results=[problem_check(IN_RANGE, _out_of_range(metrics))],
     )
 

@@ -23,17 +23,23 @@ def _lineage_links(instance, rows) -> str:
     lines = ["| strategy | evaluation run | lineage |", "|---|---|---|"]
     for r in rows:
         run = latest_materialization(instance, "evaluation", r["strategy"]) or {}
-        lines.append(f"| {r['strategy']} | {str(run.get('run_id', '—'))[:8]} | "
-                     f"`poolsieve lineage {r['strategy']}` |")  # fmt: skip
+        lines.append(
+            f"| {r['strategy']} | {str(run.get('run_id', '—'))[:8]} | "
+            f"`poolsieve lineage {r['strategy']}` |"
+        )
     return "\n".join(lines)
 
 
 ACCOUNTED = "every_strategy_ranked_or_listed_missing"
 
 
-@dg.asset(deps=[evaluation], code_version="leaderboard-v1", group_name="curation",
-          kinds={"parquet", "matplotlib"},
-          check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset="leaderboard")])  # fmt: skip
+@dg.asset(
+    deps=[evaluation],
+    code_version="leaderboard-v1",
+    group_name="curation",
+    kinds={"parquet", "matplotlib"},
+    check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset="leaderboard")],
+)
 def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """Strategy -> subset size, each metric, average; accuracy-vs-size and drops-per-reason plots."""
     board = build_leaderboard(poolsieve.lake, STRATEGIES.get_partition_keys())
@@ -55,5 +61,9 @@ def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource)
     ranked = [r["strategy"] for r in board.rows]
     lost = set(STRATEGIES.get_partition_keys()) - set(ranked) - set(board.missing)
     problem = f"strategies neither ranked nor listed as missing: {sorted(lost)}" if lost else ""
-    return dg.MaterializeResult(metadata=metadata, check_results=[
-        problem_check(ACCOUNTED, problem, ranked=len(ranked), not_evaluated=len(board.missing))])  # fmt: skip
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            problem_check(ACCOUNTED, problem, ranked=len(ranked), not_evaluated=len(board.missing))
+        ],
+    )

@@ -50,8 +50,9 @@ def throttled(log, every_s: float = 10.0):
 
 def problem_check(name: str, problem: str, **metadata) -> dg.AssetCheckResult:
     """Passes when ``problem`` is empty; otherwise fails and says what is wrong."""
-    return dg.AssetCheckResult(check_name=name, passed=not problem,
-                               description=problem or "ok", metadata=metadata)  # fmt: skip
+    return dg.AssetCheckResult(
+        check_name=name, passed=not problem, description=problem or "ok", metadata=metadata
+    )
 
 
 def yaml_check(name: str, failures: list[str]) -> dg.AssetCheckResult:

@@ -37,8 +37,15 @@ def pool_features(context: dg.AssetExecutionContext, poolsieve: PoolsieveResourc
     with failing_clearly(*INPUT_ERRORS):
         clip = load_scorer(read_scorer(poolsieve.lake), poolsieve.device)
         with poolsieve.connect() as conn:
-            result = build_pool_features(conn, poolsieve.lake, shards, clip,
-                                         poolsieve.exemplar_tars, poolsieve.feature_settings, PROJECT)  # fmt: skip
+            result = build_pool_features(
+                conn,
+                poolsieve.lake,
+                shards,
+                clip,
+                poolsieve.exemplar_tars,
+                poolsieve.feature_settings,
+                PROJECT,
+            )
             failures = column_test_failures(conn, PROJECT.model("pool_features"), "pool_features")
     context.log.info(f"pool_features: {result.rows} uids, {result.eligible} eligible")
     return dg.MaterializeResult(

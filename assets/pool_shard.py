@@ -59,8 +59,10 @@ def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
         except SourceFileError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
     with poolsieve.connect_memory() as mem:
-        written = {"pool_shard_rows": result.files["rows"],
-                   "pool_shard_quarantine": result.files["quarantine"]}  # fmt: skip
+        written = {
+            "pool_shard_rows": result.files["rows"],
+            "pool_shard_quarantine": result.files["quarantine"],
+        }
         failures = file_test_failures(mem, PROJECT, written)
     context.log.info(
         f"{shard}: read {result.rows_read}, normalized {result.rows_normalized}, "

@@ -9,8 +9,12 @@ from poolsieve.clip.scorer import build_scorer, load_scorer, read_scorer
 LOADS = "recorded_weights_load"
 
 
-@dg.asset(group_name="images", code_version="scorer-v1", kinds={"pytorch", "openclip"},
-          check_specs=[dg.AssetCheckSpec(LOADS, asset="scorer", blocking=True)])  # fmt: skip
+@dg.asset(
+    group_name="images",
+    code_version="scorer-v1",
+    kinds={"pytorch", "openclip"},
+    check_specs=[dg.AssetCheckSpec(LOADS, asset="scorer", blocking=True)],
+)
 def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     """A configured checkpoint / pretrained tag, or a tiny CLIP trained on the trusted set."""
     report = throttled(context.log.info)
@@ -39,8 +43,10 @@ def scorer(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
             "train_log": dg.MetadataValue.path(info.training["log"]),
         }
     context.log.info(f"scorer {info.arch} ({info.origin}) sha256 {info.weights_sha256[:12]}")
-    return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None},
-                                check_results=[_loads(poolsieve)])  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={k: v for k, v in metadata.items() if v is not None},
+        check_results=[_loads(poolsieve)],
+    )
 
 
 def _loads(poolsieve: PoolsieveResource) -> dg.AssetCheckResult:

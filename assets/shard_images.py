@@ -19,8 +19,14 @@ from poolsieve.sqlrunner import SqlProject
 PROJECT = SqlProject()
 SUCCESS_RATE = "download_success_rate"
 #: always reported (zeros included) so the UI can plot them; any other category is added
-COMMON_ERRORS = ["http_404", "http_500", "timeout", "decode_error", "connection_error",
-                 *GUARD_CATEGORIES]  # fmt: skip
+COMMON_ERRORS = [
+    "http_404",
+    "http_500",
+    "timeout",
+    "decode_error",
+    "connection_error",
+    *GUARD_CATEGORIES,
+]
 
 
 @dg.asset(

@@ -47,8 +47,9 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
     features = poolsieve.lake.root / "pool_features" / "pool_features.parquet"
     project = SqlProject()  # the filters as they are now (filter_sql observed the same files)
     with failing_clearly(*INPUT_ERRORS), poolsieve.connect_memory() as conn:
-        result = build_subset(conn, poolsieve.lake, features, name,
-                              poolsieve.demo_world is not None, project)  # fmt: skip
+        result = build_subset(
+            conn, poolsieve.lake, features, name, poolsieve.demo_world is not None, project
+        )
         failures = [
             f
             for model in (name, DECISIONS_MODEL)
@@ -79,7 +80,7 @@ def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
                 {"kept": result.kept, **result.reasons},
             ),
             yaml_check(YAML_TESTS, failures),
-        ],  # fmt: skip
+        ],
     )
 
 

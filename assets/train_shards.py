@@ -56,5 +56,5 @@ def train_shards(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource
                 f"{len(result.missing)} subset uids have no image" if result.missing else "",
                 missing=sorted(result.missing)[:20],
             ),
-        ],  # fmt: skip
+        ],
     )

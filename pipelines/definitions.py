@@ -57,7 +57,7 @@ def build_defs(poolsieve: PoolsieveResource) -> dg.Definitions:
             strategy_job,
             leaderboard_job,
             observe_filters_job,
-        ],  # fmt: skip
+        ],
         sensors=[pool_source_sensor, dedup_recheck_sensor],
         schedules=[pool_refresh_schedule],
         resources={"poolsieve": poolsieve, "demo_server": demo_server_for(poolsieve)},

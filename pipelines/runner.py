@@ -115,8 +115,10 @@ def _run_each(job, instance, keys: list[str]) -> list[str]:
         elapsed = time.monotonic() - start
         eta = elapsed / i * (len(keys) - i)
         if i < len(keys):
-            print(f"  {'':<8}{job.name} {progress_bar(i, len(keys))} {i}/{len(keys)} done "
-                  f"in {elapsed:.0f}s, ETA {eta:.0f}s")  # fmt: skip
+            print(
+                f"  {'':<8}{job.name} {progress_bar(i, len(keys))} {i}/{len(keys)} done "
+                f"in {elapsed:.0f}s, ETA {eta:.0f}s"
+            )
     return failed
 
 

@@ -94,8 +94,10 @@ def cmd_lineage(args) -> int:
     from poolsieve.pipelines.runner import get_instance
 
     if args.strategy not in STRATEGIES.get_partition_keys():
-        print(f"unknown strategy {args.strategy!r}; known: {STRATEGIES.get_partition_keys()}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"unknown strategy {args.strategy!r}; known: {STRATEGIES.get_partition_keys()}",
+            file=sys.stderr,
+        )
         return 2
     instance = get_instance()
     doc = dataset_lineage(instance, args.strategy, _registered_shards(instance))
@@ -116,8 +118,11 @@ def cmd_stale(args) -> int:
         return 1
     report = stale_report(instance, defs)
     if args.json:
-        doc = {"stale": {f"{a}[{p}]" if p else a: c for (a, p), c in report.stale.items()},
-               "downstream": report.downstream, "to_rerun": report.to_rerun}  # fmt: skip
+        doc = {
+            "stale": {f"{a}[{p}]" if p else a: c for (a, p), c in report.stale.items()},
+            "downstream": report.downstream,
+            "to_rerun": report.to_rerun,
+        }
         print(json.dumps(doc, indent=1))
     else:
         print(format_report(report))

@@ -185,8 +185,9 @@ def column_test_failures(conn: duckdb.DuckDBPyConnection, model: Model, relation
     return failures
 
 
-def file_test_failures(conn: duckdb.DuckDBPyConnection, project: SqlProject,
-                       files: dict[str, str | Path]) -> list[str]:  # fmt: skip
+def file_test_failures(
+    conn: duckdb.DuckDBPyConnection, project: SqlProject, files: dict[str, str | Path]
+) -> list[str]:
     """The YAML column tests of each model, run on the parquet file it was written to."""
     failures = []
     for name, path in files.items():

@@ -22,11 +22,14 @@ from poolsieve_demo.server import free_port  # noqa: E402
 from tests.dagster_ui import FLAGS, DagsterDev, open_page, show_markdown  # noqa: E402
 
 PAGES = [  # (file, path, text that says the page is ready)
-    ("asset_graph.png", "/assets/leaderboard?view=lineage&lineageScope=upstream&lineageDepth=20",
-     "pool_features"),
+    (
+        "asset_graph.png",
+        "/assets/leaderboard?view=lineage&lineageScope=upstream&lineageDepth=20",
+        "pool_features",
+    ),
     ("partitions.png", "/assets/subset?view=partitions", "no_filter"),
     ("leaderboard.png", "/assets/leaderboard", "accuracy_plot"),
-]  # fmt: skip
+]
 
 
 def main() -> int:

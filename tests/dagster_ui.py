@@ -28,8 +28,16 @@ LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $pa
 
 
 # chromium as root, headless, offline: no sandbox, no background calls to Google's hosts
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def open_page(page, url: str, ready: str) -> None:
@@ -66,12 +74,26 @@ class DagsterDev:
 
     def start(self) -> None:
         dagster = Path(sys.executable).with_name("dagster")
-        cmd = [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-               "-h", "127.0.0.1", "-p", str(self.port)]  # fmt: skip
+        cmd = [
+            str(dagster),
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_default_signals)  # fmt: skip
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_default_signals,
+            )
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
@@ -92,7 +114,11 @@ class DagsterDev:
             except OSError:
                 entries = []
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                errors = [e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]  # fmt: skip
+                errors = [
+                    e
+                    for e in entries
+                    if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"
+                ]
                 if errors:
                     raise RuntimeError(f"code location failed to load: {errors}")
                 return entries
@@ -101,11 +127,15 @@ class DagsterDev:
 
     def launch(self, job: str, partition: str, assets: list[str], location: str) -> str:
         params = {
-            "selector": {"repositoryLocationName": location, "repositoryName": "__repository__",
-                         "jobName": job, "assetSelection": [{"path": [a]} for a in assets]},
+            "selector": {
+                "repositoryLocationName": location,
+                "repositoryName": "__repository__",
+                "jobName": job,
+                "assetSelection": [{"path": [a]} for a in assets],
+            },
             "mode": "default",
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
-        }  # fmt: skip
+        }
         result = self.graphql(LAUNCH, {"params": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
             raise RuntimeError(f"launchRun failed: {result}")

@@ -54,8 +54,14 @@ def run_world(lake_dir, instance, rows_per_shard: int = 150, **overrides) -> dic
     for shard in world.truth["shards"]:
         runs[shard] = run_job(defs, instance, "shard_job", shard)
     runs["features"] = run_job(defs, instance, "features_job")
-    return {"world": world, "lake": Lake(lake_dir), "runs": runs, "instance": instance,
-            "defs": defs, "resource": resource}  # fmt: skip
+    return {
+        "world": world,
+        "lake": Lake(lake_dir),
+        "runs": runs,
+        "instance": instance,
+        "defs": defs,
+        "resource": resource,
+    }
 
 
 def shard_digests(lake: Lake, assets: list[str], shard: str) -> dict[str, str]:

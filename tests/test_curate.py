@@ -49,8 +49,10 @@ def test_reshard_writes_each_listed_uid_k_times_in_input_order(tmp_path, inputs)
         "shard-00002.tar",
     ]
     assert json.loads((tmp_path / "out" / "sizes.json").read_text()) == {
-        "shard-00000.tar": 2, "shard-00001.tar": 2, "shard-00002.tar": 1,
-    }  # fmt: skip
+        "shard-00000.tar": 2,
+        "shard-00001.tar": 2,
+        "shard-00002.tar": 1,
+    }
     names = [n for t in result.tars for n, _ in _members(t) if n.endswith(".jpg")]
     assert names == ["u2.jpg", "u2_1.jpg", "u2_2.jpg", "u4.jpg", "u5.jpg"]
     members = dict(m for t in result.tars for m in _members(t))

@@ -43,8 +43,14 @@ def test_definitions_hold_the_graph():
     assert graph.get(dg.AssetKey("scorer")).partitions_def is None
     strategies = graph.get(dg.AssetKey("clip_model")).partitions_def.get_partition_keys()
     assert set(strategies) == set(strategy_names())
-    for job in ("ingest_job", "shard_job", "scorer_job", "features_job", "strategy_job",
-                "observe_filters_job"):  # fmt: skip
+    for job in (
+        "ingest_job",
+        "shard_job",
+        "scorer_job",
+        "features_job",
+        "strategy_job",
+        "observe_filters_job",
+    ):
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {
         "pool_source_sensor",

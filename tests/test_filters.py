@@ -29,17 +29,30 @@ from poolsieve.curate.strategies import (
     write_subset_npy,
 )
 from poolsieve.lake import Lake
-from tests.repo import REPO_ROOT
 from poolsieve.sqlrunner import SqlProject, column_test_failures
+from tests.repo import REPO_ROOT
 
 DEFAULTS = {
-    "shard": "s0", "url": "http://x/1.jpg", "text": "a red star on a plain background",
-    "dedup_keep": True, "dedup_reason": None, "duplicate_of": None, "download_status": "success",
-    "download_error": None, "width": 400, "height": 300, "clip_score": 0.5, "language": "en",
-    "language_confidence": 0.9, "eval_max_similarity": 0.1, "nearest_eval": "x",
-    "eval_near_duplicate": False, "image_cluster": 0, "exemplar_cluster": True,
+    "shard": "s0",
+    "url": "http://x/1.jpg",
+    "text": "a red star on a plain background",
+    "dedup_keep": True,
+    "dedup_reason": None,
+    "duplicate_of": None,
+    "download_status": "success",
+    "download_error": None,
+    "width": 400,
+    "height": 300,
+    "clip_score": 0.5,
+    "language": "en",
+    "language_confidence": 0.9,
+    "eval_max_similarity": 0.1,
+    "nearest_eval": "x",
+    "eval_near_duplicate": False,
+    "image_cluster": 0,
+    "exemplar_cluster": True,
     "ineligible_reason": None,
-}  # fmt: skip
+}
 
 
 def feature_row(i: int, **overrides) -> dict:
@@ -74,8 +87,9 @@ def _features(tmp_path, rows) -> str:
 
 def _decide(tmp_path, name, rows=ROWS, demo=False, project=None) -> dict[int, str | None]:
     with duckdb.connect() as conn:
-        result = build_subset(conn, Lake(tmp_path / "lake"), _features(tmp_path, rows), name, demo,
-                              project)  # fmt: skip
+        result = build_subset(
+            conn, Lake(tmp_path / "lake"), _features(tmp_path, rows), name, demo, project
+        )
     decisions = pq.read_table(result.files["decisions"]).to_pylist()
     return {int(d["uid"], 16): (None if d["keep"] else d["reason"]) for d in decisions}
 
@@ -156,15 +170,20 @@ def test_every_filter_passes_its_yaml_tests_and_conserves_rows(tmp_path, name):
     assert all(decided[i] == r for i, r in INELIGIBLE.items())  # no filter revives a dropped row
     with duckdb.connect() as conn:
         conn.read_parquet(_features(tmp_path, ROWS)).create_view("pool_features")
-        project.run(conn, [name], {"pool_features": "pool_features"},
-                    strategy_params(project, name, False))  # fmt: skip
+        project.run(
+            conn, [name], {"pool_features": "pool_features"}, strategy_params(project, name, False)
+        )
         for model in project.plan([name]):
             assert column_test_failures(conn, model, model.name) == []
 
 
 def test_subset_file_is_sorted_u8_pairs_that_round_trip(tmp_path):
-    uids = ["ffffffffffffffff0000000000000001", "00000000000000010000000000000002",
-            "0000000000000001000000000000000a", "8000000000000000ffffffffffffffff"]  # fmt: skip
+    uids = [
+        "ffffffffffffffff0000000000000001",
+        "00000000000000010000000000000002",
+        "0000000000000001000000000000000a",
+        "8000000000000000ffffffffffffffff",
+    ]
     pairs = uid_pairs(uids)
     assert pairs.dtype == SUBSET_DTYPE == np.dtype("u8,u8")
     assert pairs_to_uids(pairs) == sorted(uids)  # sorted pairs = sorted hex strings
@@ -180,8 +199,9 @@ def test_subset_file_is_sorted_u8_pairs_that_round_trip(tmp_path):
 
 def test_subset_writes_decisions_npy_and_summary(tmp_path):
     with duckdb.connect() as conn:
-        result = build_subset(conn, Lake(tmp_path / "lake"), _features(tmp_path, ROWS), "basic",
-                              False)  # fmt: skip
+        result = build_subset(
+            conn, Lake(tmp_path / "lake"), _features(tmp_path, ROWS), "basic", False
+        )
     kept = pairs_to_uids(read_subset_npy(result.files["npy"]))
     assert kept == sorted(f"{i:032x}" for i in (1, 9, 10, 11, 12))
     assert result.kept + sum(result.reasons.values()) == len(ROWS)
@@ -211,8 +231,14 @@ def test_a_new_filter_file_is_a_new_strategy(tmp_path):
         "print(defs.resolve_assets_def('subset').partitions_def.get_partition_keys())"
     )
     env = {**os.environ, "POOLSIEVE_SQL_DIR": str(sql_dir)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=REPO_ROOT, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("'long_captions'") == 2
     project = SqlProject(sql_dir)

@@ -137,9 +137,10 @@ def test_a_copy_names_the_eval_image_it_copies(pipeline):
         path = lake.partition_dir("eval_decontamination", shard) / "decontamination.parquet"
         found |= {r["uid"]: r for r in pq.read_table(path).to_pylist()}
     hits = [
-        d for d in world.truth["eval_near_duplicates"]
+        d
+        for d in world.truth["eval_near_duplicates"]
         if found[d["uid"]]["flagged"] and d["eval_key"] in found[d["uid"]]["nearest_eval"]
-    ]  # fmt: skip
+    ]
     assert len(hits) >= 0.95 * len(world.truth["eval_near_duplicates"])
 
 
@@ -190,9 +191,11 @@ def test_pool_features_has_one_row_per_uid_and_passes_its_yaml_tests(pipeline):
     with resource.connect() as conn:
         model = SqlProject().model("pool_features")
         assert column_test_failures(conn, model, "pool_features") == []
-        reasons = dict(conn.execute(
-            "SELECT coalesce(ineligible_reason, 'eligible'), count(*) FROM pool_features GROUP BY 1"
-        ).fetchall())  # fmt: skip
+        reasons = dict(
+            conn.execute(
+                "SELECT coalesce(ineligible_reason, 'eligible'), count(*) FROM pool_features GROUP BY 1"
+            ).fetchall()
+        )
         english = conn.execute(
             "SELECT count(*) FILTER (WHERE language = 'en'), count(*) FROM pool_features"
         ).fetchall()[0]
@@ -231,8 +234,19 @@ def test_why_traces_a_dead_link_and_a_duplicate_and_passes_its_yaml_tests(pipeli
     project = SqlProject()
     with duckdb.connect() as conn:
         _register(conn, lake)
-        sources = {n: n for n in ["rows", "quarantine", "decisions", "download_status", "embeddings",
-                                  "decontamination", "pool_features", "subset_decisions"]}  # fmt: skip
+        sources = {
+            n: n
+            for n in [
+                "rows",
+                "quarantine",
+                "decisions",
+                "download_status",
+                "embeddings",
+                "decontamination",
+                "pool_features",
+                "subset_decisions",
+            ]
+        }
         project.run(conn, ["uid_occurrences", "uid_strategies"], sources, {"uid": dead["uid"]})
         for name in ("uid_occurrences", "uid_strategies"):
             assert column_test_failures(conn, project.model(name), name) == []

@@ -155,8 +155,12 @@ def test_yaml_tests_run_on_the_parquet_a_model_was_written_to(tmp_path):
     import pyarrow.parquet as pq
 
     rows = tmp_path / "rows.parquet"
-    table = {"uid": ["a", "a", None], "row_idx": [0, 1, 2], "url": ["u", "v", "w"],
-             "url_norm": ["u", "v", "w"]}  # fmt: skip
+    table = {
+        "uid": ["a", "a", None],
+        "row_idx": [0, 1, 2],
+        "url": ["u", "v", "w"],
+        "url_norm": ["u", "v", "w"],
+    }
     pq.write_table(pa.table(table), rows)
     with duckdb.connect() as conn:
         failures = file_test_failures(conn, SqlProject(), {"pool_shard_rows": rows})

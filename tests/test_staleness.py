@@ -112,8 +112,11 @@ def test_rerunning_an_edited_strategy_moves_the_frontier_down_its_own_chain(grap
         assert _rerun_subset(graph) != kept
         report = _report(graph)
     assert set(report.stale) == {("train_shards", EDITED)}
-    assert set(report.downstream) == {("clip_model", EDITED), ("evaluation", EDITED),
-                                      ("leaderboard", None)}  # fmt: skip
+    assert set(report.downstream) == {
+        ("clip_model", EDITED),
+        ("evaluation", EDITED),
+        ("leaderboard", None),
+    }
 
 
 def test_adding_a_shard_stales_features_and_subsets_but_no_other_shard(graph):

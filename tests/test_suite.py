@@ -46,9 +46,11 @@ def export_suite(eval_dir: Path, suite: Path) -> None:
     _write_task(
         suite / "demo_classification",
         [{"png": (cls / r["file"]).read_bytes(), "cls": str(r["label"]).encode()} for r in labels],
-        {"classnames.txt": (cls / "classnames.txt").read_text(),
-         "zeroshot_classification_templates.txt": "\n".join(templates) + "\n"},
-    )  # fmt: skip
+        {
+            "classnames.txt": (cls / "classnames.txt").read_text(),
+            "zeroshot_classification_templates.txt": "\n".join(templates) + "\n",
+        },
+    )
     ret = eval_dir / "retrieval"
     captions: dict[str, list[str]] = {}
     for r in pq.read_table(ret / "captions.parquet").to_pylist():

@@ -20,7 +20,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.repo import REPO_ROOT
 from poolsieve_demo.server import free_port
 from tests.dagster_ui import (
     FLAGS,
@@ -31,6 +30,7 @@ from tests.dagster_ui import (
     show_markdown,
 )
 from tests.image_world import run_job, run_world
+from tests.repo import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 BUILT, LAUNCHED = "no_filter", "laion"
@@ -89,10 +89,24 @@ def test_the_launched_partition_materialization_succeeds(ui):
 
 
 def test_the_asset_graph_shows_every_stage(ui, page):
-    _open(page, ui, "/assets/leaderboard?view=lineage&lineageScope=upstream&lineageDepth=20",
-          "pool_features")  # fmt: skip
-    for asset in ("pool_shard", "url_dedup", "shard_images", "clip_embeddings", "filter_sql",
-                  "subset", "train_shards", "clip_model", "evaluation", "leaderboard"):  # fmt: skip
+    _open(
+        page,
+        ui,
+        "/assets/leaderboard?view=lineage&lineageScope=upstream&lineageDepth=20",
+        "pool_features",
+    )
+    for asset in (
+        "pool_shard",
+        "url_dedup",
+        "shard_images",
+        "clip_embeddings",
+        "filter_sql",
+        "subset",
+        "train_shards",
+        "clip_model",
+        "evaluation",
+        "leaderboard",
+    ):
         assert page.get_by_text(asset, exact=True).count() >= 1, asset
     page.screenshot(path=str(ui["shots"] / "asset_graph.png"))
 

@@ -41,8 +41,14 @@ METRICS = ["classification/top1", "retrieval/mean_recall@1", "average"]
 
 def main_job(lake_dir: Path, train_samples: int) -> float:
     env = {**os.environ, "DAGSTER_HOME": str(lake_dir.parent / "dagster_home")}
-    command = [str(Path(sys.executable).parent / "poolsieve"), "demo", "--lake", str(lake_dir),
-               "--train-samples", str(train_samples)]  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "poolsieve"),
+        "demo",
+        "--lake",
+        str(lake_dir),
+        "--train-samples",
+        str(train_samples),
+    ]
     start = time.monotonic()
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     (lake_dir.parent / "main_job.log").write_text(proc.stdout + proc.stderr)
@@ -109,11 +115,18 @@ def main(argv=None) -> None:
         start = time.monotonic()
         per_seed[seed] = seed_metrics(lake, seed, args.train_samples)
         print(f"seed {seed}: {time.monotonic() - start:.0f} s", flush=True)
-    sizes = {n: json.loads((lake.partition_dir("subset", n) / "summary.json").read_text())["kept"]
-             for n in strategy_names()}  # fmt: skip
+    sizes = {
+        n: json.loads((lake.partition_dir("subset", n) / "summary.json").read_text())["kept"]
+        for n in strategy_names()
+    }
     table = report(per_seed, sizes)
-    result = {"seeds": seeds, "main_job_seconds": round(main_seconds, 1), "subset_sizes": sizes,
-              "per_seed": per_seed, "table": table}  # fmt: skip
+    result = {
+        "seeds": seeds,
+        "main_job_seconds": round(main_seconds, 1),
+        "subset_sizes": sizes,
+        "per_seed": per_seed,
+        "table": table,
+    }
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
     if main_seconds:
         print(f"main job (poolsieve demo, whole graph): {main_seconds:.0f} s")

@@ -9,19 +9,26 @@ def latest_record(instance, asset: str, partition: str | None, before: int | Non
     import dagster as dg
 
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset),
-                              asset_partitions=[partition] if partition else None,
-                              before_storage_id=before), limit=1,
-    ).records  # fmt: skip
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(asset),
+            asset_partitions=[partition] if partition else None,
+            before_storage_id=before,
+        ),
+        limit=1,
+    ).records
     if not records:
         return {}
     record = records[0]
     mat = record.asset_materialization
     tags = mat.tags or {}
-    return {"run_id": record.run_id, "timestamp": record.timestamp,
-            "storage_id": record.storage_id, "code_version": tags.get("dagster/code_version"),
-            "data_version": tags.get("dagster/data_version"),
-            "metadata": {k: getattr(v, "value", v) for k, v in (mat.metadata or {}).items()}}  # fmt: skip
+    return {
+        "run_id": record.run_id,
+        "timestamp": record.timestamp,
+        "storage_id": record.storage_id,
+        "code_version": tags.get("dagster/code_version"),
+        "data_version": tags.get("dagster/data_version"),
+        "metadata": {k: getattr(v, "value", v) for k, v in (mat.metadata or {}).items()},
+    }
 
 
 def latest_materialization(instance, asset: str, partition: str | None) -> dict | None:

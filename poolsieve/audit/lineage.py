@@ -14,13 +14,22 @@ from poolsieve.lake import SHARD_ASSETS
 STRATEGY_STEPS = ["evaluation", "clip_model", "train_shards", "subset"]
 #: the metadata `format_lineage` shows per step (every key where a step is not listed)
 SHOWN_KEYS = {
-    "clip_model": ["arch", "scale", "seed", "samples_seen", "train_samples", "weights_sha256",
-                   "checkpoint", "loss_first", "loss_last"],
+    "clip_model": [
+        "arch",
+        "scale",
+        "seed",
+        "samples_seen",
+        "train_samples",
+        "weights_sha256",
+        "checkpoint",
+        "loss_first",
+        "loss_last",
+    ],
     "train_shards": ["samples", "subset_uids", "missing_images"],
     "subset": ["kept", "rows", "sql_hash", "params", "subset_npy"],
     "pool_features": ["dagster/row_count", "eligible", "language_detector", "shards"],
     "scorer": ["arch", "origin", "source", "weights_sha256"],
-}  # fmt: skip
+}
 
 
 def dataset_lineage(instance, strategy: str, shards: list[str]) -> dict:
@@ -46,8 +55,10 @@ def format_lineage(doc: dict) -> str:
             continue
         keys = SHOWN_KEYS.get(asset) or list(step["metadata"])
         shown = ", ".join(f"{k}={step['metadata'][k]}" for k in keys if k in step["metadata"])
-        lines.append(f"  {asset}: run {step['run_id'][:8]}, code {step['code_version']}, "
-                     f"data {str(step['data_version'])[:12]}\n      {shown}")  # fmt: skip
+        lines.append(
+            f"  {asset}: run {step['run_id'][:8]}, code {step['code_version']}, "
+            f"data {str(step['data_version'])[:12]}\n      {shown}"
+        )
     lines.append("  pool shards read by pool_features:")
     for key, step in doc["shards"].items():
         if step:

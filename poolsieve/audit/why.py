@@ -20,19 +20,34 @@ from poolsieve.sqlrunner import SqlProject
 
 #: source -> (asset, file, columns of an empty stand-in when nothing is materialized yet)
 SOURCES = {
-    "rows": ("pool_shard", "rows.parquet",
-             "uid VARCHAR, shard VARCHAR, row_idx BIGINT, url VARCHAR, url_norm VARCHAR, text VARCHAR"),
-    "quarantine": ("pool_shard", "quarantine.parquet",
-                   "uid VARCHAR, shard VARCHAR, row_idx BIGINT, url VARCHAR, text VARCHAR, "
-                   "reason VARCHAR, reason_detail VARCHAR"),
-    "decisions": ("url_dedup", "decisions.parquet",
-                  "shard VARCHAR, row_idx BIGINT, keep BOOLEAN, reason VARCHAR, duplicate_of VARCHAR"),
-    "download_status": ("shard_images", STATUS_FILE,
-                        "uid VARCHAR, status VARCHAR, error_category VARCHAR, error_message VARCHAR"),
+    "rows": (
+        "pool_shard",
+        "rows.parquet",
+        "uid VARCHAR, shard VARCHAR, row_idx BIGINT, url VARCHAR, url_norm VARCHAR, text VARCHAR",
+    ),
+    "quarantine": (
+        "pool_shard",
+        "quarantine.parquet",
+        "uid VARCHAR, shard VARCHAR, row_idx BIGINT, url VARCHAR, text VARCHAR, "
+        "reason VARCHAR, reason_detail VARCHAR",
+    ),
+    "decisions": (
+        "url_dedup",
+        "decisions.parquet",
+        "shard VARCHAR, row_idx BIGINT, keep BOOLEAN, reason VARCHAR, duplicate_of VARCHAR",
+    ),
+    "download_status": (
+        "shard_images",
+        STATUS_FILE,
+        "uid VARCHAR, status VARCHAR, error_category VARCHAR, error_message VARCHAR",
+    ),
     "embeddings": ("clip_embeddings", "embeddings.parquet", "uid VARCHAR, clip_score FLOAT"),
-    "decontamination": ("eval_decontamination", DECONTAM_FILE,
-                        "uid VARCHAR, max_similarity FLOAT, nearest_eval VARCHAR, flagged BOOLEAN"),
-}  # fmt: skip
+    "decontamination": (
+        "eval_decontamination",
+        DECONTAM_FILE,
+        "uid VARCHAR, max_similarity FLOAT, nearest_eval VARCHAR, flagged BOOLEAN",
+    ),
+}
 FEATURES_COLUMNS = "shard VARCHAR, row_idx BIGINT, language VARCHAR, ineligible_reason VARCHAR"
 
 
@@ -56,8 +71,10 @@ def _register(conn, lake: Lake) -> None:
             params={"files": subsets},
         ).create_view("subset_decisions")
     else:
-        conn.execute("CREATE OR REPLACE TEMP TABLE subset_decisions "
-                     "(uid VARCHAR, keep BOOLEAN, reason VARCHAR, strategy VARCHAR)")  # fmt: skip
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE subset_decisions "
+            "(uid VARCHAR, keep BOOLEAN, reason VARCHAR, strategy VARCHAR)"
+        )
 
 
 def _records(conn, relation: str) -> list[dict]:
@@ -72,8 +89,11 @@ def explain_uid(lake: Lake, uid: str, instance=None, project: SqlProject | None 
         _register(conn, lake)
         sources = {n: n for n in [*SOURCES, "pool_features", "subset_decisions"]}
         project.run(conn, ["uid_occurrences", "uid_strategies"], sources, {"uid": uid})
-        doc = {"uid": uid, "occurrences": _records(conn, "uid_occurrences"),
-               "strategies": _records(conn, "uid_strategies")}  # fmt: skip
+        doc = {
+            "uid": uid,
+            "occurrences": _records(conn, "uid_occurrences"),
+            "strategies": _records(conn, "uid_strategies"),
+        }
     if instance is not None:
         doc["versions"] = step_versions(instance, doc)
     return doc
@@ -85,8 +105,10 @@ def step_versions(instance, doc: dict) -> dict[str, dict | None]:
         f"{a}[{s}]": latest_materialization(instance, a, s) for s in shards for a in SHARD_ASSETS
     }
     versions |= {a: latest_materialization(instance, a, None) for a in ("scorer", "pool_features")}
-    versions |= {f"subset[{s['strategy']}]": latest_materialization(instance, "subset", s["strategy"])
-                 for s in doc["strategies"]}  # fmt: skip
+    versions |= {
+        f"subset[{s['strategy']}]": latest_materialization(instance, "subset", s["strategy"])
+        for s in doc["strategies"]
+    }
     return versions
 
 
@@ -105,8 +127,10 @@ def _occurrence_lines(o: dict) -> list[str]:
         lines.append(f"    CLIP score {o['clip_score']:.4f}; caption language {o['language']}")
     if o["eval_near_duplicate"] is not None:
         flag = "FLAGGED as" if o["eval_near_duplicate"] else "not"
-        lines.append(f"    {flag} an eval near-duplicate (max similarity "
-                     f"{o['eval_max_similarity']:.3f} to {o['nearest_eval']})")  # fmt: skip
+        lines.append(
+            f"    {flag} an eval near-duplicate (max similarity "
+            f"{o['eval_max_similarity']:.3f} to {o['nearest_eval']})"
+        )
     return lines
 
 
@@ -126,6 +150,8 @@ def format_explanation(doc: dict, strategy: str | None = None) -> str:
         lines.append(f"  strategy {s['strategy']}: {verdict}")
     for step, version in doc.get("versions", {}).items():
         if version:
-            lines.append(f"  decided by {step}: run {version['run_id'][:8]}, code "
-                         f"{version['code_version']}, data {str(version['data_version'])[:12]}")  # fmt: skip
+            lines.append(
+                f"  decided by {step}: run {version['run_id'][:8]}, code "
+                f"{version['code_version']}, data {str(version['data_version'])[:12]}"
+            )
     return "\n".join(lines)

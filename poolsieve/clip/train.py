@@ -54,9 +54,16 @@ class TrainConfig:
 def _datacomp(model: str, batch: int, lr: float, warmup: int, samples: int, **kw) -> TrainConfig:
     """DataComp's recipe: 5 checkpoints over the budget, AdamW wd 0.2, cosine, log every 100."""
     return TrainConfig(
-        model=model, batch_size=batch, lr=lr, warmup=warmup, samples_seen=samples,
-        epochs=5, workers=4, log_every=100, **kw,
-    )  # fmt: skip
+        model=model,
+        batch_size=batch,
+        lr=lr,
+        warmup=warmup,
+        samples_seen=samples,
+        epochs=5,
+        workers=4,
+        log_every=100,
+        **kw,
+    )
 
 
 DATACOMP_SCALES: dict[str, TrainConfig] = {

@@ -79,10 +79,13 @@ def input_files(lake: Lake, shards: list[str]) -> dict[str, list[str]]:
 
 
 def _languages(conn, settings: FeatureSettings) -> pa.Table:
-    uids, texts = zip(*conn.execute(
-        "SELECT r.uid, r.text FROM rows r JOIN decisions d USING (shard, row_idx) "
-        "WHERE d.reason IS DISTINCT FROM 'duplicate_uid'"
-    ).fetchall(), strict=True)  # fmt: skip
+    uids, texts = zip(
+        *conn.execute(
+            "SELECT r.uid, r.text FROM rows r JOIN decisions d USING (shard, row_idx) "
+            "WHERE d.reason IS DISTINCT FROM 'duplicate_uid'"
+        ).fetchall(),
+        strict=True,
+    )
     found = detector(settings.language_detector)(list(texts))
     return pa.table(
         {
@@ -105,8 +108,9 @@ def _clusters(files, clip: LoadedClip, exemplar_tars, settings: FeatureSettings)
         num_workers=0,
         device=clip.device,
     ).image_emb
-    clusters = exemplar_clusters(emb.astype(np.float32), exemplars.astype(np.float32),
-                                 settings.image_clusters, settings.seed)  # fmt: skip
+    clusters = exemplar_clusters(
+        emb.astype(np.float32), exemplars.astype(np.float32), settings.image_clusters, settings.seed
+    )
     table = pa.table(
         {
             "uid": uids,
@@ -137,15 +141,22 @@ def build_pool_features(
     (project or SqlProject()).run(conn, FEATURE_MODELS, sources)
     conn.execute("CREATE OR REPLACE TABLE main.pool_features AS SELECT * FROM temp.pool_features")
     path = write_parquet(
-        conn, "SELECT * FROM temp.pool_features ORDER BY shard, row_idx",
+        conn,
+        "SELECT * FROM temp.pool_features ORDER BY shard, row_idx",
         lake.root / "pool_features" / "pool_features.parquet",
-    )  # fmt: skip
-    reasons = dict(conn.execute(
-        "SELECT coalesce(ineligible_reason, 'eligible'), count(*) FROM temp.pool_features GROUP BY 1"
-    ).fetchall())  # fmt: skip
+    )
+    reasons = dict(
+        conn.execute(
+            "SELECT coalesce(ineligible_reason, 'eligible'), count(*) FROM temp.pool_features GROUP BY 1"
+        ).fetchall()
+    )
     eligible = reasons.pop("eligible", 0)
     return FeaturesResult(
-        Path(path), eligible + sum(reasons.values()), eligible, reasons,
+        Path(path),
+        eligible + sum(reasons.values()),
+        eligible,
+        reasons,
         dict(Counter(languages.column("language").to_pylist()).most_common(10)),
-        clusters.k, clusters.exemplar_clusters,
-    )  # fmt: skip
+        clusters.k,
+        clusters.exemplar_clusters,
+    )

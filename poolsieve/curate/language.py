@@ -44,9 +44,37 @@ def langid_detector(texts: Sequence[str]) -> list[tuple[str, float]]:
 #: the languages of ~95% of Common Crawl's pages (CC's language statistics); rarer ones (Latin,
 #: Maori, Yoruba...) mostly appear as false matches of short English captions
 WEB_LANGUAGES = (
-    "en", "de", "ru", "ja", "zh", "fr", "es", "it", "pt", "nl", "pl", "vi", "tr", "id", "ar",
-    "ko", "sv", "fa", "cs", "uk", "hu", "ro", "el", "da", "fi", "th", "he", "nb", "hi", "bg",
-)  # fmt: skip
+    "en",
+    "de",
+    "ru",
+    "ja",
+    "zh",
+    "fr",
+    "es",
+    "it",
+    "pt",
+    "nl",
+    "pl",
+    "vi",
+    "tr",
+    "id",
+    "ar",
+    "ko",
+    "sv",
+    "fa",
+    "cs",
+    "uk",
+    "hu",
+    "ro",
+    "el",
+    "da",
+    "fi",
+    "th",
+    "he",
+    "nb",
+    "hi",
+    "bg",
+)
 
 
 @cache

@@ -16,8 +16,13 @@ import pyarrow.parquet as pq
 
 from poolsieve.lake import Lake, write_bytes_atomic
 
-HEADLINE = ["classification/top1", "classification/mean_per_class_recall",
-            "retrieval/mean_recall@1", "retrieval/mean_recall@5", "average"]  # fmt: skip
+HEADLINE = [
+    "classification/top1",
+    "classification/mean_per_class_recall",
+    "retrieval/mean_recall@1",
+    "retrieval/mean_recall@5",
+    "average",
+]
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,17 @@ def collect(lake: Lake, strategies: list[str]) -> tuple[list[dict], list[str]]:
             continue
         s, m = json.loads(summary.read_text()), json.loads(metrics.read_text())
         metrics = {k: m["metrics"].get(k) for k in HEADLINE} | m["metrics"]
-        rows.append({"strategy": name, "subset_size": s["kept"], "samples_seen": m["samples_seen"],
-                     "seed": m["seed"], "dropped": s["reasons"], "note": m.get("skipped", ""),
-                     **metrics})  # fmt: skip
+        rows.append(
+            {
+                "strategy": name,
+                "subset_size": s["kept"],
+                "samples_seen": m["samples_seen"],
+                "seed": m["seed"],
+                "dropped": s["reasons"],
+                "note": m.get("skipped", ""),
+                **metrics,
+            }
+        )
     rows.sort(key=lambda r: -(r["average"] if r["average"] is not None else -1.0))
     return rows, missing
 

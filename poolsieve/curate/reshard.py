@@ -90,6 +90,8 @@ def reshard(input_tars: list[Path], uids: list[str], out_dir: Path, per_shard: i
         writer.close()
         shutil.rmtree(work, ignore_errors=True)
     return ReshardResult(
-        out_dir, [out_dir / n for n in writer.sizes], sum(writer.sizes.values()),
+        out_dir,
+        [out_dir / n for n in writer.sizes],
+        sum(writer.sizes.values()),
         sorted(set(wanted) - found),
-    )  # fmt: skip
+    )

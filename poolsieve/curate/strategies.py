@@ -130,15 +130,21 @@ def build_subset(
         u for (u,) in conn.execute(f'SELECT uid FROM "{DECISIONS_MODEL}" WHERE keep').fetchall()
     ]
     npy = write_subset_npy(out / "subset.npy", kept)
-    counts = dict(conn.execute(
-        f'SELECT coalesce(reason, \'keep\'), count(*) FROM "{DECISIONS_MODEL}" GROUP BY 1'
-    ).fetchall())  # fmt: skip
+    counts = dict(
+        conn.execute(
+            f"SELECT coalesce(reason, 'keep'), count(*) FROM \"{DECISIONS_MODEL}\" GROUP BY 1"
+        ).fetchall()
+    )
     counts.pop("keep", None)
     result = SubsetResult(
-        name, len(kept) + sum(counts.values()), len(kept), dict(sorted(counts.items())),
-        params, strategy_hash(project, name, demo),
+        name,
+        len(kept) + sum(counts.values()),
+        len(kept),
+        dict(sorted(counts.items())),
+        params,
+        strategy_hash(project, name, demo),
         {"decisions": Path(decisions), "npy": npy, "summary": out / "summary.json"},
-    )  # fmt: skip
+    )
     summary = {
         k: getattr(result, k) for k in ("strategy", "rows", "kept", "reasons", "params", "sql_hash")
     }

@@ -43,9 +43,14 @@ def _dataset(clip: LoadedClip, root: Path, task: str):
 
     kind = root / task / "dataset_type.txt"
     retrieval = kind.is_file() and kind.read_text().strip().lower() == "retrieval"
-    ds = build_dataset(f"wds/{task}", root=str(root / task), transform=clip.preprocess,
-                       split="test", download=False,
-                       task="zeroshot_retrieval" if retrieval else "zeroshot_classification")  # fmt: skip
+    ds = build_dataset(
+        f"wds/{task}",
+        root=str(root / task),
+        transform=clip.preprocess,
+        split="test",
+        download=False,
+        task="zeroshot_retrieval" if retrieval else "zeroshot_classification",
+    )
     return ds, retrieval
 
 
@@ -69,10 +74,14 @@ def _retrieve(clip: LoadedClip, ds, batch_size: int) -> dict[str, float]:
     from clip_benchmark.datasets.builder import image_captions_collate_fn
     from clip_benchmark.metrics import zeroshot_retrieval
 
-    loader = torch.utils.data.DataLoader(ds.batched(batch_size, collation_fn=image_captions_collate_fn),
-                                         batch_size=None, num_workers=0)  # fmt: skip
-    out = zeroshot_retrieval.evaluate(clip.model, loader, clip.tokenizer, str(clip.device),
-                                      amp=False, recall_k_list=[1, 5, 10])  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        ds.batched(batch_size, collation_fn=image_captions_collate_fn),
+        batch_size=None,
+        num_workers=0,
+    )
+    out = zeroshot_retrieval.evaluate(
+        clip.model, loader, clip.tokenizer, str(clip.device), amp=False, recall_k_list=[1, 5, 10]
+    )
     out["mean_recall@1"] = (out["image_retrieval_recall@1"] + out["text_retrieval_recall@1"]) / 2
     return {k: float(v) for k, v in out.items()}
 

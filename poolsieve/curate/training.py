@@ -35,18 +35,40 @@ def train_strategy(
     config = scale_config(scale, **overrides)
     folder = lake.partition_dir("clip_model", strategy)
     if not sum(sizes.values()):  # a filter that keeps nothing is a result: no model, no metrics
-        record = {"arch": config.model, "checkpoint": None, "sha256": None, "scale": scale,
-                  "seed": seed, "samples_seen": 0, "train_samples": 0, "seconds": 0.0,
-                  "losses": [], "log": None, "skipped": EMPTY}  # fmt: skip
+        record = {
+            "arch": config.model,
+            "checkpoint": None,
+            "sha256": None,
+            "scale": scale,
+            "seed": seed,
+            "samples_seen": 0,
+            "train_samples": 0,
+            "seconds": 0.0,
+            "losses": [],
+            "log": None,
+            "skipped": EMPTY,
+        }
         write_json(folder / "model.json", record)
         return record
-    run = train_clip(config, [shards / n for n in sizes], sum(sizes.values()), folder.parent,
-                     folder.name, progress)  # fmt: skip
+    run = train_clip(
+        config,
+        [shards / n for n in sizes],
+        sum(sizes.values()),
+        folder.parent,
+        folder.name,
+        progress,
+    )
     record = {
-        "arch": config.model, "checkpoint": str(run.checkpoint_path),
-        "sha256": weights_sha256(run.checkpoint_path), "scale": scale, "seed": seed,
-        "samples_seen": run.samples_seen, "train_samples": sum(sizes.values()),
-        "seconds": round(run.seconds, 1), "losses": run.losses, "log": str(run.log_path),
-    }  # fmt: skip
+        "arch": config.model,
+        "checkpoint": str(run.checkpoint_path),
+        "sha256": weights_sha256(run.checkpoint_path),
+        "scale": scale,
+        "seed": seed,
+        "samples_seen": run.samples_seen,
+        "train_samples": sum(sizes.values()),
+        "seconds": round(run.seconds, 1),
+        "losses": run.losses,
+        "log": str(run.log_path),
+    }
     write_json(folder / "model.json", record)
     return record
