@@ -11,8 +11,8 @@ import pytest
 from poolsieve.duck import DuckSettings, connect
 from poolsieve.lake import Lake
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LAION_SAMPLE = SHARED_DATA / "laion_sample_1000.parquet"
+#: real LAION-style rows (img2dataset's fixture, MIT; see tests/data/README.md)
+LAION_SAMPLE = Path(__file__).resolve().parent / "data" / "laion_sample_1000.parquet"
 
 DATACOMP_TYPES = {
     "uid": pa.string(),
