@@ -10,6 +10,7 @@ wheel, and the test checks that it does.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,6 +24,8 @@ from tests.repo import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
+#: what a build must not see: environments, outputs, and setuptools' own leftovers
+NOT_SOURCE = [".git", ".venv", "lake", ".dagster_home", "build", "*.egg-info", "__pycache__"]
 PACKAGE_DATA = [
     "poolsieve/sql/filters/basic.sql",
     "poolsieve/sql/filters/basic.yml",
@@ -37,8 +40,9 @@ PACKAGE_DATA = [
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO_ROOT)]
+    out, src = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("src") / "poolsieve"
+    shutil.copytree(REPO_ROOT, src, ignore=shutil.ignore_patterns(*NOT_SOURCE))  # no build/ here
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = out.glob("poolsieve-*.whl")

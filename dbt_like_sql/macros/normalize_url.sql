@@ -1,5 +1,5 @@
 -- normalize_url(u): THE definition of URL equality in poolsieve. Staging, dedup, the Python helper
--- poolsieve.urlnorm.normalize_url and the benchmarks all call this macro; nothing re-implements it.
+-- poolsieve.pool.urlnorm.normalize_url and the benchmarks all call this macro; nothing re-implements it.
 --
 -- Rules, in order:
 --   * surrounding whitespace is trimmed; the URL must look like
