@@ -16,12 +16,19 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # torch/torchvision are pinned and installed first: pip takes these builds from this machine's disk.
+# pip's output (its warnings about this machine's pip config, setuptools' banners) goes to
+# $(INSTALL_LOG), printed in full when a step fails.
+INSTALL_LOG := $(VENV)/install.log
+PIP_INSTALL := $(PY) -m pip install --quiet
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@python3 -m venv $(VENV)
+	@echo "setup: installing torch and poolsieve[dev] into $(VENV) (pip's output: $(INSTALL_LOG))"
+	@{ $(PIP_INSTALL) --upgrade pip \
+	  && $(PIP_INSTALL) torch==2.14.1 torchvision==0.29.1 \
+	  && $(PIP_INSTALL) -e '.[dev]'; } >$(INSTALL_LOG) 2>&1 \
+	  || { cat $(INSTALL_LOG); echo "setup: pip failed (its output above, kept in $(INSTALL_LOG))"; exit 1; }
+	@touch $(STAMP)
+	@echo "setup: done ($(VENV) ready; pip's warnings are in $(INSTALL_LOG))"
 
 demo: setup          ## generate the demo pool and run the main job on it
 	mkdir -p $(DAGSTER_HOME)
@@ -33,10 +40,11 @@ test: setup          ## every test, slow ones included (what CI runs)
 test-fast: setup     ## skip tests marked slow
 	$(PY) -m pytest -m "not slow"
 
-dev: setup           ## the Dagster UI on http://127.0.0.1:3000
+# the demo's code location (production's, configured by POOLSIEVE_*: dagster dev -w workspace.yaml)
+dev: setup           ## the Dagster UI on http://127.0.0.1:3000 over the demo's lake
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp pipelines/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -m poolsieve_demo.definitions -h 127.0.0.1 -p 3000
 
 screenshots: setup   ## the README's UI screenshots (docs/screenshots/), from the demo's runs: after make demo
 	$(PY) scripts/screenshots.py --home $(DAGSTER_HOME) --lake $(CURDIR)/lake

@@ -6,7 +6,7 @@ from poolsieve.assets.metadata import ROWS_CONSERVED, conservation_check, failin
 from poolsieve.assets.scorer import scorer
 from poolsieve.assets.shard_images import shard_images
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import EmbeddingResource, LakeResource
 
 from poolsieve.clip.embedding import embed_shard
 from poolsieve.clip.encode import progress_logger
@@ -26,18 +26,20 @@ NPZ_ALIGNED = "npz_aligned"
         dg.AssetCheckSpec(NPZ_ALIGNED, asset="clip_embeddings", blocking=True),
     ],
 )
-def clip_embeddings(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def clip_embeddings(
+    context: dg.AssetExecutionContext, lake: LakeResource, embedding: EmbeddingResource
+):
     """Parquet (uid, float16 vectors, score) + DataComp .npz aligned with the shard's metadata."""
     shard = context.partition_key
     with failing_clearly(FileNotFoundError):
-        info = read_scorer(poolsieve.lake)
-        clip = load_scorer(info, poolsieve.device)
+        info = read_scorer(lake.store)
+        clip = load_scorer(info, embedding.device)
         out = embed_shard(
-            poolsieve.lake,
+            lake.store,
             shard,
             clip,
-            poolsieve.embed_batch_size,
-            poolsieve.embed_workers,
+            embedding.batch_size,
+            embedding.workers,
             progress_logger(lambda m: context.log.info(f"{shard}: {m}")),
         )
     result = out.result

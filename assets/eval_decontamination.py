@@ -10,7 +10,7 @@ from poolsieve.assets.metadata import (
 )
 from poolsieve.assets.shard_images import shard_images
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import EvalSetsResource, LakeResource
 
 from poolsieve.clip.embedding import downloaded_count
 from poolsieve.images.decontamination import decontaminate_shard, eval_features
@@ -24,24 +24,26 @@ from poolsieve.images.decontamination import decontaminate_shard, eval_features
     kinds={"pytorch", "parquet"},
     check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="eval_decontamination", blocking=True)],
 )
-def eval_decontamination(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def eval_decontamination(
+    context: dg.AssetExecutionContext, lake: LakeResource, eval_sets: EvalSetsResource
+):
     """Max cosine similarity of each pool image to any eval image, flagged at the threshold."""
     shard = context.partition_key
     report = throttled(context.log.info)
     with failing_clearly(*INPUT_ERRORS):
-        evals = eval_features(poolsieve.eval_path, poolsieve.lake.root / "eval_features")
+        evals = eval_features(eval_sets.eval_path, lake.store.root / "eval_features")
         result = decontaminate_shard(
-            poolsieve.lake,
+            lake.store,
             shard,
             evals,
-            poolsieve.decontam_threshold,
+            eval_sets.decontam_threshold,
             progress=lambda done, total: report(done, total, f"{shard}: compared"),
         )
     context.log.info(
         f"{shard}: {result.flagged}/{result.samples} images flagged as near-duplicates of "
         f"{result.eval_images} eval images (threshold {result.threshold})"
     )
-    downloaded = downloaded_count(poolsieve.lake, shard)
+    downloaded = downloaded_count(lake.store, shard)
     return dg.MaterializeResult(
         metadata={
             "samples": result.samples,

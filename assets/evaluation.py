@@ -6,7 +6,7 @@ import dagster as dg
 from poolsieve.assets.clip_model import clip_model
 from poolsieve.assets.metadata import INPUT_ERRORS, failing_clearly, problem_check, throttled
 from poolsieve.pipelines.partitions import STRATEGIES
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import EmbeddingResource, EvalSetsResource, LakeResource
 
 from poolsieve.curate.evaluation import evaluate_strategy
 
@@ -21,35 +21,40 @@ IN_RANGE = "metrics_finite_in_0_1"
     kinds={"pytorch"},
     check_specs=[dg.AssetCheckSpec(IN_RANGE, asset="evaluation", blocking=True)],
 )
-def evaluation(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def evaluation(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    embedding: EmbeddingResource,
+    eval_sets: EvalSetsResource,
+):
     """Top-1 and mean per-class recall; recall@1/5/10 both ways; the average of main metrics."""
     name = context.partition_key
     report = throttled(context.log.info)
     with failing_clearly(*INPUT_ERRORS):
         doc, _ = evaluate_strategy(
-            poolsieve.lake,
+            lake.store,
             name,
-            poolsieve.eval_path,
-            poolsieve.device,
-            poolsieve.eval_suite_dir,
+            eval_sets.eval_path,
+            embedding.device,
+            eval_sets.suite_dir,
             lambda done, total: report(done, total, f"{name}: suite tasks"),
         )
-    metrics = {k: v for k, v in doc["metrics"].items() if v is not None}
-    if "skipped" in doc:
-        context.log.warning(f"{name}: not evaluated: {doc['skipped']}")
+    metrics = {k: v for k, v in doc.metrics.items() if v is not None}
+    if doc.skipped is not None:
+        context.log.warning(f"{name}: not evaluated: {doc.skipped}")
         return dg.MaterializeResult(
-            metadata={"evaluated": False, "skipped": doc["skipped"]},
-            check_results=[problem_check(IN_RANGE, "", skipped=doc["skipped"])],
+            metadata={"evaluated": False, "skipped": doc.skipped},
+            check_results=[problem_check(IN_RANGE, "", skipped=doc.skipped)],
         )
     context.log.info(f"{name}: average {metrics['average']:.3f}")
-    suite_failed = doc.get("suite", {}).get("failed", {})
+    suite_failed = doc.suite.failed if doc.suite else {}
     if suite_failed:
         context.log.warning(f"{name}: suite tasks that failed to load: {suite_failed}")
     return dg.MaterializeResult(
         metadata={k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()}
         | {
-            "samples_seen": doc["samples_seen"],
-            "seed": doc["seed"],
+            "samples_seen": doc.samples_seen,
+            "seed": doc.seed,
             "suite_failed": list(suite_failed),
         },
         check_results=[problem_check(IN_RANGE, _out_of_range(metrics))],

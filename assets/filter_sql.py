@@ -12,7 +12,7 @@ import warnings
 
 import dagster as dg
 from poolsieve.pipelines.partitions import STRATEGIES
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import CurationResource
 
 from poolsieve.curate.strategies import strategy_hash
 from poolsieve.sqlrunner import SqlProject
@@ -28,9 +28,9 @@ warnings.filterwarnings(
     group_name="curation",
     description="A filter's SQL + parameters (dbt_like_sql/filters/<strategy>.sql and .yml).",
 )
-def filter_sql(poolsieve: PoolsieveResource) -> dg.DataVersionsByPartition:
+def filter_sql(curation: CurationResource) -> dg.DataVersionsByPartition:
     project = SqlProject()  # the files as they are now, not as they were at import
-    demo = poolsieve.demo_world is not None
+    profile = curation.param_profile
     return dg.DataVersionsByPartition(
-        {name: strategy_hash(project, name, demo) for name in STRATEGIES.get_partition_keys()}
+        {name: strategy_hash(project, name, profile) for name in STRATEGIES.get_partition_keys()}
     )

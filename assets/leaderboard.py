@@ -6,7 +6,7 @@ import dagster as dg
 from poolsieve.assets.evaluation import evaluation
 from poolsieve.assets.metadata import problem_check
 from poolsieve.pipelines.partitions import STRATEGIES
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.curate.leaderboard import build_leaderboard
 
@@ -40,9 +40,9 @@ ACCOUNTED = "every_strategy_ranked_or_listed_missing"
     kinds={"parquet", "matplotlib"},
     check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset="leaderboard")],
 )
-def leaderboard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def leaderboard(context: dg.AssetExecutionContext, lake: LakeResource):
     """Strategy -> subset size, each metric, average; accuracy-vs-size and drops-per-reason plots."""
-    board = build_leaderboard(poolsieve.lake, STRATEGIES.get_partition_keys())
+    board = build_leaderboard(lake.store, STRATEGIES.get_partition_keys())
     if board.missing:
         context.log.warning(f"strategies without an evaluation yet: {board.missing}")
     if not board.rows:

@@ -12,7 +12,13 @@ from poolsieve.assets.metadata import (
 )
 from poolsieve.assets.scorer import scorer
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import (
+    CurationResource,
+    EmbeddingResource,
+    LakeResource,
+    ScorerResource,
+    TrainingResource,
+)
 
 from poolsieve.clip.scorer import load_scorer, read_scorer
 from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
@@ -29,21 +35,28 @@ INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_dup
     group_name="curation",
     kinds={"duckdb", "parquet"},
 )
-def pool_features(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def pool_features(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    embedding: EmbeddingResource,
+    scorer: ScorerResource,
+    curation: CurationResource,
+    training: TrainingResource,
+):
     """Metadata, dedup, download, size, CLIP score, language, decontamination, image cluster."""
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     # the shards ingested into this lake (an instance may have served other lakes)
-    shards = [s for s in registered if poolsieve.lake.partition_dir("pool_shard", s).is_dir()]
+    shards = [s for s in registered if lake.store.partition_dir("pool_shard", s).is_dir()]
     with failing_clearly(*INPUT_ERRORS):
-        clip = load_scorer(read_scorer(poolsieve.lake), poolsieve.device)
-        with poolsieve.connect() as conn:
+        clip = load_scorer(read_scorer(lake.store), embedding.device)
+        with lake.connect() as conn:
             result = build_pool_features(
                 conn,
-                poolsieve.lake,
+                lake.store,
                 shards,
                 clip,
-                poolsieve.exemplar_tars,
-                poolsieve.feature_settings,
+                curation.exemplar_tars(scorer.trusted_dir),
+                curation.feature_settings(training.seed),
                 PROJECT,
             )
             failures = column_test_failures(conn, PROJECT.model("pool_features"), "pool_features")
@@ -54,7 +67,7 @@ def pool_features(context: dg.AssetExecutionContext, poolsieve: PoolsieveResourc
             "eligible": result.eligible,
             **reason_counts("ineligible", result.ineligible, INELIGIBLE),
             "languages": result.languages,
-            "language_detector": poolsieve.language_detector,
+            "language_detector": curation.language_detector,
             "image_clusters": result.k,
             "clusters_with_exemplars": result.exemplar_clusters,
             "shards": len(shards),

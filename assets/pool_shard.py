@@ -10,7 +10,7 @@ from poolsieve.assets.metadata import (
     yaml_check,
 )
 from poolsieve.pipelines.partitions import SHARDS, shard_seq
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.lake import file_sha256
 from poolsieve.pool.ingest import QUARANTINE_REASONS, STAGING_MODELS, ingest_shard
@@ -31,34 +31,32 @@ PROJECT = SqlProject()
         dg.AssetCheckSpec(YAML_TESTS, asset="pool_shard", blocking=True),
     ],
 )
-def pool_shard(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def pool_shard(context: dg.AssetExecutionContext, lake: LakeResource):
     """One pool file as normalized DataComp rows; invalid rows quarantined with a reason code."""
     shard = context.partition_key
-    fs, root = open_source(poolsieve.source_url)
+    fs, root = open_source(lake.source_url)
     path = f"{root}/{shard}"
     if not fs.exists(path):
-        raise dg.Failure(
-            f"source file {path} for shard {shard!r} is gone from {poolsieve.source_url}"
-        )
+        raise dg.Failure(f"source file {path} for shard {shard!r} is gone from {lake.source_url}")
     info = fs.info(path)
-    with poolsieve.connect() as conn:
+    with lake.connect() as conn:
         if "file" not in fs.protocol:
             conn.register_filesystem(fs)
-            path = poolsieve.source_url.rstrip("/") + "/" + shard
+            path = lake.source_url.rstrip("/") + "/" + shard
         try:
             result = ingest_shard(
                 conn,
-                poolsieve.lake,
+                lake.store,
                 shard,
                 shard_seq(context.instance, shard),
                 path,
-                poolsieve.ingest_params,
+                lake.ingest_params,
                 PROJECT,
                 fs,
             )
         except SourceFileError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
-    with poolsieve.connect_memory() as mem:
+    with lake.connect_memory() as mem:
         written = {
             "pool_shard_rows": result.files["rows"],
             "pool_shard_quarantine": result.files["quarantine"],

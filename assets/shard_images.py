@@ -10,7 +10,7 @@ from poolsieve.assets.metadata import (
 )
 from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import DemoServerResource, PoolsieveResource
+from poolsieve.pipelines.resources import DownloaderResource, LakeResource
 
 from poolsieve.images.download import DOWNLOAD_MODELS, download_kept
 from poolsieve.images.errors import GUARD_CATEGORIES
@@ -42,19 +42,20 @@ COMMON_ERRORS = [
 )
 def shard_images(
     context: dg.AssetExecutionContext,
-    poolsieve: PoolsieveResource,
-    demo_server: DemoServerResource,
+    lake: LakeResource,
+    downloader: DownloaderResource,
 ):
     """img2dataset over the rows url_dedup kept (DataComp's settings): one status row per uid."""
     shard = context.partition_key
     report = throttled(context.log.info)
     with failing_clearly(FileNotFoundError):
         result, rows = download_kept(
-            poolsieve.lake,
+            lake.store,
             shard,
-            poolsieve.download_settings,
+            downloader.settings,
             progress=lambda done, total: report(done, total, f"{shard}: downloaded"),
             project=PROJECT,
+            log=context.log.debug,  # img2dataset's own progress lines: the run log, not the console
         )
     context.log.info(
         f"{shard}: {result.success}/{result.total} images in {result.seconds:.1f} s; "
@@ -70,7 +71,7 @@ def shard_images(
             "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
             "images_per_s": dg.MetadataValue.float(round(result.total / result.seconds, 1)),
             "tars": [str(p.name) for p in result.tars],
-            "verify_sha256": poolsieve.verify_sha256,
+            "verify_sha256": downloader.verify_sha256,
             "images_path": dg.MetadataValue.path(str(result.out_dir)),
             "status_path": dg.MetadataValue.path(str(result.status_path)),
         },
@@ -78,7 +79,7 @@ def shard_images(
             conservation_check(
                 ROWS_CONSERVED, rows.num_rows, {"success": result.success, "failed": result.failed}
             ),
-            _success_rate_check(result, poolsieve.min_download_success_rate),
+            _success_rate_check(result, downloader.min_success_rate),
         ],
     )
 

@@ -15,7 +15,7 @@ from poolsieve.assets.metadata import (
 )
 from poolsieve.assets.pool_features import INELIGIBLE, pool_features
 from poolsieve.pipelines.partitions import STRATEGIES
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import CurationResource, LakeResource
 
 from poolsieve.curate.strategies import (
     DECISIONS_MODEL,
@@ -41,15 +41,13 @@ SUBSET_FILE_OK = "subset_file_sorted_and_typed"
         dg.AssetCheckSpec(YAML_TESTS, asset="subset", blocking=True),
     ],
 )
-def subset(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def subset(context: dg.AssetExecutionContext, lake: LakeResource, curation: CurationResource):
     """Sorted u8,u8 .npy of kept uids + decisions.parquet (uid, keep, reason) for one filter."""
     name = context.partition_key
-    features = poolsieve.lake.root / "pool_features" / "pool_features.parquet"
+    features = lake.store.root / "pool_features" / "pool_features.parquet"
     project = SqlProject()  # the filters as they are now (filter_sql observed the same files)
-    with failing_clearly(*INPUT_ERRORS), poolsieve.connect_memory() as conn:
-        result = build_subset(
-            conn, poolsieve.lake, features, name, poolsieve.demo_world is not None, project
-        )
+    with failing_clearly(*INPUT_ERRORS), lake.connect_memory() as conn:
+        result = build_subset(conn, lake.store, features, name, curation.param_profile, project)
         failures = [
             f
             for model in (name, DECISIONS_MODEL)

@@ -4,7 +4,7 @@ import dagster as dg
 from poolsieve.assets.metadata import ROWS_CONSERVED, conservation_check, problem_check
 from poolsieve.assets.subset import subset
 from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import LakeResource, TrainingResource
 
 from poolsieve.curate.reshard import reshard
 from poolsieve.curate.strategies import pairs_to_uids, read_subset_npy
@@ -23,18 +23,16 @@ EVERY_IMAGE = "every_subset_uid_has_an_image"
         dg.AssetCheckSpec(EVERY_IMAGE, asset="train_shards", blocking=True),
     ],
 )
-def train_shards(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def train_shards(context: dg.AssetExecutionContext, lake: LakeResource, training: TrainingResource):
     """DataComp resharder semantics: every listed uid's sample, k times if listed k times."""
-    name, lake = context.partition_key, poolsieve.lake
-    npy = lake.partition_dir("subset", name) / "subset.npy"
+    name, store = context.partition_key, lake.store
+    npy = store.partition_dir("subset", name) / "subset.npy"
     if not npy.is_file():
         raise dg.Failure(f"no subset for {name!r} ({npy}): materialize subset first")
     uids = pairs_to_uids(read_subset_npy(npy))
     shards = context.instance.get_dynamic_partitions(SHARDS.name)
-    tars = [t for s in shards for t in sorted(lake.partition_dir("shard_images", s).glob("*.tar"))]
-    result = reshard(
-        tars, uids, lake.partition_dir("train_shards", name), poolsieve.train_shard_size
-    )
+    tars = [t for s in shards for t in sorted(store.partition_dir("shard_images", s).glob("*.tar"))]
+    result = reshard(tars, uids, store.partition_dir("train_shards", name), training.shard_size)
     if result.missing:
         context.log.warning(f"{name}: {len(result.missing)} subset uids have no downloaded image")
     return dg.MaterializeResult(

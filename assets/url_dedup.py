@@ -10,7 +10,7 @@ from poolsieve.assets.metadata import (
 )
 from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.pipelines.partitions import SHARDS, shard_seq
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.pool.dedup import DEDUP_MODELS, dedup_shards
 from poolsieve.sqlrunner import SqlProject, file_test_failures
@@ -33,13 +33,13 @@ COMPLETE = "compared_with_all_earlier_shards"
         dg.AssetCheckSpec(YAML_TESTS, asset="url_dedup", blocking=True),
     ],
 )
-def url_dedup(context: dg.AssetExecutionContext, poolsieve: PoolsieveResource):
+def url_dedup(context: dg.AssetExecutionContext, lake: LakeResource):
     """Keep/drop per row of one shard; dropped rows name the uid they duplicate (duplicate_of)."""
     shard = context.partition_key
     seq = shard_seq(context.instance, shard)
-    with poolsieve.connect() as conn:
-        result = dedup_shards(conn, poolsieve.lake, [shard], PROJECT)[shard]
-    with poolsieve.connect_memory() as mem:
+    with lake.connect() as conn:
+        result = dedup_shards(conn, lake.store, [shard], PROJECT)[shard]
+    with lake.connect_memory() as mem:
         failures = file_test_failures(mem, PROJECT, {DECISIONS: result.files["decisions"]})
     known = result.registered_shards
     earlier = context.instance.get_dynamic_partitions(SHARDS.name)[:seq]

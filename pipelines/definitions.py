@@ -28,11 +28,11 @@ from poolsieve.pipelines.refresh import (
     pool_refresh_schedule,
     pool_source_sensor,
 )
-from poolsieve.pipelines.resources import PoolsieveResource, demo_server_for, resource_from_env
+from poolsieve.pipelines.resources import Resources, resources_from_env
 
 
-def build_defs(poolsieve: PoolsieveResource) -> dg.Definitions:
-    """The whole code location bound to one lake/source (the CLI and tests pass their own)."""
+def build_defs(resources: Resources) -> dg.Definitions:
+    """The whole code location bound to one set of resources (the CLI and tests pass their own)."""
     return dg.Definitions(
         assets=[
             pool_shard,
@@ -60,8 +60,9 @@ def build_defs(poolsieve: PoolsieveResource) -> dg.Definitions:
         ],
         sensors=[pool_source_sensor, dedup_recheck_sensor],
         schedules=[pool_refresh_schedule],
-        resources={"poolsieve": poolsieve, "demo_server": demo_server_for(poolsieve)},
+        resources=resources.as_dict(),
     )
 
 
-defs = build_defs(resource_from_env())
+# configured by the POOLSIEVE_* variables (docs/configuration.md); the launchpad overrides per run
+defs = build_defs(resources_from_env(env_vars=True))

@@ -14,7 +14,7 @@ import os
 import dagster as dg
 from poolsieve.pipelines.jobs import SHARD_ASSETS, ingest_job, shard_job
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.pool.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
 
@@ -64,9 +64,9 @@ def _log_plan(log, plan: RefreshPlan, listing: SourceListing) -> None:
 
 
 @dg.sensor(target=REFRESH_TARGET, minimum_interval_seconds=60)
-def pool_source_sensor(context: dg.SensorEvaluationContext, poolsieve: PoolsieveResource):
+def pool_source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """Registers new source files as shard partitions and requests their shard_job runs."""
-    listing = scan_source(poolsieve.source_url)
+    listing = scan_source(lake.source_url)
     cursor = json.loads(context.cursor) if context.cursor else {"seen": {}, "removed": []}
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     plan = plan_refresh(listing, registered, cursor["seen"])
@@ -110,9 +110,9 @@ def materialized_signatures(instance: dg.DagsterInstance, keys: list[str]) -> di
     target=REFRESH_TARGET,
     execution_timezone="UTC",
 )
-def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, poolsieve: PoolsieveResource):
+def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, lake: LakeResource):
     """Daily (POOLSIEVE_REFRESH_CRON) re-scan: registers new files, re-runs new or changed shards."""
-    listing = scan_source(poolsieve.source_url)
+    listing = scan_source(lake.source_url)
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     plan = plan_refresh(listing, registered, materialized_signatures(context.instance, registered))
     _log_plan(context.log, plan, listing)

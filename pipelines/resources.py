@@ -1,204 +1,305 @@
-"""Resources: where the pool comes from, where the lake is, DuckDB's limits, the downloader's,
-scorer's, embedder's and decontamination's settings, and the demo image server's lifecycle.
+"""Resources, one per concern: the lake (with DuckDB's limits), the downloader, the scorer, how a
+CLIP runs (embedding), curation, training, and the eval sets.
 
-Local and production differ only in these values (environment variables or run config):
-``POOLSIEVE_SOURCE`` (folder or fsspec URL of pool parquet), ``POOLSIEVE_LAKE`` (lake folder),
-``POOLSIEVE_DUCKDB_MEMORY`` (DuckDB memory_limit), ``POOLSIEVE_DUCKDB_THREADS``,
-``POOLSIEVE_SCORER`` (checkpoint path or pretrained tag; empty: train on the trusted set),
-``POOLSIEVE_SCORER_ARCH``, ``POOLSIEVE_TRUSTED`` and ``POOLSIEVE_EVAL`` (folders),
-``POOLSIEVE_DEVICE`` ("auto": CUDA when present), ``POOLSIEVE_EVAL_SUITE`` (DataComp's eval
-suite, see poolsieve.curate.suite). With no source configured the lake's demo
-world is the pool, its trusted set trains the scorer, its eval sets are the eval sets, and the
-downloader allowlists exactly the demo server's host:port pairs.
+Local and production differ only in these values. Each field has a default, an environment
+variable (``POOLSIEVE_*``, listed in docs/configuration.md) and can be set per run from the
+launchpad. ``resources_from_env`` builds the whole set; the code location binds the variables
+that are set as ``dg.EnvVar`` (read when a run starts), the CLI and tests read them at once.
+A deployment whose image hosts need starting (a local image server) subclasses
+DownloaderResource and overrides ``hosts_up``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from poolsieve.clip.scorer import ScorerSettings
 from poolsieve.curate.features import FeatureSettings
 from poolsieve.duck import DuckSettings, connect
-from poolsieve.images.address import endpoints_for_hosts
 from poolsieve.images.pixel_features import PIXEL_THRESHOLD
 from poolsieve.images.settings import DownloadSettings
 from poolsieve.lake import Lake
 from poolsieve.pool.ingest import IngestParams
-from poolsieve_demo.shared import shared_demo_server
-from poolsieve_demo.world import TRUTH_FILE, load_demo_world
 
 DEFAULT_LAKE = str(Path.cwd() / "lake")  # ./lake where the code location starts
 
 
-def demo_world_dir(lake_dir: str) -> Path:
-    return Path(lake_dir) / "demo" / "world"
+def setting(default: Any, env: str, description: str) -> Any:
+    """A resource field: its default, its environment variable and what it sets (the launchpad
+    shows the description)."""
+    return Field(
+        default=default, description=f"{description} (env {env})", json_schema_extra={"env": env}
+    )
 
 
-def default_source(lake_dir: str) -> str:
-    return str(demo_world_dir(lake_dir) / "source")
+class LakeResource(dg.ConfigurableResource):
+    """Where the lake is, which pool feeds it, and the limits of every DuckDB connection."""
 
-
-class PoolsieveResource(dg.ConfigurableResource):
-    """The lake, the pool source and DuckDB's limits for every poolsieve asset."""
-
-    lake_dir: str = DEFAULT_LAKE
-    source: str = ""  # empty: the demo source inside the lake
-    duckdb_memory_limit: str = "2GB"
-    duckdb_threads: int = 2
-    max_url_length: int = 2048
-    max_image_side: int = 100_000
-    # downloader (DataComp's settings otherwise; see DownloadSettings)
-    download_timeout: float = 10.0
-    download_threads: int = 32
-    download_allowlist: list[str] = []  # "ip:port" or CIDR; the demo world's hosts are added
-    verify_sha256: bool = False
-    min_download_success_rate: float = 0.5  # shard_images warns below it
-    # scorer: a checkpoint path / pretrained tag, or trained on trusted_dir at scorer_scale
-    scorer_arch: str = "poolsieve-tiny"
-    scorer_source: str = ""
-    trusted_dir: str = ""  # empty: the demo world's trusted set
-    scorer_scale: str = "tiny-cpu"
-    scorer_samples: int = 0  # 0: the scale's samples-seen budget
-    # embedding
-    device: str = "auto"
-    embed_batch_size: int = 256
-    embed_workers: int = 2
-    # decontamination
-    eval_dir: str = ""  # empty: the demo world's eval sets
-    decontam_threshold: float = PIXEL_THRESHOLD
-    # pool features and the DataComp loop
-    language_detector: str = "lingua"
-    image_clusters: int = 36  # k-means k for the image-based filter
-    exemplar_dir: str = ""  # exemplar images (webdataset tars); empty: the trusted set
-    train_scale: str = "tiny-cpu"
-    train_seed: int = 0
-    train_samples: int = 0  # 0: the scale's samples-seen budget (equal for every strategy)
-    train_shard_size: int = 1000
-    eval_suite_dir: str = ""  # DataComp's eval suite in clip_benchmark's wds layout (optional)
+    lake_dir: str = setting(DEFAULT_LAKE, "POOLSIEVE_LAKE", "lake folder")
+    source: str = setting("", "POOLSIEVE_SOURCE", "pool parquet: a folder or an fsspec URL")
+    duckdb_memory_limit: str = setting("2GB", "POOLSIEVE_DUCKDB_MEMORY", "DuckDB memory_limit")
+    duckdb_threads: int = setting(2, "POOLSIEVE_DUCKDB_THREADS", "DuckDB threads")
+    max_url_length: int = setting(2048, "POOLSIEVE_MAX_URL_LENGTH", "longer URLs: quarantined")
+    max_image_side: int = setting(
+        100_000, "POOLSIEVE_MAX_IMAGE_SIDE", "larger stated sizes: quarantined"
+    )
 
     @property
-    def lake(self) -> Lake:
+    def store(self) -> Lake:
+        """The lake's folder layout (one folder per asset and partition, the catalog)."""
         return Lake(Path(self.lake_dir))
 
     @property
     def source_url(self) -> str:
-        return self.source or default_source(self.lake_dir)
+        if not self.source:
+            raise ValueError("no pool source configured: set POOLSIEVE_SOURCE or lake.source")
+        return self.source
 
     @property
     def ingest_params(self) -> IngestParams:
         return IngestParams(self.max_url_length, self.max_image_side)
 
     @property
-    def demo_world(self) -> Path | None:
-        """The demo world's folder when the pool is the lake's demo world, else None."""
-        world = demo_world_dir(self.lake_dir)
-        if self.source and Path(self.source) != world / "source":
-            return None
-        return world if (world / TRUTH_FILE).is_file() else None
-
-    def _demo_part(self, configured: str, part: str) -> str:
-        if configured:
-            return configured
-        if self.demo_world is None:
-            raise ValueError(f"no {part} configured and no demo world in {self.lake_dir}")
-        return str(self.demo_world / part)
-
-    @property
-    def download_settings(self) -> DownloadSettings:
-        """DataComp's settings; on the demo world its server's hosts are allowlisted and the
-        timeout is held below the world's slow responses (which exist to time out)."""
-        world = load_demo_world(self.demo_world) if self.demo_world else None
-        demo_hosts = endpoints_for_hosts(world.truth["allowlist_hosts"]) if world else []
-        timeout = self.download_timeout
-        if world is not None:
-            timeout = min(timeout, world.truth["config"]["slow_seconds"] / 2)
-        return DownloadSettings(
-            timeout=timeout,
-            thread_count=self.download_threads,
-            allowlist=tuple(self.download_allowlist) + tuple(demo_hosts),
-            verify_sha256=self.verify_sha256,
-        )
-
-    @property
-    def scorer_settings(self) -> ScorerSettings:
-        world = self.demo_world
-        trusted = self.trusted_dir or (str(world / "trusted") if world else "")
-        return ScorerSettings(
-            arch=self.scorer_arch,
-            source=self.scorer_source,
-            trusted_dir=trusted,
-            scale=self.scorer_scale,
-            samples_seen=self.scorer_samples,
-        )
-
-    @property
-    def exemplar_tars(self) -> list[Path]:
-        folder = self.exemplar_dir or self.scorer_settings.trusted_dir
-        return sorted(Path(folder).glob("*.tar")) if folder else []
-
-    @property
-    def feature_settings(self) -> FeatureSettings:
-        return FeatureSettings(self.language_detector, self.image_clusters, self.train_seed)
-
-    @property
-    def eval_path(self) -> str:
-        return self._demo_part(self.eval_dir, "eval")
+    def duck_settings(self) -> DuckSettings:
+        return DuckSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads)
 
     def connect_memory(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with the same limits (for work that needs no catalog)."""
-        settings = DuckSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads)
-        return connect(":memory:", settings)
+        return connect(":memory:", self.duck_settings)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection to the lake's catalog (waits, bounded, if another run holds it)."""
-        self.lake.root.mkdir(parents=True, exist_ok=True)
-        settings = DuckSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads)
-        return connect(self.lake.catalog, settings)
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        return connect(self.store.catalog, self.duck_settings)
 
 
-class DemoServerResource(dg.ConfigurableResource):
-    """Keeps the demo world's image server up while a step downloads (shared, stopped by PID).
+class DownloaderResource(dg.ConfigurableResource):
+    """img2dataset with DataComp's settings and the fetch guard's allowlist (DownloadSettings).
 
-    Does nothing when the pool is not the lake's demo world. See poolsieve_demo.shared.
+    ``hosts_up`` keeps the image hosts reachable while a step downloads: a step that uses this
+    resource runs inside it, and the CLI holds it around its loop over shards. Web hosts need
+    nothing, so here it does nothing.
     """
 
-    lake_dir: str = DEFAULT_LAKE
-    source: str = ""
+    timeout: float = setting(10.0, "POOLSIEVE_DOWNLOAD_TIMEOUT", "seconds per image request")
+    threads: int = setting(32, "POOLSIEVE_DOWNLOAD_THREADS", "img2dataset threads per shard")
+    allowlist: list[str] = setting(
+        [],
+        "POOLSIEVE_DOWNLOAD_ALLOWLIST",
+        "'ip:port' or CIDR reachable although private or loopback (env: comma-separated)",
+    )
+    verify_sha256: bool = setting(
+        False, "POOLSIEVE_VERIFY_SHA256", "refuse images whose sha256 differs from the pool's"
+    )
+    min_success_rate: float = setting(
+        0.5, "POOLSIEVE_MIN_DOWNLOAD_SUCCESS_RATE", "shard_images warns below this success rate"
+    )
+
+    @property
+    def settings(self) -> DownloadSettings:
+        return DownloadSettings(
+            timeout=self.timeout,
+            thread_count=self.threads,
+            allowlist=tuple(self.allowlist),
+            verify_sha256=self.verify_sha256,
+        )
 
     @contextlib.contextmanager
-    def yield_for_execution(self, context: dg.InitResourceContext):
-        world = PoolsieveResource(lake_dir=self.lake_dir, source=self.source).demo_world
-        if world is None:
-            yield self
-            return
-        port = load_demo_world(world).port
-        with shared_demo_server(world, port, Path(self.lake_dir) / "locks") as pid:
-            context.log.info(f"demo image server for {world} up as pid {pid} on port {port}")
+    def hosts_up(self, log: Callable[[str], None] | None = None) -> Iterator[None]:
+        """The image hosts, reachable for as long as the block runs (``log`` hears what started)."""
+        yield
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[Any]:
+        with self.hosts_up(context.log.info):
             yield self
 
 
-def resource_from_env(**overrides) -> PoolsieveResource:
-    """The resource from POOLSIEVE_* environment variables, with ``overrides`` on top."""
-    env = os.environ.get
-    values = dict(
-        lake_dir=env("POOLSIEVE_LAKE", DEFAULT_LAKE),
-        source=env("POOLSIEVE_SOURCE", ""),
-        duckdb_memory_limit=env("POOLSIEVE_DUCKDB_MEMORY", "2GB"),
-        duckdb_threads=int(env("POOLSIEVE_DUCKDB_THREADS", "2")),
-        scorer_source=env("POOLSIEVE_SCORER", ""),
-        scorer_arch=env("POOLSIEVE_SCORER_ARCH", "poolsieve-tiny"),
-        trusted_dir=env("POOLSIEVE_TRUSTED", ""),
-        eval_dir=env("POOLSIEVE_EVAL", ""),
-        device=env("POOLSIEVE_DEVICE", "auto"),
-        eval_suite_dir=env("POOLSIEVE_EVAL_SUITE", ""),
+class ScorerResource(dg.ConfigurableResource):
+    """The CLIP behind every CLIP score: a checkpoint or pretrained tag, or one trained here."""
+
+    arch: str = setting("poolsieve-tiny", "POOLSIEVE_SCORER_ARCH", "open_clip architecture")
+    source: str = setting(
+        "", "POOLSIEVE_SCORER", "checkpoint path or pretrained tag; empty: train on trusted_dir"
     )
-    return PoolsieveResource(**{**values, **overrides})
+    trusted_dir: str = setting(
+        "", "POOLSIEVE_TRUSTED", "clean webdataset pairs to train the scorer on"
+    )
+    scale: str = setting("tiny-cpu", "POOLSIEVE_SCORER_SCALE", "training scale of a trained one")
+    samples: int = setting(0, "POOLSIEVE_SCORER_SAMPLES", "samples seen; 0: the scale's budget")
+
+    @property
+    def settings(self) -> ScorerSettings:
+        return ScorerSettings(
+            arch=self.arch,
+            source=self.source,
+            trusted_dir=self.trusted_dir,
+            scale=self.scale,
+            samples_seen=self.samples,
+        )
 
 
-def demo_server_for(poolsieve: PoolsieveResource) -> DemoServerResource:
-    return DemoServerResource(lake_dir=poolsieve.lake_dir, source=poolsieve.source)
+class EmbeddingResource(dg.ConfigurableResource):
+    """Where and how a CLIP runs: embeddings, pool features and evaluation."""
+
+    device: str = setting("auto", "POOLSIEVE_DEVICE", "torch device; auto: CUDA when present")
+    batch_size: int = setting(256, "POOLSIEVE_EMBED_BATCH_SIZE", "images per forward pass")
+    workers: int = setting(2, "POOLSIEVE_EMBED_WORKERS", "DataLoader workers decoding images")
+
+
+class CurationResource(dg.ConfigurableResource):
+    """Pool features and the filters' parameters."""
+
+    param_profile: str = setting(
+        "",
+        "POOLSIEVE_PARAM_PROFILE",
+        "filter parameter profile (a YAML's profiles); empty: params only",
+    )
+    language_detector: str = setting("lingua", "POOLSIEVE_LANGUAGE_DETECTOR", "lingua or langid")
+    image_clusters: int = setting(36, "POOLSIEVE_IMAGE_CLUSTERS", "k-means k of image_based")
+    exemplar_dir: str = setting(
+        "", "POOLSIEVE_EXEMPLARS", "exemplar images (webdataset tars); empty: the trusted set"
+    )
+
+    def exemplar_tars(self, trusted_dir: str) -> list[Path]:
+        folder = self.exemplar_dir or trusted_dir
+        return sorted(Path(folder).glob("*.tar")) if folder else []
+
+    def feature_settings(self, seed: int) -> FeatureSettings:
+        return FeatureSettings(self.language_detector, self.image_clusters, seed)
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """Every strategy's CLIP: one scale, seed and samples-seen budget for all (and the seed of
+    pool_features' k-means)."""
+
+    scale: str = setting("tiny-cpu", "POOLSIEVE_TRAIN_SCALE", "tiny-cpu or DataComp's scales")
+    seed: int = setting(0, "POOLSIEVE_TRAIN_SEED", "training and k-means seed")
+    samples: int = setting(0, "POOLSIEVE_TRAIN_SAMPLES", "samples seen; 0: the scale's budget")
+    shard_size: int = setting(1000, "POOLSIEVE_TRAIN_SHARD_SIZE", "samples per train shard tar")
+
+
+class EvalSetsResource(dg.ConfigurableResource):
+    """The held-out eval sets every model is scored on and the pool is decontaminated against."""
+
+    eval_dir: str = setting("", "POOLSIEVE_EVAL", "eval sets (classification/, retrieval/)")
+    suite_dir: str = setting(
+        "", "POOLSIEVE_EVAL_SUITE", "DataComp's eval suite in clip_benchmark's layout (optional)"
+    )
+    decontam_threshold: float = setting(
+        PIXEL_THRESHOLD, "POOLSIEVE_DECONTAM_THRESHOLD", "pixel cosine at which a copy is flagged"
+    )
+
+    @property
+    def eval_path(self) -> str:
+        if not self.eval_dir:
+            raise ValueError("no eval sets configured: set POOLSIEVE_EVAL or eval_sets.eval_dir")
+        return self.eval_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """The code location's resources, by the key each asset asks for."""
+
+    lake: LakeResource
+    downloader: DownloaderResource
+    scorer: ScorerResource
+    embedding: EmbeddingResource
+    curation: CurationResource
+    training: TrainingResource
+    eval_sets: EvalSetsResource
+
+    def as_dict(self) -> dict[str, dg.ConfigurableResource]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+#: resource key -> its class (a deployment may pass a subclass, e.g. of the downloader)
+RESOURCE_CLASSES: dict[str, type[dg.ConfigurableResource]] = {
+    "lake": LakeResource,
+    "downloader": DownloaderResource,
+    "scorer": ScorerResource,
+    "embedding": EmbeddingResource,
+    "curation": CurationResource,
+    "training": TrainingResource,
+    "eval_sets": EvalSetsResource,
+}
+
+
+def resources_from_env(
+    env: Mapping[str, str] | None = None,
+    *,
+    env_vars: bool = False,
+    classes: Mapping[str, type[dg.ConfigurableResource]] | None = None,
+    **overrides: Mapping[str, Any],
+) -> Resources:
+    """Every resource from the POOLSIEVE_* variables set in ``env`` (default os.environ; the
+    field's default where one is unset), with ``overrides`` on top ({field: value} per key).
+
+    ``env_vars``: str and int fields name their variable (dg.EnvVar, read when a run starts)
+    instead of holding its value now. ``classes``: subclasses to use for some keys."""
+    unknown = sorted(set(overrides) - set(RESOURCE_CLASSES))
+    if unknown:
+        raise ValueError(f"unknown resource keys {unknown}; known: {sorted(RESOURCE_CLASSES)}")
+    env = os.environ if env is None else env
+    built = {}
+    for key, base in RESOURCE_CLASSES.items():
+        cls = (classes or {}).get(key, base)
+        values = {**_env_values(base, env, env_vars), **overrides.get(key, {})}
+        built[key] = cls(**values)
+    return Resources(**built)
+
+
+def env_names(cls: type[dg.ConfigurableResource]) -> dict[str, str]:
+    """field -> its environment variable."""
+    return {
+        name: field.json_schema_extra["env"]
+        for name, field in cls.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and "env" in field.json_schema_extra
+    }
+
+
+def _env_values(cls, env: Mapping[str, str], env_vars: bool) -> dict[str, Any]:
+    fields = cls.model_fields
+    return {
+        name: _env_value(fields[name].annotation, var, env[var], env_vars)
+        for name, var in env_names(cls).items()
+        if var in env
+    }
+
+
+def _env_value(annotation, var: str, raw: str, env_vars: bool) -> Any:
+    """One variable's value for a field of type ``annotation`` (a clear error names it)."""
+    if annotation is str:
+        return dg.EnvVar(var) if env_vars else raw
+    if annotation is int and env_vars:
+        return dg.EnvVar.int(var)
+    kind, parse = PARSERS[annotation]
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {var}={raw!r} is not {kind}") from None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no", ""):
+        raise ValueError(raw)
+    return value in ("1", "true", "yes")
+
+
+#: field type -> (what the variable must hold, its parser)
+PARSERS: dict[Any, tuple[str, Callable[[str], Any]]] = {
+    int: ("an integer", int),
+    float: ("a number", float),
+    bool: ("yes/no (1, true, yes / 0, false, no)", _bool),
+    list[str]: ("a list", lambda raw: [item.strip() for item in raw.split(",") if item.strip()]),
+}

@@ -2,12 +2,12 @@
 
 ``run_main_job`` registers the source's files as shard partitions and materializes the graph
 job by job (``execute_in_process`` against the instance at ``$DAGSTER_HOME``), printing one
-progress line per partition; the CLI's ``demo`` and ``run`` call it.
+progress line per partition; ``poolsieve run`` calls it, and so may commands other packages add.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import sys
 import time
@@ -16,7 +16,9 @@ from pathlib import Path
 import dagster as dg
 from poolsieve.pipelines.definitions import build_defs
 from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
+from poolsieve.pipelines.resources import Resources
 
+from poolsieve.lake import Lake
 from poolsieve.paths import instance_settings
 
 
@@ -30,42 +32,42 @@ def get_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_main_job(resource, job_name: str = "all") -> tuple[int, dict]:
+def run_main_job(resources: Resources, job_name: str = "all") -> tuple[int, dict]:
     """Register the source's files as shards and run the main job on them, in pool order.
 
     ``all`` (the default): the scorer (once), then ``shard_job`` per shard (ingest, dedup,
     download, embed, decontaminate), then the DataComp loop (pool_features; per strategy subset,
     train shards, CLIP training, evaluation; the leaderboard). ``shard_job`` stops after the
-    shards, ``ingest_job`` runs ingest + dedup only. On the demo world the image server is kept
-    up, shared, for the whole run. Returns the exit status and poolsieve.audit.report.lake_counts."""
+    shards, ``ingest_job`` runs ingest + dedup only. The downloader's image hosts stay up
+    (``hosts_up``) for the whole loop over shards. Returns the exit status and
+    poolsieve.audit.report.lake_counts."""
     from poolsieve.audit.report import lake_counts, lake_summary
     from poolsieve.pool.sources import scan_source
 
-    defs, instance = build_defs(resource), get_instance()
-    listing = scan_source(resource.source_url)
+    lake = resources.lake
+    defs, instance = build_defs(resources), get_instance()
+    listing = scan_source(lake.source_url)
     known = instance.get_dynamic_partitions(SHARDS.name)
     instance.add_dynamic_partitions(
         SHARDS.name, [f.key for f in listing.files if f.key not in known]
     )
-    print(
-        f"poolsieve: {len(listing.files)} shards in {resource.source_url}; lake {resource.lake_dir}"
-    )
-    if job_name != "ingest_job" and not _ensure_scorer(defs, instance, resource):
-        return 1, lake_counts(Path(resource.lake_dir))
+    print(f"poolsieve: {len(listing.files)} shards in {lake.source_url}; lake {lake.lake_dir}")
+    if job_name != "ingest_job" and not _ensure_scorer(defs, instance, lake.store):
+        return 1, lake_counts(lake.store.root)
     shard_job = defs.resolve_job_def("ingest_job" if job_name == "ingest_job" else "shard_job")
-    with _demo_server(resource):
+    with resources.downloader.hosts_up():
         keys = [k for k in instance.get_dynamic_partitions(SHARDS.name) if k in listing.by_key()]
         failed = _run_each(shard_job, instance, keys)
-    counts = lake_counts(Path(resource.lake_dir))
+    counts = lake_counts(lake.store.root)
     print(lake_summary(counts))
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
     elif job_name == "all":
-        failed = _curate(defs, instance, resource)
+        failed = _curate(defs, instance, lake.store)
     return (1 if failed else 0), counts
 
 
-def _curate(defs, instance, resource) -> list[str]:
+def _curate(defs, instance, store: Lake) -> list[str]:
     """pool_features, then per strategy subset -> train_shards -> clip_model -> evaluation, then
     the leaderboard; returns what failed."""
     from poolsieve.curate.leaderboard import build_leaderboard
@@ -77,32 +79,25 @@ def _curate(defs, instance, resource) -> list[str]:
     failed = _run_each(job, instance, STRATEGIES.get_partition_keys())
     if not _run_one(defs.resolve_job_def("leaderboard_job"), instance, None):
         return [*failed, "leaderboard"]
-    board = build_leaderboard(resource.lake, STRATEGIES.get_partition_keys())
+    board = build_leaderboard(store, STRATEGIES.get_partition_keys())
     print("\nleaderboard (same samples seen and seed for every strategy)\n" + board.markdown())
     return failed
 
 
-def _ensure_scorer(defs, instance, resource) -> bool:
+def _ensure_scorer(defs, instance, store: Lake) -> bool:
     from poolsieve.clip.scorer import scorer_path
 
-    if scorer_path(resource.lake).is_file():
+    if scorer_path(store).is_file():
         return True
-    print("poolsieve: no scorer yet; materializing it (the demo trains a tiny CLIP: a few minutes)")
+    print("poolsieve: no scorer yet; materializing it (training a tiny CLIP takes a few minutes)")
     return _run_one(defs.resolve_job_def("scorer_job"), instance, None)
 
 
-def _demo_server(resource):
-    """The shared demo image server for the whole run, when the pool is the demo world."""
-    from poolsieve_demo.shared import shared_demo_server
-    from poolsieve_demo.world import load_demo_world
-
-    if resource.demo_world is None:
-        return contextlib.nullcontext()
-    world = load_demo_world(resource.demo_world)
-    return shared_demo_server(world.root, world.port, Path(resource.lake_dir) / "locks")
-
-
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+def console_run_config() -> dict:
+    """Run config of the CLI's in-process runs: Dagster's console logger at WARNING, or DEBUG
+    when Python logging is at DEBUG (``poolsieve -v``); the run log keeps every event either way."""
+    level = "DEBUG" if logging.getLogger().isEnabledFor(logging.DEBUG) else "WARNING"
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
 def _run_each(job, instance, keys: list[str]) -> list[str]:
@@ -131,7 +126,7 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
 def _run_one(job, instance, key: str | None, step: str = "") -> bool:
     start = time.monotonic()
     result = job.execute_in_process(
-        partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET
+        partition_key=key, instance=instance, raise_on_error=False, run_config=console_run_config()
     )
     status = "ok" if result.success else "FAILED"
     print(f"  {step:<8}{key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")

@@ -1,8 +1,5 @@
 """The ``poolsieve`` console script.
 
-    poolsieve demo                 generate the demo world (once) and run the main job on it:
-                                   train the scorer, then per shard ingest, dedup, download the
-                                   images from the demo server, embed, decontaminate
     poolsieve run --source DIR     register every parquet file of DIR as a shard and run the main
                                    job (--job ingest_job: ingest + dedup only)
     poolsieve why UID [--strategy S]  why a uid is in or out of each subset, and who decided
@@ -10,6 +7,7 @@
     poolsieve stale                what an edit made stale (filters observed first) and what to re-run
     poolsieve normalize-url URL..  print each URL's normalized form (the SQL macro's answer)
 
+Other installed packages add commands through the ``poolsieve.commands`` entry-point group.
 Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: <repo>/.dagster_home), so
 ``dagster dev`` shows their materializations, metadata and lineage afterwards.
 """
@@ -17,52 +15,28 @@ Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: <repo>/.dag
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
-
-def _resource(args, **overrides):
-    from poolsieve.pipelines.resources import resource_from_env
-
-    return resource_from_env(lake_dir=args.lake, duckdb_memory_limit=args.memory_limit, **overrides)
+#: entry points of this group are functions that add a subcommand: fn(subparsers) -> None
+COMMANDS_GROUP = "poolsieve.commands"
 
 
-def cmd_demo(args) -> int:
-    from poolsieve.audit.report import compare_with_truth, near_duplicate_rates
-    from poolsieve.pipelines.resources import demo_world_dir
-    from poolsieve.pipelines.runner import run_main_job
-    from poolsieve_demo.world import TRUTH_FILE, write_demo_world
+def _resources(args, **overrides):
+    """The resources from the environment, with the command's lake options on top."""
+    from poolsieve.pipelines.resources import resources_from_env
 
-    world_dir = demo_world_dir(args.lake)
-    if not (world_dir / TRUTH_FILE).exists():
-        world = write_demo_world(
-            world_dir, seed=args.seed, n_shards=args.shards, rows_per_shard=args.rows_per_shard
-        )
-        print(f"poolsieve: wrote the demo world ({len(world.shard_paths)} shards) to {world_dir}")
-    resource = _resource(
-        args, source="", scorer_samples=args.scorer_samples, train_samples=args.train_samples
-    )
-    status, counts = run_main_job(resource, args.job)
-    truth = world_dir / TRUTH_FILE
-    mismatches = compare_with_truth(counts, truth)
-    print(
-        "demo ground truth: " + ("all counts match" if not mismatches else f"MISMATCH {mismatches}")
-    )
-    if "decontamination" in counts:
-        rates = near_duplicate_rates(Path(args.lake), truth)
-        print(
-            f"eval near-duplicates: {rates.recall:.1%} of {rates.near_duplicates} planted flagged, "
-            f"{rates.false_flag_rate:.2%} of {rates.unrelated} others flagged"
-        )
-    print("browse the runs: make dev  (Dagster UI on http://127.0.0.1:3000)")
-    return status or (1 if mismatches else 0)
+    lake = {"lake_dir": args.lake, "duckdb_memory_limit": args.memory_limit}
+    return resources_from_env(lake={**lake, **overrides.pop("lake", {})}, **overrides)
 
 
 def cmd_run(args) -> int:
     from poolsieve.pipelines.runner import run_main_job
 
-    return run_main_job(_resource(args, source=args.source), args.job)[0]
+    return run_main_job(_resources(args, lake={"source": args.source}), args.job)[0]
 
 
 def _registered_shards(instance) -> list[str]:
@@ -110,10 +84,11 @@ def cmd_stale(args) -> int:
 
     from poolsieve.audit.stale import format_report, observe_filters, stale_report
     from poolsieve.pipelines.definitions import build_defs
-    from poolsieve.pipelines.runner import get_instance
+    from poolsieve.pipelines.runner import console_run_config, get_instance
 
-    defs, instance = build_defs(_resource(args, source="")), get_instance()
-    if not args.no_observe and not observe_filters(defs, instance):
+    profile = {} if args.profile is None else {"curation": {"param_profile": args.profile}}
+    defs, instance = build_defs(_resources(args, **profile)), get_instance()
+    if not args.no_observe and not observe_filters(defs, instance, console_run_config()):
         print("poolsieve: observing the filters failed (see the run in the UI)", file=sys.stderr)
         return 1
     report = stale_report(instance, defs)
@@ -140,26 +115,12 @@ def cmd_normalize(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poolsieve", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    lake_default = os.environ.get("POOLSIEVE_LAKE", str(Path.cwd() / "lake"))
-    for name, fn, helptext in [
-        ("demo", cmd_demo, "generate the demo pool and run the main job on it"),
-        ("run", cmd_run, "run the main job on a pool source (folder or fsspec URL)"),
-    ]:
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--lake", default=lake_default, help="lake folder (default: %(default)s)")
-        p.add_argument("--memory-limit", default="2GB", help="DuckDB memory_limit")
-        p.add_argument(
-            "--job",
-            choices=["all", "shard_job", "ingest_job"],
-            default="all",
-            help="all: the whole graph and the leaderboard; shard_job: the per-shard pipeline "
-            "only; ingest_job: ingest + dedup only",
-        )
-        p.set_defaults(fn=fn)
-        if name == "demo":
-            _demo_options(p)
-        else:
-            p.add_argument("--source", required=True)
+    lake_default = default_lake()
+    _added_commands(sub)
+    p = sub.add_parser("run", help="run the main job on a pool source (folder or fsspec URL)")
+    add_run_options(p)
+    p.add_argument("--source", required=True)
+    p.set_defaults(fn=cmd_run)
     p = sub.add_parser("why", help="why a uid is in or out of each subset (sample provenance)")
     p.add_argument("uid")
     p.add_argument("--strategy", default=None, help="only this strategy's decision")
@@ -174,31 +135,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lake", default=lake_default)
     p.add_argument("--memory-limit", default="2GB", help=argparse.SUPPRESS)
     p.add_argument("--no-observe", action="store_true", help="don't re-observe the filters first")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="the filters' parameter profile the runs used (default: $POOLSIEVE_PARAM_PROFILE)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_stale)
     p = sub.add_parser("normalize-url", help="print normalized URLs")
     p.add_argument("urls", nargs="+")
     p.set_defaults(fn=cmd_normalize)
+    for p in [parser, *sub.choices.values()]:
+        _verbose_option(p, top=p is parser)
     return parser
 
 
-def _demo_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="the demo world's seed")
-    p.add_argument("--shards", type=int, default=4, help="demo pool shards (new world only)")
-    p.add_argument("--rows-per-shard", type=int, default=500, help="(new world only)")
+def _verbose_option(p: argparse.ArgumentParser, top: bool) -> None:
+    """``-v`` before or after the command (a command's own default must not reset the top's)."""
     p.add_argument(
-        "--scorer-samples", type=int, default=0, help="scorer training budget (0: tiny-cpu's)"
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="show the libraries' debug logs (Python logging and Dagster's run events)",
     )
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Libraries log warnings only (Python's default); ``-v`` puts Python logging at DEBUG, which
+    also turns Dagster's console logger up for in-process runs (runner.console_run_config)."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+
+
+def default_lake() -> str:
+    return os.environ.get("POOLSIEVE_LAKE", str(Path.cwd() / "lake"))
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of a command that runs the main job: --lake, --memory-limit, --job."""
+    p.add_argument("--lake", default=default_lake(), help="lake folder (default: %(default)s)")
+    p.add_argument("--memory-limit", default="2GB", help="DuckDB memory_limit")
     p.add_argument(
-        "--train-samples",
-        type=int,
-        default=0,
-        help="samples seen per strategy's CLIP, the same for all (0: tiny-cpu's 12,800)",
+        "--job",
+        choices=["all", "shard_job", "ingest_job"],
+        default="all",
+        help="all: the whole graph and the leaderboard; shard_job: the per-shard pipeline "
+        "only; ingest_job: ingest + dedup only",
     )
+
+
+def _added_commands(sub) -> None:
+    """The subcommands other installed packages add (entry-point group COMMANDS_GROUP); one
+    that fails to import is reported and left out, so the others still work."""
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            add_command = entry.load()
+        except ImportError as err:
+            print(f"poolsieve: command {entry.name!r} unavailable: {err}", file=sys.stderr)
+            continue
+        add_command(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
     return args.fn(args)
 
 

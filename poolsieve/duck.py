@@ -1,7 +1,7 @@
 """DuckDB connections with the limits poolsieve always sets (memory_limit, temp_directory, threads).
 
-Without a memory limit DuckDB took 5.6-9 GB for a 10M-row dedup on this class of machine; with one
-it spills to ``temp_directory`` and finishes. Every connection also gets the project's macros.
+With a memory limit a large query spills to ``temp_directory`` and finishes instead of taking
+several GB (figures: docs/decisions.md). Every connection also gets the project's macros.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Demo data: a deterministic DataComp-style world with planted problems and its ground truth.
+"""The demo: a deterministic DataComp-style world with planted problems and its ground truth.
 
-v1 (``write_demo_pool``): pool metadata only. v2 (``write_demo_world``): the pool over real images
-served by ``DemoImageServer``, a trusted set for the scorer, held-out eval sets, and the truth.
+``write_demo_world``: the pool over real images served by ``DemoImageServer``, a trusted set for
+the scorer, held-out eval sets, and the truth. ``resources.demo_resources`` points production's
+resources at a lake's world; ``definitions`` is its code location, ``command`` its CLI command.
 
 Exports load lazily (PEP 562), so ``python -m poolsieve_demo.server`` starts without importing
 the generator (and without runpy's "found in sys.modules" warning).
@@ -14,15 +15,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the lazy exports are, for type checkers and editors
     from poolsieve_demo.config import WorldConfig
-    from poolsieve_demo.pool import DemoPool, write_demo_pool
     from poolsieve_demo.server import DemoImageServer, free_port
     from poolsieve_demo.world import DemoWorld, load_demo_world, write_demo_world
 
 _EXPORTS = {
     "DemoImageServer": "poolsieve_demo.server",
     "free_port": "poolsieve_demo.server",
-    "DemoPool": "poolsieve_demo.pool",
-    "write_demo_pool": "poolsieve_demo.pool",
     "DemoWorld": "poolsieve_demo.world",
     "load_demo_world": "poolsieve_demo.world",
     "write_demo_world": "poolsieve_demo.world",
@@ -30,12 +28,10 @@ _EXPORTS = {
 }
 __all__ = [
     "DemoImageServer",
-    "DemoPool",
     "DemoWorld",
     "WorldConfig",
     "free_port",
     "load_demo_world",
-    "write_demo_pool",
     "write_demo_world",
 ]
 

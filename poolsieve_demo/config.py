@@ -16,7 +16,8 @@ class WorldConfig:
     """Planted-problem rates and the sizes of the pool's images, the trusted set and eval sets.
 
     ``rates``: share of each shard's rows per problem kind (problems.DEFAULT_RATES, merged).
-    ``metadata_counts``: v1's planted metadata rows per shard (pool.PLANT_KINDS; None = defaults).
+    ``metadata_counts``: planted metadata rows per shard (metadata_problems.PLANT_KINDS; None =
+    defaults).
     ``slow_seconds``: how long a ``slow`` route waits; a downloader timeout below it -> timeout.
     ``pool_sizes`` / ``clean_sizes``: (min side, max side, max aspect) of ordinary pool images and
     of trusted/eval images. ``formats``: share of pool images per file format.

@@ -24,7 +24,7 @@ import numpy as np
 from poolsieve_demo.perturb import perturb
 from poolsieve_demo.problems import PRIVATE_TARGETS
 from poolsieve_demo.render import FORMATS, encode, render
-from poolsieve_demo.world_pool import Asset
+from poolsieve_demo.rows import Asset
 
 ROUTES_VERSION = 1
 HTML_TYPE = "text/html; charset=utf-8"

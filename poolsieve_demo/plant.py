@@ -1,7 +1,7 @@
 """Plant the content problems on the pool's surviving rows and record each one for the truth.
 
 Grain: one truth entry per planted row (shard, row, uid, url, kind, detail, expected download
-outcome, the row's true concept and image size, plus kind-specific facts). Only v1's "base" rows
+outcome, the row's true concept and image size, plus kind-specific facts). Only "base" rows
 (every one of them is kept by ingest and URL dedup) are planted, each at most once, and each shard
 gets exactly ``problem_count(rate, rows_per_shard)`` rows of each kind.
 """
@@ -18,7 +18,6 @@ from poolsieve_demo.captions import (
 )
 from poolsieve_demo.evalsets import EvalImage
 from poolsieve_demo.perturb import PERTURBATIONS
-from poolsieve_demo.pool import shard_name
 from poolsieve_demo.problems import (
     OUTCOMES,
     PRIVATE_TARGETS,
@@ -26,8 +25,8 @@ from poolsieve_demo.problems import (
     ROUTE_OF,
     problem_count,
 )
+from poolsieve_demo.rows import Asset, PoolBuilder, metadata_scores, shard_name
 from poolsieve_demo.specs import extreme_size, sample_spec, tiny_size
-from poolsieve_demo.world_pool import Asset, WorldPoolBuilder, metadata_scores
 
 #: detail choices of the kinds planted only through the server's route
 ROUTE_DETAILS = {
@@ -40,9 +39,7 @@ ROUTE_DETAILS = {
 }
 
 
-def plant_problems(
-    b: WorldPoolBuilder, rates: dict[str, float], evals: list[EvalImage]
-) -> list[dict]:
+def plant_problems(b: PoolBuilder, rates: dict[str, float], evals: list[EvalImage]) -> list[dict]:
     """Plant every kind in every shard; returns the truth entries in (shard, row) order."""
     counts = {k: problem_count(rates[k], b.n) for k in PROBLEM_KINDS}
     kinds = [k for k in PROBLEM_KINDS for _ in range(counts[k])]
@@ -61,7 +58,7 @@ def plant_problems(
     return entries
 
 
-def _plant(b: WorldPoolBuilder, s: int, i: int, kind: str, free: list[EvalImage]) -> dict:
+def _plant(b: PoolBuilder, s: int, i: int, kind: str, free: list[EvalImage]) -> dict:
     row = b.shards[s][i]
     asset = b.assets[row["_path"]]
     extra = PLANTERS[kind](b, row, asset, free)
@@ -78,47 +75,47 @@ def _plant(b: WorldPoolBuilder, s: int, i: int, kind: str, free: list[EvalImage]
     }
 
 
-def _recaption(b: WorldPoolBuilder, row: dict, text: str, quality: str) -> None:
+def _recaption(b: PoolBuilder, row: dict, text: str, quality: str) -> None:
     row["text"] = text
     row["clip_b32_similarity_score"], row["clip_l14_similarity_score"] = metadata_scores(
         b.rng, quality
     )
 
 
-def _mismatched(b: WorldPoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _mismatched(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
     text, detail, named = mismatched_caption(b.rng, asset.spec)
     _recaption(b, row, text, "bad")
     return {"detail": detail, "caption_concept": named}
 
 
-def _foreign(b: WorldPoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _foreign(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
     text, language = foreign_caption(b.rng, asset.spec)
     _recaption(b, row, text, "foreign")
     return {"detail": language}
 
 
-def _junk(b: WorldPoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _junk(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
     text, detail = junk_caption(b.rng)
     _recaption(b, row, text, "bad")
     return {"detail": detail}
 
 
-def _resize(b: WorldPoolBuilder, asset: Asset, size: tuple[int, int]) -> None:
+def _resize(b: PoolBuilder, asset: Asset, size: tuple[int, int]) -> None:
     spec = asset.spec
     asset.spec = sample_spec(b.rng, size, spec.shape, spec.color, spec.texture)
 
 
-def _tiny(b: WorldPoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _tiny(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
     _resize(b, asset, tiny_size(b.rng))
     return {"detail": "under_32px"}
 
 
-def _extreme(b: WorldPoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _extreme(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
     _resize(b, asset, extreme_size(b.rng, b.config.pool_sizes[1]))
     return {"detail": "wide" if asset.spec.width > asset.spec.height else "tall"}
 
 
-def _near_duplicate(b: WorldPoolBuilder, row: dict, asset: Asset, free: list) -> dict:
+def _near_duplicate(b: PoolBuilder, row: dict, asset: Asset, free: list) -> dict:
     """The row now shows a perturbed eval image, with a clean caption of its concept."""
     source: EvalImage = free.pop()
     asset.spec, asset.eval_image = source.spec, source
@@ -129,7 +126,7 @@ def _near_duplicate(b: WorldPoolBuilder, row: dict, asset: Asset, free: list) ->
 
 
 def _route_planter(kind: str) -> Callable:
-    def plant(b: WorldPoolBuilder, row: dict, asset: Asset, free) -> dict:
+    def plant(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
         details = ROUTE_DETAILS[kind]
         asset.route, asset.detail = ROUTE_OF[kind], details[b.rng.integers(len(details))]
         location = PRIVATE_TARGETS.get(asset.detail) if kind == "redirect_private" else None

@@ -1,6 +1,6 @@
 """The demo world's planted content problems: kinds, default rates, expected download outcomes.
 
-Grain: one planted problem per pool row, on rows that survive ingest and URL dedup (v1's "base"
+Grain: one planted problem per pool row, on rows that survive ingest and URL dedup ("base"
 rows), so every planted row reaches the downloader and the filters, and no row carries two
 problems. Per shard, a kind is planted on exactly ``problem_count(rate, rows_per_shard)`` rows.
 """

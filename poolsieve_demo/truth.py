@@ -1,8 +1,8 @@
 """``world_truth.json``: everything planted in the demo world and what each step should find.
 
-Grain: one document per world. v1's keys keep their meaning (``shards``, ``rows_total``,
-``params``, ``expected`` quarantine/dedup counts, ``planted`` metadata rows), so v1's checks read a
-world's truth unchanged. v2 adds:
+Grain: one document per world. The pool builder's part (rows.PoolBuilder.truth): ``shards``,
+``rows_total``, ``params``, ``expected`` quarantine/dedup counts and the ``planted`` metadata
+rows. Then:
 
 * ``problems``: one entry per planted content problem (shard, row, uid, url, kind, detail,
   expect_download, concept, size, and caption_concept / eval_split + eval_key / location);
@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
 
-VERSION = 2
+#: the format number of world_truth.json (recorded in it as ``version``)
+TRUTH_FORMAT = 2
 
 
 def download_expectation(pool_truth: dict, problems: list[dict]) -> dict:
@@ -47,13 +48,13 @@ def _counts(problems: list[dict], shards: list[str]) -> tuple[dict, dict]:
 
 
 def world_truth(pool_truth: dict, problems: list[dict], extras: dict) -> dict:
-    """The world's truth: v1's pool truth + problems, download expectations and ``extras``."""
+    """The world's truth: the pool's truth + problems, download expectations and ``extras``."""
     totals, per_shard = _counts(problems, pool_truth["shards"])
     hosts = [urlsplit(u).netloc for u in (extras["base_url"], extras["alt_base_url"])]
     return {
         **pool_truth,
         **extras,
-        "version": VERSION,
+        "version": TRUTH_FORMAT,
         "allowlist_hosts": sorted(set(hosts)),
         "problems": problems,
         "problem_counts": totals,

@@ -1,4 +1,4 @@
-"""Demo world v2: a pool over real images on a local server, a trusted set, held-out eval sets.
+"""The demo world: a pool over real images on a local server, a trusted set, held-out eval sets.
 
 ``write_demo_world(root)`` writes, all deterministic from ``seed``::
 
@@ -30,18 +30,12 @@ from poolsieve.lake import write_bytes_atomic
 from poolsieve_demo.config import WorldConfig
 from poolsieve_demo.docroot import write_docroot
 from poolsieve_demo.evalsets import draw_eval_images, write_eval_sets
+from poolsieve_demo.metadata_problems import QUARANTINE_REASONS, resolve_counts
 from poolsieve_demo.plant import plant_problems
-from poolsieve_demo.pool import (
-    QUARANTINE_REASONS,
-    _params,
-    _resolve_counts,
-    _write_shards,
-    shard_name,
-)
+from poolsieve_demo.rows import PoolBuilder, shard_name, truth_params, write_shards
 from poolsieve_demo.server import DemoImageServer
 from poolsieve_demo.trusted import write_trusted
 from poolsieve_demo.truth import world_truth
-from poolsieve_demo.world_pool import WorldPoolBuilder
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8808"
 TRUTH_FILE = "world_truth.json"
@@ -119,7 +113,7 @@ def write_demo_world(
     builder, hosts = _build_pool(pool_rng, base_url, n_shards, rows_per_shard, config)
     problems = plant_problems(builder, config.rates, evals)
     sizes = _stage_and_publish(root, builder, evals, trusted_rng, config)
-    pool_truth = builder.truth(seed, _params(n_shards, rows_per_shard, hosts, builder.counts))
+    pool_truth = builder.truth(seed, truth_params(n_shards, rows_per_shard, hosts, builder.counts))
     extras = {"config": config.to_json(), "base_url": hosts[0], "alt_base_url": hosts[1]}
     truth = world_truth(pool_truth, problems, {**sizes, **extras})
     text = json.dumps(truth, indent=1, sort_keys=True) + "\n"
@@ -135,7 +129,7 @@ def _stage_and_publish(root: Path, builder, evals, trusted_rng, config: WorldCon
     try:
         served = write_docroot(staging, builder.assets, config.slow_seconds)
         _sync_metadata(builder, served)
-        _write_shards(staging / "source", builder.shards)
+        write_shards(staging / "source", builder.shards)
         sizes = {
             "trusted": write_trusted(staging / "trusted", trusted_rng, config),
             "eval": write_eval_sets(staging / "eval", evals),
@@ -147,18 +141,18 @@ def _stage_and_publish(root: Path, builder, evals, trusted_rng, config: WorldCon
 
 
 def _build_pool(rng, base_url: str, n_shards: int, rows_per_shard: int, config: WorldConfig):
-    """v1's pool machinery over world rows: every shard built, metadata problems planted."""
+    """Every shard's rows built, with the metadata problems planted; the builder and hosts."""
     base = base_url.rstrip("/")
     parts = urlsplit(base)
     alt = f"{parts.scheme}://{config.alt_host}" + (f":{parts.port}" if parts.port else "")
     hosts = (base, alt, config.alt_host_fraction)
-    counts = _resolve_counts(config.metadata_counts, rows_per_shard)
-    builder = WorldPoolBuilder(rng, rows_per_shard, counts, hosts, config)
+    counts = resolve_counts(config.metadata_counts, rows_per_shard)
+    builder = PoolBuilder(rng, rows_per_shard, counts, hosts, config)
     builder.build(n_shards)
     return builder, hosts
 
 
-def _sync_metadata(builder: WorldPoolBuilder, served: dict[str, str]) -> None:
+def _sync_metadata(builder: PoolBuilder, served: dict[str, str]) -> None:
     """Sizes (and sha256 where an image is served) of every non-quarantined row match its URL's
     final image; quarantined rows keep the bad values they were planted with."""
     quarantined = {

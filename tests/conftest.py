@@ -90,7 +90,9 @@ def instance():
 
 
 @pytest.fixture
-def resource(lake, source_dir):
-    from poolsieve.pipelines.resources import PoolsieveResource
+def resources(lake, source_dir):
+    """Every resource at its default (the environment ignored), on the temporary lake."""
+    from poolsieve.pipelines.resources import resources_from_env
 
-    return PoolsieveResource(lake_dir=str(lake.root), source=str(source_dir), duckdb_threads=2)
+    lake_fields = {"lake_dir": str(lake.root), "source": str(source_dir), "duckdb_threads": 2}
+    return resources_from_env(env={}, lake=lake_fields)

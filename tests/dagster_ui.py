@@ -1,5 +1,8 @@
 """`dagster dev` on 127.0.0.1 for the browser test: started and stopped by PID, bounded waits.
 
+It serves the demo's code location (``poolsieve_demo.definitions``, as ``make dev`` does) over
+the lake at the environment's ``POOLSIEVE_LAKE``.
+
 The server runs in its own session (process group) so that stopping it reaches the webserver,
 the daemon and the code server it spawned: SIGINT first (dagster dev's own clean shutdown), then
 SIGTERM and SIGKILL to the group only if it outlives its grace period.
@@ -62,9 +65,14 @@ def show_markdown(page, key: str):
     return image
 
 
+DEMO_LOCATION = "poolsieve_demo.definitions"
+
+
 class DagsterDev:
-    def __init__(self, home: Path, port: int, env: dict[str, str], log: Path):
-        self.home, self.port, self.log = home, port, log
+    def __init__(
+        self, home: Path, port: int, env: dict[str, str], log: Path, module: str = DEMO_LOCATION
+    ):
+        self.home, self.port, self.log, self.module = home, port, log, module
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
         self.proc: subprocess.Popen | None = None
 
@@ -77,8 +85,8 @@ class DagsterDev:
         cmd = [
             str(dagster),
             "dev",
-            "-w",
-            str(REPO_ROOT / "workspace.yaml"),
+            "-m",
+            self.module,
             "-h",
             "127.0.0.1",
             "-p",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from poolsieve.pipelines.definitions import build_defs
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import PoolsieveResource, demo_world_dir
+from poolsieve.pipelines.resources import Resources
 
 from poolsieve.lake import Lake
 from poolsieve_demo import WorldConfig, write_demo_world
+from poolsieve_demo.resources import demo_resources, world_dir
 from poolsieve_demo.server import free_port
 
 # More planted eval near-duplicates than the default (1%), so recall is measured on 30 copies.
@@ -26,9 +27,13 @@ CONFIG = WorldConfig(
 )
 
 
-def make_resource(lake_dir, **overrides) -> PoolsieveResource:
-    settings = dict(scorer_samples=256, embed_batch_size=64, embed_workers=1)
-    return PoolsieveResource(lake_dir=str(lake_dir), **{**settings, **overrides})
+def make_resources(lake_dir, **overrides) -> Resources:
+    """The demo's resources on ``lake_dir`` (the environment ignored), a small scorer budget and
+    embedding batches; ``overrides``: {field: value} per resource key."""
+    settings = {"scorer": {"samples": 256}, "embedding": {"batch_size": 64, "workers": 1}}
+    for key, fields in overrides.items():
+        settings[key] = {**settings.get(key, {}), **fields}
+    return demo_resources(str(lake_dir), env={}, **settings)
 
 
 def run_job(defs, instance, job: str, key: str | None = None):
@@ -40,15 +45,15 @@ def run_job(defs, instance, job: str, key: str | None = None):
 def run_world(lake_dir, instance, rows_per_shard: int = 150, **overrides) -> dict:
     """Write a 2-shard world and materialize the scorer, every shard, and pool_features."""
     world = write_demo_world(
-        demo_world_dir(str(lake_dir)),
+        world_dir(str(lake_dir)),
         seed=5,
         base_url=f"http://127.0.0.1:{free_port()}",
         n_shards=2,
         rows_per_shard=rows_per_shard,
         config=CONFIG,
     )
-    resource = make_resource(lake_dir, **overrides)
-    defs = build_defs(resource)
+    resources = make_resources(lake_dir, **overrides)
+    defs = build_defs(resources)
     instance.add_dynamic_partitions(SHARDS.name, world.truth["shards"])
     runs = {"scorer": run_job(defs, instance, "scorer_job")}
     for shard in world.truth["shards"]:
@@ -60,7 +65,7 @@ def run_world(lake_dir, instance, rows_per_shard: int = 150, **overrides) -> dic
         "runs": runs,
         "instance": instance,
         "defs": defs,
-        "resource": resource,
+        "resources": resources,
     }
 
 

@@ -12,12 +12,12 @@ from poolsieve.sqlrunner import SqlProject
 from tests.conftest import row, write_datacomp
 
 
-def _materialize(instance, resource, key, raise_on_error=True):
+def _materialize(instance, resources, key, raise_on_error=True):
     return dg.materialize(
         [pool_shard, url_dedup],
         partition_key=key,
         instance=instance,
-        resources={"poolsieve": resource},
+        resources=resources.as_dict(),
         raise_on_error=raise_on_error,
     )
 
@@ -43,10 +43,10 @@ def _pool(source_dir, instance):
     instance.add_dynamic_partitions(SHARDS.name, ["s0.parquet", "s1.parquet"])
 
 
-def test_lineage_metadata_and_checks(instance, resource, source_dir):
+def test_lineage_metadata_and_checks(instance, resources, source_dir):
     _pool(source_dir, instance)
-    _materialize(instance, resource, "s0.parquet")
-    result = _materialize(instance, resource, "s1.parquet")
+    _materialize(instance, resources, "s0.parquet")
+    result = _materialize(instance, resources, "s1.parquet")
     shard_meta, dedup_meta = _metadata(result, "pool_shard"), _metadata(result, "url_dedup")
     assert (
         shard_meta["rows_read"],
@@ -63,9 +63,9 @@ def test_lineage_metadata_and_checks(instance, resource, source_dir):
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
 
-def test_quarantine_reasons_are_metadata(instance, resource, source_dir):
+def test_quarantine_reasons_are_metadata(instance, resources, source_dir):
     _pool(source_dir, instance)
-    meta = _metadata(_materialize(instance, resource, "s0.parquet"), "pool_shard")
+    meta = _metadata(_materialize(instance, resources, "s0.parquet"), "pool_shard")
     assert meta["quarantined/url_scheme"] == 1 and meta["quarantined/url_missing"] == 0
 
 
@@ -79,33 +79,33 @@ def test_code_version_is_the_sql_hash():
     )
 
 
-def test_bad_file_fails_alone_and_touches_nothing_else(instance, resource, source_dir, lake):
+def test_bad_file_fails_alone_and_touches_nothing_else(instance, resources, source_dir, lake):
     _pool(source_dir, instance)
     (source_dir / "broken.parquet").write_bytes(b"this is not parquet")
     instance.add_dynamic_partitions(SHARDS.name, ["broken.parquet"])
-    _materialize(instance, resource, "s0.parquet")
+    _materialize(instance, resources, "s0.parquet")
     before = _lake_files(lake)
-    result = _materialize(instance, resource, "broken.parquet", raise_on_error=False)
+    result = _materialize(instance, resources, "broken.parquet", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert (
         "broken.parquet: not a readable parquet file" in failure.event_specific_data.error.message
     )
     assert _lake_files(lake) == before
-    assert _materialize(instance, resource, "s1.parquet").success
+    assert _materialize(instance, resources, "s1.parquet").success
 
 
-def test_out_of_order_dedup_is_flagged_then_rechecked(instance, resource, source_dir):
+def test_out_of_order_dedup_is_flagged_then_rechecked(instance, resources, source_dir):
     from poolsieve.pipelines.refresh import incomplete_dedups
 
     _pool(source_dir, instance)
-    result = _materialize(instance, resource, "s1.parquet")  # s0 (earlier) not ingested yet
+    result = _materialize(instance, resources, "s1.parquet")  # s0 (earlier) not ingested yet
     assert _metadata(result, "url_dedup")["earlier_shards_not_ingested"] == ["s0.parquet"]
     check = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not check["compared_with_all_earlier_shards"].passed
     assert incomplete_dedups(instance) == []  # s0 still not ingested: nothing to redo yet
-    _materialize(instance, resource, "s0.parquet")
+    _materialize(instance, resources, "s0.parquet")
     assert [key for key, _ in incomplete_dedups(instance)] == ["s1.parquet"]
-    rerun = _materialize(instance, resource, "s1.parquet")
+    rerun = _materialize(instance, resources, "s1.parquet")
     assert _metadata(rerun, "url_dedup")["rows_kept"] == 1
     assert incomplete_dedups(instance) == []

@@ -111,7 +111,8 @@ def _audit_commands_answer(tmp_path):
         assert f"  {step}: run " in lineage.stdout
     assert "samples_seen=256" in lineage.stdout and "sql_hash=" in lineage.stdout
     assert lineage.stdout.count("clip_embeddings[shard_") == 2
-    stale = _run(["stale", "--lake", str(lake)], tmp_path)  # observes the filters first
+    # observes the filters first, with the parameter profile the demo's runs used
+    stale = _run(["stale", "--lake", str(lake), "--profile", "tiny-cpu"], tmp_path)
     assert stale.returncode == 0, stale.stderr[-2000:]
     assert "nothing is stale" in stale.stdout, stale.stdout
     import dagster as dg
@@ -131,8 +132,22 @@ def test_main_job_without_a_scorer_stops_with_a_clear_message(tmp_path, source_d
 
 
 def test_progress_bar_fills_with_the_work_done():
-    from poolsieve.cli import progress_bar
+    from poolsieve.pipelines.runner import progress_bar
 
     assert progress_bar(0, 8) == "[" + "-" * 20 + "]"
     assert progress_bar(2, 8) == "[" + "#" * 5 + "-" * 15 + "]"
     assert progress_bar(8, 8) == "[" + "#" * 20 + "]"
+
+
+def test_other_packages_add_commands_through_entry_points():
+    """`poolsieve demo` comes from poolsieve_demo's entry point; the CLI itself does not know it."""
+    from importlib.metadata import entry_points
+
+    from poolsieve.cli import COMMANDS_GROUP, build_parser
+    from poolsieve_demo.command import run_demo
+
+    (entry,) = [e for e in entry_points(group=COMMANDS_GROUP) if e.name == "demo"]
+    assert entry.value == "poolsieve_demo.command:add_command"
+    args = build_parser().parse_args(["demo", "--lake", "L", "--shards", "2"])
+    assert args.fn is run_demo and (args.lake, args.shards, args.job) == ("L", 2, "all")
+    assert "demo" not in Path(build_parser.__code__.co_filename).read_text().lower()

@@ -60,9 +60,9 @@ def test_every_config_builds_and_runs_forward(arch):
 def test_tiny_parameters_are_mostly_the_token_table():
     model = open_clip.create_model("poolsieve-tiny")
     split = parameter_split(model)
-    assert split["token_embedding"] == 49408 * 64
-    assert split["token_embedding"] + split["rest"] == split["total"]
-    assert split["token_embedding"] > 4 * split["rest"]
+    assert split.token_embedding == 49408 * 64
+    assert split.token_embedding + split.rest == split.total
+    assert split.token_embedding > 4 * split.rest
 
 
 def test_weights_sha256_is_the_file_digest(tmp_path):

@@ -121,8 +121,9 @@ def test_exemplar_clusters_mark_the_clusters_exemplars_fall_in():
 
 
 def test_an_empty_subset_gives_no_model_and_a_leaderboard_row_that_says_so(tmp_path):
-    from poolsieve.curate.evaluation import evaluate_strategy, train_strategy
+    from poolsieve.curate.evaluation import evaluate_strategy
     from poolsieve.curate.leaderboard import build_leaderboard
+    from poolsieve.curate.training import train_strategy
     from poolsieve.lake import Lake
 
     lake = Lake(tmp_path)
@@ -133,9 +134,9 @@ def test_an_empty_subset_gives_no_model_and_a_leaderboard_row_that_says_so(tmp_p
     summary.parent.mkdir(parents=True)
     summary.write_text(json.dumps({"kept": 0, "reasons": {"not_english": 3}}))
     record = train_strategy(lake, "none", "tiny-cpu", seed=0)
-    assert record["checkpoint"] is None and "no downloaded sample" in record["skipped"]
+    assert record.checkpoint is None and "no downloaded sample" in record.skipped
     doc, _ = evaluate_strategy(lake, "none", str(tmp_path / "no-eval-needed"))
-    assert doc["metrics"] == {} and doc["skipped"] == record["skipped"]
+    assert doc.metrics == {} and doc.skipped == record.skipped
     board = build_leaderboard(lake, ["none"])
     assert board.rows[0]["subset_size"] == 0 and board.rows[0]["average"] is None
     assert "| none | 0 | 0 | — |" in board.markdown()

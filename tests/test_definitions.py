@@ -84,6 +84,30 @@ def test_workspace_yaml_loads_with_dagster_cli(tmp_path):
     assert "Validation successful" in proc.stderr + proc.stdout
 
 
+def test_the_demo_location_is_the_same_graph_bound_to_the_demo_world(tmp_path):
+    """`make dev` serves poolsieve_demo.definitions: production's graph, the demo's resources."""
+    from poolsieve_demo.definitions import defs as demo_defs
+    from poolsieve_demo.resources import DemoDownloaderResource
+
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    assert demo_defs.resolve_asset_graph().get_all_asset_keys() == keys
+    resources = demo_defs.resources
+    assert isinstance(resources["downloader"], DemoDownloaderResource)
+    assert resources["curation"].param_profile == "tiny-cpu"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "POOLSIEVE_LAKE": str(tmp_path / "lake")}
+    dagster = Path(sys.executable).parent / "dagster"
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "poolsieve_demo.definitions"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Validation successful" in proc.stderr + proc.stdout
+
+
 def test_every_materialized_asset_has_a_blocking_check():
     graph = defs.resolve_asset_graph()
     for node in graph.asset_nodes:
@@ -102,12 +126,26 @@ def test_training_and_evaluation_checks_name_what_is_wrong(tmp_path):
 
     ckpt = tmp_path / "epoch_1.pt"
     ckpt.write_bytes(b"weights")
+    from dataclasses import replace
+
+    from poolsieve.curate.training import ModelRecord
     from poolsieve.lake import file_sha256
 
-    record = {"losses": [(1, 4.2), (2, 3.9)], "checkpoint": str(ckpt), "sha256": file_sha256(ckpt)}
+    record = ModelRecord(
+        arch="poolsieve-tiny",
+        checkpoint=str(ckpt),
+        sha256=file_sha256(ckpt),
+        scale="tiny-cpu",
+        seed=0,
+        samples_seen=128,
+        train_samples=10,
+        seconds=1.0,
+        losses=[(1, 4.2), (2, 3.9)],
+        log="out.log",
+    )
     assert _training_problem(record) == ""
-    assert "steps [2]" in _training_problem({**record, "losses": [(1, 4.2), (2, float("nan"))]})
-    assert "differs from its recorded sha256" in _training_problem({**record, "sha256": "0" * 64})
+    assert "steps [2]" in _training_problem(replace(record, losses=[(1, 4.2), (2, float("nan"))]))
+    assert "differs from its recorded sha256" in _training_problem(replace(record, sha256="0" * 64))
     assert _out_of_range({"classification/top1": 0.25, "average": 0.1}) == ""
     assert "retrieval/mean_recall@1" in _out_of_range({"retrieval/mean_recall@1": 1.5})
     assert "average" in _out_of_range({"average": float("nan")})

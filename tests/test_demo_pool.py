@@ -1,4 +1,5 @@
-"""Demo pool v1: determinism, schema, truth bookkeeping, planted rows, and the real pipeline."""
+"""The demo world's pool: schema, truth bookkeeping, planted metadata problems (quarantine and
+duplicates), and the real ingest + dedup on them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from poolsieve.pool.urlnorm import normalize_url, normalize_urls
-from poolsieve_demo import write_demo_pool
-from poolsieve_demo.pool import DETAILS, DUPLICATE_KINDS, PLANT_KINDS, SCHEMA
+from poolsieve_demo import WorldConfig, write_demo_world
+from poolsieve_demo.metadata_problems import DETAILS, DUPLICATE_KINDS, PLANT_KINDS, url_variant
+from poolsieve_demo.rows import SCHEMA
 
 UID_RE = re.compile(r"[0-9a-f]{32}")
 DATACOMP_TYPES = {
@@ -27,30 +29,18 @@ DATACOMP_TYPES = {
 }
 
 
+#: the pool at its default size; the trusted and eval sets as small as they go
+TINY = WorldConfig(trusted_samples=10, trusted_shard_size=10, eval_per_class=1, retrieval_images=4)
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    return write_demo_pool(root / "source", root / "demo_truth.json")
+    return write_demo_world(tmp_path_factory.mktemp("demo") / "world", config=TINY)
 
 
 @pytest.fixture(scope="module")
 def rows(pool):
     return {p.name: pq.read_table(p).to_pylist() for p in pool.shard_paths}
-
-
-def _small(tmp_path, name, seed):
-    return write_demo_pool(tmp_path / name / "src", tmp_path / name / "truth.json", seed, 2, 120)
-
-
-def _files(demo):
-    return [p.read_bytes() for p in demo.shard_paths] + [demo.truth_path.read_bytes()]
-
-
-def test_same_seed_gives_identical_bytes(tmp_path):
-    first, again = _small(tmp_path, "a", 7), _small(tmp_path, "b", 7)
-    assert _files(first) == _files(again)
-    other = _small(tmp_path, "c", 8)
-    assert all(x != y for x, y in zip(_files(first), _files(other), strict=True))
 
 
 def test_layout_and_datacomp_schema(pool):
@@ -81,8 +71,19 @@ def test_truth_counts_add_up(pool):
 
 def test_default_pool_plants_every_kind_and_detail(pool):
     seen = {(p["kind"], p["detail"]) for p in pool.truth["planted"]}
-    assert seen == {(kind, detail) for kind in PLANT_KINDS for detail in DETAILS[kind]}
+    every = {(kind, detail) for kind in PLANT_KINDS for detail in DETAILS[kind]}
+    assert seen == every - {("normalized_url_dup", "default_port")}  # the URLs name their port
     assert 0.01 <= pool.truth["expected"]["quarantine"]["url_missing"] / 2000 <= 0.03
+
+
+def test_every_url_variant_normalizes_like_its_url():
+    """Including those the world's URLs (which name their port) never need, e.g. default_port."""
+    for url in ("http://cdn.example.test/img/0000001.jpg", "http://127.0.0.1:8808/img/2.png"):
+        for detail in DETAILS["normalized_url_dup"]:
+            variant = url_variant(url, detail, "abcd1234")
+            if variant is not None:
+                assert variant != url and normalize_url(variant) == normalize_url(url), detail
+    assert url_variant("http://a.test/x.jpg", "default_port", "t") == "http://a.test:80/x.jpg"
 
 
 def test_clean_rows_are_unique_and_valid(pool, rows):
@@ -94,7 +95,7 @@ def test_clean_rows_are_unique_and_valid(pool, rows):
     assert len({r["uid"] for r in clean}) == len(clean)
     norms = normalize_urls(r["url"] for r in clean)
     assert None not in norms and len(set(norms)) == len(clean)
-    assert {r["url"].split("/")[2] for r in clean} == {"127.0.0.1:8808", "cdn.poolsieve-demo.test"}
+    assert {r["url"].split("/")[2] for r in clean} == {"127.0.0.1:8808", "localhost:8808"}
 
 
 def _scheme(url):
@@ -157,16 +158,6 @@ def test_planted_rows_have_their_stated_property(pool, rows):
             _check_quarantine_property(entry["kind"], row, orig)
 
 
-def test_truth_file_must_be_outside_source_dir(tmp_path):
-    with pytest.raises(ValueError, match="outside"):
-        write_demo_pool(tmp_path / "src", tmp_path / "src" / "truth.json")
-
-
-def test_too_many_planted_rows_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="too many"):
-        write_demo_pool(tmp_path / "src", tmp_path / "t.json", rows_per_shard=20)
-
-
 def _run_pipeline(pool, lake_root):
     from poolsieve.duck import connect
     from poolsieve.lake import Lake
@@ -224,9 +215,8 @@ def test_pipeline_matches_truth_exactly(pool, tmp_path):
 
 def _nan_only_pool(tmp_path):
     """One shard whose only invalid scores are NaN: its Parquet min/max (NaN-free) look finite."""
-    return write_demo_pool(
-        tmp_path / "src", tmp_path / "t.json", 0, 1, 200, counts={"score_invalid": 2}
-    )
+    config = WorldConfig(**{**TINY.to_json(), "metadata_counts": {"score_invalid": 2}})
+    return write_demo_world(tmp_path / "world", n_shards=1, rows_per_shard=200, config=config)
 
 
 def test_nan_only_pool_plants_nan_scores_only(tmp_path):

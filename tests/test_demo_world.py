@@ -1,4 +1,4 @@
-"""Demo world v2: determinism, layout, exact planted proportions, images, held-out eval sets."""
+"""The demo world: determinism, layout, exact planted proportions, images, held-out eval sets."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from PIL import Image
 from poolsieve_demo import WorldConfig, load_demo_world, write_demo_world
 from poolsieve_demo.captions import FOREIGN
 from poolsieve_demo.concepts import CLASSNAMES, COLORS, RGB, SHAPES
-from poolsieve_demo.pool import SCHEMA
 from poolsieve_demo.problems import OUTCOMES, PROBLEM_KINDS, ROUTE_OF, problem_count
 from poolsieve_demo.render import FORMATS, shape_mask
+from poolsieve_demo.rows import SCHEMA
 from poolsieve_demo.specs import sample_spec
 
 SMALL = WorldConfig(
@@ -109,8 +109,8 @@ def test_planted_proportions_match_the_config_exactly(world, rows):
         )
     assert truth["problem_counts"] == dict(Counter(p["kind"] for p in problems))
     assert len({(p["shard"], p["row"]) for p in problems}) == len(problems)
-    v1_planted = {(p["shard"], p["row"]) for p in truth["planted"]}
-    assert not v1_planted & {(p["shard"], p["row"]) for p in problems}
+    metadata_planted = {(p["shard"], p["row"]) for p in truth["planted"]}
+    assert not metadata_planted & {(p["shard"], p["row"]) for p in problems}
     for p in problems:
         assert rows[p["shard"]][p["row"]]["uid"] == p["uid"]
         assert p["expect_download"] == OUTCOMES[p["kind"]]
@@ -181,13 +181,13 @@ def test_planted_rows_have_their_stated_property(world, rows, routes):
 def test_kept_images_decode_with_their_metadata(world, rows, routes):
     """Every row dedup keeps whose download should succeed: a decodable file whose format, size
     and sha256 are what the route and the row's metadata say; ordinary ones 48-640 px, aspect<=3."""
-    v1_planted = {(p["shard"], p["row"]) for p in world.truth["planted"]}
+    metadata_planted = {(p["shard"], p["row"]) for p in world.truth["planted"]}
     problems = {(p["shard"], p["row"]): p["kind"] for p in world.truth["problems"]}
     checked = 0
     for shard, shard_rows in rows.items():
         for i, row in enumerate(shard_rows):
             kind = problems.get((shard, i))
-            if (shard, i) in v1_planted or OUTCOMES.get(kind, "success") != "success":
+            if (shard, i) in metadata_planted or OUTCOMES.get(kind, "success") != "success":
                 continue
             entry = routes[_path(row["url"])]
             data = (world.images_dir / entry["file"]).read_bytes()
@@ -276,12 +276,12 @@ def test_eval_images_are_held_out(world, rows, routes):
     for pixels in _eval_pixels(world).values():
         by_shape.setdefault(pixels.shape, []).append(pixels)
     near = {(d["shard"], d["row"]) for d in world.truth["eval_near_duplicates"]}
-    v1_planted = {(p["shard"], p["row"]) for p in world.truth["planted"]}
+    metadata_planted = {(p["shard"], p["row"]) for p in world.truth["planted"]}
     kept = [
         r["url"]
         for shard, shard_rows in rows.items()
         for i, r in enumerate(shard_rows)
-        if (shard, i) not in near | v1_planted and routes[_path(r["url"])]["kind"] == "ok"
+        if (shard, i) not in near | metadata_planted and routes[_path(r["url"])]["kind"] == "ok"
     ]
     candidates = [_pixels(_image(world, routes, url)) for url in kept]
     candidates += list(_trusted_pixels(world))
@@ -291,8 +291,8 @@ def test_eval_images_are_held_out(world, rows, routes):
             assert np.abs(pixels - source).mean() > 12
 
 
-def test_pipeline_still_matches_v1_truth_and_keeps_every_problem_row(world, tmp_path):
-    """Ingest + URL dedup on the world's shards: v1's expected counts hold exactly, and no row
+def test_pipeline_matches_the_truth_and_keeps_every_problem_row(world, tmp_path):
+    """Ingest + URL dedup on the world's shards: the expected counts hold exactly, and no row
     planted with a content problem is quarantined or dropped (all of them reach the downloader)."""
     from tests.test_demo_pool import _outcomes, _run_pipeline
 

@@ -22,6 +22,7 @@ from poolsieve.curate.strategies import (
     SUBSET_DTYPE,
     build_subset,
     pairs_to_uids,
+    param_profiles,
     read_subset_npy,
     strategy_names,
     strategy_params,
@@ -85,10 +86,10 @@ def _features(tmp_path, rows) -> str:
     return str(path)
 
 
-def _decide(tmp_path, name, rows=ROWS, demo=False, project=None) -> dict[int, str | None]:
+def _decide(tmp_path, name, rows=ROWS, profile="", project=None) -> dict[int, str | None]:
     with duckdb.connect() as conn:
         result = build_subset(
-            conn, Lake(tmp_path / "lake"), _features(tmp_path, rows), name, demo, project
+            conn, Lake(tmp_path / "lake"), _features(tmp_path, rows), name, profile, project
         )
     decisions = pq.read_table(result.files["decisions"]).to_pylist()
     return {int(d["uid"], 16): (None if d["keep"] else d["reason"]) for d in decisions}
@@ -107,7 +108,7 @@ def test_basic_is_datacomps_rule(tmp_path):
     assert decided[5] == "not_english" and decided[6] == "caption_too_short"
     assert decided[7] == "image_too_small" and decided[8] == "aspect_ratio"
     assert decided[1] is None and decided[9] is None  # basic ignores CLIP scores
-    assert _decide(tmp_path, "basic", demo=True)[7] is None  # the demo's min side is 32 px
+    assert _decide(tmp_path, "basic", profile="tiny-cpu")[7] is None  # tiny-cpu's min side: 32
 
 
 def test_clip_score_threshold_and_laion(tmp_path):
@@ -171,7 +172,7 @@ def test_every_filter_passes_its_yaml_tests_and_conserves_rows(tmp_path, name):
     with duckdb.connect() as conn:
         conn.read_parquet(_features(tmp_path, ROWS)).create_view("pool_features")
         project.run(
-            conn, [name], {"pool_features": "pool_features"}, strategy_params(project, name, False)
+            conn, [name], {"pool_features": "pool_features"}, strategy_params(project, name)
         )
         for model in project.plan([name]):
             assert column_test_failures(conn, model, model.name) == []
@@ -199,9 +200,7 @@ def test_subset_file_is_sorted_u8_pairs_that_round_trip(tmp_path):
 
 def test_subset_writes_decisions_npy_and_summary(tmp_path):
     with duckdb.connect() as conn:
-        result = build_subset(
-            conn, Lake(tmp_path / "lake"), _features(tmp_path, ROWS), "basic", False
-        )
+        result = build_subset(conn, Lake(tmp_path / "lake"), _features(tmp_path, ROWS), "basic", "")
     kept = pairs_to_uids(read_subset_npy(result.files["npy"]))
     assert kept == sorted(f"{i:032x}" for i in (1, 9, 10, 11, 12))
     assert result.kept + sum(result.reasons.values()) == len(ROWS)
@@ -210,9 +209,19 @@ def test_subset_writes_decisions_npy_and_summary(tmp_path):
 
 def test_unknown_strategy_and_missing_features_fail_clearly(tmp_path):
     with duckdb.connect() as conn, pytest.raises(ValueError, match="unknown strategy"):
-        build_subset(conn, Lake(tmp_path), tmp_path / "x.parquet", "nope", False)
+        build_subset(conn, Lake(tmp_path), tmp_path / "x.parquet", "nope", "")
     with duckdb.connect() as conn, pytest.raises(FileNotFoundError, match="materialize it first"):
-        build_subset(conn, Lake(tmp_path), tmp_path / "x.parquet", "basic", False)
+        build_subset(conn, Lake(tmp_path), tmp_path / "x.parquet", "basic", "")
+
+
+def test_a_profile_replaces_some_params_and_an_unknown_one_is_refused():
+    project = SqlProject()
+    assert param_profiles(project) == ["tiny-cpu"]
+    assert strategy_params(project, "laion", "tiny-cpu") == {"min_score": 0.92}
+    assert strategy_params(project, "laion") == {"min_score": 0.28}
+    assert strategy_params(project, "no_filter", "tiny-cpu") == {}  # no such profile: params
+    with pytest.raises(ValueError, match="unknown parameter profile 'tiny_cpu'"):
+        strategy_params(project, "basic", "tiny_cpu")
 
 
 def test_a_new_filter_file_is_a_new_strategy(tmp_path):

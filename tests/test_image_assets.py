@@ -17,14 +17,15 @@ import pytest
 from poolsieve.pipelines.jobs import SHARD_ASSETS
 from poolsieve.pipelines.partitions import SHARDS
 
-from poolsieve.audit.report import lake_counts, near_duplicate_rates
+from poolsieve.audit.report import lake_counts
 from poolsieve.clip.npz import check_alignment, read_npz
 from poolsieve.images.download import outcome_counts
 from poolsieve.images.status import STATUS_FILE
+from poolsieve_demo.compare import near_duplicate_rates
 from poolsieve_demo.server import health
-from tests.image_world import make_resource, run_job, run_world, shard_digests
+from tests.image_world import make_resources, run_job, run_world, shard_digests
 
-_resource, _run = make_resource, run_job
+_resources, _run = make_resources, run_job
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_embedding_without_a_scorer_fails_with_a_clear_message(tmp_path):
             [clip_embeddings],
             partition_key="s.parquet",
             instance=instance,
-            resources={"poolsieve": _resource(tmp_path / "lake")},
+            resources=_resources(tmp_path / "lake").as_dict(),
             raise_on_error=False,
         )
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -187,8 +188,8 @@ def test_embedding_without_a_scorer_fails_with_a_clear_message(tmp_path):
 def test_pool_features_has_one_row_per_uid_and_passes_its_yaml_tests(pipeline):
     from poolsieve.sqlrunner import SqlProject, column_test_failures
 
-    resource, world = pipeline["resource"], pipeline["world"]
-    with resource.connect() as conn:
+    resources, world = pipeline["resources"], pipeline["world"]
+    with resources.lake.connect() as conn:
         model = SqlProject().model("pool_features")
         assert column_test_failures(conn, model, "pool_features") == []
         reasons = dict(

@@ -9,17 +9,16 @@ from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.pipelines.refresh import pool_refresh_schedule, pool_source_sensor
-from poolsieve.pipelines.resources import PoolsieveResource
+from poolsieve.pipelines.resources import resources_from_env
 
 from poolsieve.pool.sources import plan_refresh, scan_source
 from tests.conftest import row, write_datacomp
 
 
-def _tick(instance, resource, cursor=None):
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"poolsieve": resource}
-    )
-    result = pool_source_sensor(context)
+def _tick(instance, resources, cursor=None):
+    lake = {"lake": resources.lake}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=lake) as context:
+        result = pool_source_sensor(context)
     for request in result.dynamic_partitions_requests:  # what the daemon would apply
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
@@ -35,61 +34,65 @@ def _write(source_dir, name, first_uid):
     return write_datacomp(source_dir / name, [row(first_uid), row(first_uid + 1)])
 
 
-def test_sensor_new_unchanged_new(instance, resource, source_dir):
+def _schedule_tick(instance, resources):
+    """One schedule evaluation; the context is closed after it (left open, Dagster keeps the
+    instance's state storage as the current one after the instance is gone)."""
+    with dg.build_schedule_context(instance=instance, resources={"lake": resources.lake}) as ctx:
+        return pool_refresh_schedule(ctx)
+
+
+def test_sensor_new_unchanged_new(instance, resources, source_dir):
     _write(source_dir, "a.parquet", 1)
     (source_dir / "README.txt").write_text("not a shard")
-    first = _tick(instance, resource)
+    first = _tick(instance, resources)
     assert [r.partition_key for r in first.run_requests] == ["a.parquet"]
     assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet"]
-    second = _tick(instance, resource, first.cursor)
+    second = _tick(instance, resources, first.cursor)
     assert second.run_requests == [] and second.dynamic_partitions_requests == []
     _write(source_dir, "b.parquet", 10)
-    third = _tick(instance, resource, second.cursor)
+    third = _tick(instance, resources, second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["b.parquet"]
     assert [list(r.partition_keys) for r in third.dynamic_partitions_requests] == [["b.parquet"]]
     assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet", "b.parquet"]
 
 
-def test_sensor_reports_removed_file_once(instance, resource, source_dir):
+def test_sensor_reports_removed_file_once(instance, resources, source_dir):
     _write(source_dir, "a.parquet", 1)
     _write(source_dir, "b.parquet", 10)
-    first = _tick(instance, resource)
+    first = _tick(instance, resources)
     (source_dir / "a.parquet").unlink()
-    second = _tick(instance, resource, first.cursor)
+    second = _tick(instance, resources, first.cursor)
     assert second.run_requests == []
     [event] = second.asset_events
     assert event.partition == "a.parquet" and event.metadata["removed_from_source"].value is True
     assert json.loads(second.cursor)["removed"] == ["a.parquet"]
-    third = _tick(instance, resource, second.cursor)
+    third = _tick(instance, resources, second.cursor)
     assert third.asset_events == []
     assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet", "b.parquet"]  # kept
 
 
-def test_sensor_requests_changed_file(instance, resource, source_dir):
+def test_sensor_requests_changed_file(instance, resources, source_dir):
     path = _write(source_dir, "a.parquet", 1)
-    first = _tick(instance, resource)
+    first = _tick(instance, resources)
     write_datacomp(path, [row(1), row(2), row(3)])
     os.utime(path, (1, 1))
-    second = _tick(instance, resource, first.cursor)
+    second = _tick(instance, resources, first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["a.parquet"]
     assert second.run_requests[0].run_key != first.run_requests[0].run_key
 
 
-def test_schedule_registers_runs_then_skips(instance, resource, source_dir):
+def test_schedule_registers_runs_then_skips(instance, resources, source_dir):
     _write(source_dir, "a.parquet", 1)
-    context = dg.build_schedule_context(instance=instance, resources={"poolsieve": resource})
-    requests = pool_refresh_schedule(context)
+    requests = _schedule_tick(instance, resources)
     assert [r.partition_key for r in requests] == ["a.parquet"]
     assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet"]
     dg.materialize(
         [pool_shard, url_dedup],
         partition_key="a.parquet",
         instance=instance,
-        resources={"poolsieve": resource},
+        resources=resources.as_dict(),
     )
-    again = pool_refresh_schedule(
-        dg.build_schedule_context(instance=instance, resources={"poolsieve": resource})
-    )
+    again = _schedule_tick(instance, resources)
     assert isinstance(again, dg.SkipReason)
 
 
@@ -118,7 +121,9 @@ def test_fsspec_memory_source(instance, lake):
     fs = fsspec.filesystem("memory")
     local = write_datacomp(lake.root.parent / "m.parquet", [row(1), row(2)])
     fs.pipe("/pool/m.parquet", local.read_bytes())
-    resource = PoolsieveResource(lake_dir=str(lake.root), source="memory://pool")
+    resources = resources_from_env(
+        env={}, lake={"lake_dir": str(lake.root), "source": "memory://pool"}
+    )
     listing = scan_source("memory://pool")
     assert [f.key for f in listing.files] == ["m.parquet"]
     instance.add_dynamic_partitions(SHARDS.name, ["m.parquet"])
@@ -126,23 +131,22 @@ def test_fsspec_memory_source(instance, lake):
         [pool_shard, url_dedup],
         partition_key="m.parquet",
         instance=instance,
-        resources={"poolsieve": resource},
+        resources=resources.as_dict(),
     )
     assert result.success
 
 
-def test_scorer_comes_first_then_the_shards(resource, source_dir):
+def test_scorer_comes_first_then_the_shards(resources, source_dir):
     _write(source_dir, "a.parquet", 1)
     with dg.instance_for_test() as fresh:
-        first = _tick(fresh, resource)
+        first = _tick(fresh, resources)
         assert [(r.run_key, r.partition_key) for r in first.run_requests] == [
             ("scorer-first", None)
         ]
         assert first.run_requests[0].asset_selection == [dg.AssetKey("scorer")]
         assert fresh.get_dynamic_partitions(SHARDS.name) == ["a.parquet"]  # registered already
         fresh.report_runless_asset_event(dg.AssetMaterialization("scorer"))
-        second = _tick(fresh, resource, first.cursor)
+        second = _tick(fresh, resources, first.cursor)
         assert [r.partition_key for r in second.run_requests] == ["a.parquet"]
         assert dg.AssetKey("clip_embeddings") in second.run_requests[0].asset_selection
-        schedule_ctx = dg.build_schedule_context(instance=fresh, resources={"poolsieve": resource})
-        assert [r.partition_key for r in pool_refresh_schedule(schedule_ctx)] == ["a.parquet"]
+        assert [r.partition_key for r in _schedule_tick(fresh, resources)] == ["a.parquet"]

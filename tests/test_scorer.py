@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory):
 def test_a_configured_checkpoint_is_hashed_not_trained(tmp_path, checkpoint):
     lake = Lake(tmp_path / "lake")
     info = build_scorer(lake, ScorerSettings(source=str(checkpoint)))
-    assert info.origin == "checkpoint" and info.training == {}
+    assert info.origin == "checkpoint" and info.training is None
     assert info.weights_sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert read_scorer(lake) == info
     assert not (lake.root / "scorer" / "trained").exists()

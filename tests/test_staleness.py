@@ -33,7 +33,7 @@ def graph(tmp_path_factory):
     shutil.copytree(default_sql_dir(), sql)  # the copy the test edits
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         env.setenv("POOLSIEVE_SQL_DIR", str(sql))
-        state = run_world(tmp / "lake", instance, rows_per_shard=100, train_samples=128)
+        state = run_world(tmp / "lake", instance, rows_per_shard=100, training={"samples": 128})
         for strategy in TRAINED:
             state["runs"][strategy] = run_job(state["defs"], instance, "strategy_job", strategy)
         state["runs"]["leaderboard"] = run_job(state["defs"], instance, "leaderboard_job")

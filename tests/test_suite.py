@@ -89,7 +89,7 @@ def test_clip_benchmark_reads_the_suite_and_agrees_with_our_metrics(tmp_path, cl
     result = evaluate_suite(clip, suite, batch_size=16, progress=lambda *a: calls.append(a))
     assert calls == [(1, 3), (2, 3), (3, 3)]  # one progress report per task, failed ones too
     ours = evaluate(clip, world.eval_dir).tasks
-    cls, ret = result["tasks"]["demo_classification"], result["tasks"]["demo_retrieval"]
+    cls, ret = result.tasks["demo_classification"], result.tasks["demo_retrieval"]
     assert cls["top1"] == pytest.approx(ours["classification"]["top1"])
     assert cls["mean_per_class_recall"] == pytest.approx(
         ours["classification"]["mean_per_class_recall"]
@@ -101,5 +101,5 @@ def test_clip_benchmark_reads_the_suite_and_agrees_with_our_metrics(tmp_path, cl
         assert ret[f"text_retrieval_recall@{k}"] == pytest.approx(
             ours["retrieval"][f"image_to_text_recall@{k}"]
         )
-    assert list(result["failed"]) == ["broken"]
-    assert result["average"] == pytest.approx((cls["top1"] + ret["mean_recall@1"]) / 2)
+    assert list(result.failed) == ["broken"]
+    assert result.average == pytest.approx((cls["top1"] + ret["mean_recall@1"]) / 2)

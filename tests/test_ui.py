@@ -1,10 +1,11 @@
 """The Dagster UI in a real browser: Debian's chromium driven by Playwright against `dagster dev`.
 
 A small demo world is materialized into a temporary DAGSTER_HOME first (the scorer, two shards,
-pool_features, one strategy and the leaderboard). Then `dagster dev` starts on 127.0.0.1, the
-test waits for the code location, launches a partition materialization over GraphQL (subset of a
-strategy never built before) and waits for its success, and checks in the pages that the asset
-graph, the partition status and the leaderboard's plot appear. The server is stopped by PID
+pool_features, one strategy and the leaderboard). Then `dagster dev` serves the demo's code
+location (as `make dev` does) on 127.0.0.1, the test waits for it, launches a partition
+materialization over GraphQL (subset of a strategy never built before) and waits for its success,
+and checks in the pages that the asset graph, the partition status and the leaderboard's plot
+appear. The server is stopped by PID
 (SIGINT first) and nothing it started may outlive the test.
 
 POOLSIEVE_SCREENSHOTS=DIR keeps the pages it checked as PNGs (the README's come from the full demo:
@@ -49,7 +50,7 @@ def ui(tmp_path_factory):
     home.mkdir()
     shutil.copy(REPO_ROOT / "pipelines" / "dagster.yaml", home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        state = run_world(root / "lake", instance, rows_per_shard=100, train_samples=128)
+        state = run_world(root / "lake", instance, rows_per_shard=100, training={"samples": 128})
         state["runs"][BUILT] = run_job(state["defs"], instance, "strategy_job", BUILT)
         state["runs"]["leaderboard"] = run_job(state["defs"], instance, "leaderboard_job")
     assert all(r.success for r in state["runs"].values()), state["runs"]

@@ -54,9 +54,7 @@ def venv(tmp_path_factory, wheel) -> Path:
     """A new venv holding poolsieve from the wheel; dependencies by path to this environment's."""
     root = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
-    site = Path(
-        sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)})
-    )
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)}))
     (site / "poolsieve_test_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     pip = [str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index"]
     proc = subprocess.run([*pip, str(wheel)], capture_output=True, text=True, timeout=600)

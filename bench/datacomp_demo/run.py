@@ -30,11 +30,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from poolsieve.pipelines.resources import demo_world_dir  # noqa: E402
 
-from poolsieve.curate.evaluation import evaluate_strategy, train_strategy  # noqa: E402
+from poolsieve.curate.evaluation import evaluate_strategy  # noqa: E402
 from poolsieve.curate.strategies import strategy_names  # noqa: E402
+from poolsieve.curate.training import train_strategy  # noqa: E402
 from poolsieve.lake import Lake  # noqa: E402
+from poolsieve_demo.resources import world_dir  # noqa: E402
 
 METRICS = ["classification/top1", "retrieval/mean_recall@1", "average"]
 
@@ -61,7 +62,7 @@ def main_job(lake_dir: Path, train_samples: int) -> float:
 
 def seed_metrics(lake: Lake, seed: int, train_samples: int) -> dict[str, dict]:
     """metrics per strategy for one training seed (seed 0 comes from the main job's run)."""
-    eval_dir = str(demo_world_dir(str(lake.root)) / "eval")
+    eval_dir = str(world_dir(lake.root) / "eval")
     out = {}
     for name in strategy_names():
         if seed != 0:

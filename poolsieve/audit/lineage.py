@@ -7,6 +7,8 @@ materializations pool_features read. ``poolsieve lineage`` prints it.
 
 from __future__ import annotations
 
+import math
+
 from poolsieve.audit.events import latest_record
 from poolsieve.lake import SHARD_ASSETS
 
@@ -54,7 +56,8 @@ def format_lineage(doc: dict) -> str:
             lines.append(f"  {asset}: never materialized")
             continue
         keys = SHOWN_KEYS.get(asset) or list(step["metadata"])
-        shown = ", ".join(f"{k}={step['metadata'][k]}" for k in keys if k in step["metadata"])
+        meta = step["metadata"]
+        shown = ", ".join(f"{k}={rounded(meta[k])}" for k in keys if k in meta)
         lines.append(
             f"  {asset}: run {step['run_id'][:8]}, code {step['code_version']}, "
             f"data {str(step['data_version'])[:12]}\n      {shown}"
@@ -72,3 +75,15 @@ def format_lineage(doc: dict) -> str:
         else:
             lines.append(f"    {key}: not materialized before pool_features")
     return "\n".join(lines)
+
+
+def rounded(value):
+    """``value`` for the console: floats to 4 significant digits (whole numbers from 10,000 up),
+    inside dicts and lists too, so a loss reads 4.159, not 4.158934593200684; --json keeps all."""
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value) if abs(value) >= 1e4 else float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v) for v in value]
+    return value

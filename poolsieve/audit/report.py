@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.download import outcome_counts
-from poolsieve.images.pixel_features import DetectionRates, detection_rates
 from poolsieve.images.status import STATUS_FILE
 from poolsieve.lake import Lake
 
@@ -19,7 +16,7 @@ EMB_FILE = "embeddings.parquet"
 
 def lake_counts(root: Path) -> dict[str, dict[str, int]]:
     """Counts over every shard: {"quarantine": {reason: n}, "dedup": {"keep": n, reason: n}}
-    and, once images are downloaded, "download" ({outcome: n}, the demo truth's outcome names),
+    and, once images are downloaded, "download" ({outcome: n}, see images.download.outcome_counts),
     "embedded" and "decontamination" ({"compared": n, "flagged": n})."""
     lake = Lake(root)
     conn = duckdb.connect()
@@ -44,35 +41,6 @@ def lake_counts(root: Path) -> dict[str, dict[str, int]]:
             "flagged": flagged.get("true", 0),
         }
     return counts
-
-
-def compare_with_truth(counts: dict, truth_path: Path) -> dict:
-    """Counts (from lake_counts) that differ from the demo's ground truth ({} when all match).
-
-    Compares quarantine and dedup counts, and download outcomes when images were downloaded."""
-    truth = json.loads(Path(truth_path).read_text())
-    expected = {part: truth["expected"][part] for part in ("quarantine", "dedup")}
-    if "download" in counts and "download" in truth:
-        expected["download"] = truth["download"]["expected"]
-    diffs = {}
-    for part, want in expected.items():
-        want = {k: v for k, v in want.items() if v}
-        if counts[part] != want:
-            diffs[part] = {"expected": want, "got": counts[part]}
-    return diffs
-
-
-def near_duplicate_rates(root: Path, truth_path: Path) -> DetectionRates:
-    """Recall and false-flag rate of eval_decontamination against the demo's planted copies."""
-    planted = {d["uid"] for d in json.loads(Path(truth_path).read_text())["eval_near_duplicates"]}
-    conn = duckdb.connect()
-    rows = conn.execute(
-        "SELECT uid, flagged FROM read_parquet($p) WHERE error IS NULL",
-        {"p": Lake(root).asset_glob("eval_decontamination", DECONTAM_FILE)},
-    ).fetchall()
-    flags = np.array([f for _, f in rows], dtype=bool)
-    truth = np.array([u in planted for u, _ in rows], dtype=bool)
-    return detection_rates(flags, truth)
 
 
 def lake_summary(counts: dict) -> str:

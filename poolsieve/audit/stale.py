@@ -119,11 +119,17 @@ def format_report(report: StaleReport) -> str:
     return "\n".join(lines)
 
 
-def observe_filters(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
-    """Record each filter's current SQL + parameters hash (filter_sql's data versions)."""
+def observe_filters(
+    defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None
+) -> bool:
+    """Record each filter's current SQL + parameters hash (filter_sql's data versions).
+
+    ``run_config`` is the run's (the CLI passes one that keeps Dagster's console logger quiet:
+    without it every run event is printed at DEBUG before the answer)."""
     job = defs.resolve_job_def("observe_filters_job")
     first = job.partitions_def.get_partition_keys()[0]  # one run observes every partition
-    return job.execute_in_process(instance=instance, partition_key=first).success
+    result = job.execute_in_process(instance=instance, partition_key=first, run_config=run_config)
+    return result.success
 
 
 def _label(node: Node) -> str:

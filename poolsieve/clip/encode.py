@@ -125,9 +125,9 @@ class DecodedSamples(Dataset):
 
     ``draft_size`` lets libjpeg decode at a reduced DCT scale (1/2, 1/4, 1/8) that still covers
     the model's input size: a 512 px JPEG decodes at 256 px for a 224 px model, and at 64 px for
-    a 32 px one (decode + preprocess 2.05 -> 0.85 ms, bench/README.md). Pixels then differ
-    slightly from a full decode + resize (as with any change of resampling kernel); pass ``None``
-    for the exact reference decode.
+    a 32 px one (what it saves: bench/README.md, embed). Pixels then differ slightly from a full
+    decode + resize (as with any change of resampling kernel); pass ``None`` for the exact
+    reference decode.
     """
 
     def __init__(self, samples, preprocess, tokenizer, draft_size: int | None):

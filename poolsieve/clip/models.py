@@ -1,6 +1,6 @@
 """Load a CLIP for scoring: an architecture name plus weights, never fetched behind one's back.
 
-The demo's scorer is our tiny CLIP trained on trusted pairs (a local checkpoint written by
+Without a pretrained model, the scorer is a tiny CLIP trained on trusted pairs (a local checkpoint written by
 open_clip_train); in production it is an open_clip pretrained tag, which needs the hub (or a warm
 cache). Either way the loaded weights are identified by their sha256, so every score can say
 which model produced it.
@@ -107,7 +107,14 @@ def load_clip(spec: ScorerSpec, device: str | torch.device = "auto") -> LoadedCl
     return LoadedClip(model, preprocess, tokenizer, target, spec.arch, sha, spec.source)
 
 
-def parameter_split(model: torch.nn.Module) -> dict[str, int]:
+@dataclass(frozen=True)
+class ParameterSplit:
+    token_embedding: int  # the text token-embedding table
+    rest: int
+    total: int
+
+
+def parameter_split(model: torch.nn.Module) -> ParameterSplit:
     """Parameters in the text token-embedding table versus everything else.
 
     In our tiny CLIPs the 49,408-token table is most of the model, which matters when reading
@@ -116,4 +123,4 @@ def parameter_split(model: torch.nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     table = getattr(model, "token_embedding", None)
     embedding = table.weight.numel() if table is not None else 0
-    return {"token_embedding": embedding, "rest": total - embedding, "total": total}
+    return ParameterSplit(embedding, total - embedding, total)

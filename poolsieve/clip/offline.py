@@ -49,7 +49,7 @@ def deny_network() -> None:
     """Make every connection or name lookup beyond this machine raise `NetworkDenied`.
 
     Loopback and Unix sockets stay allowed: torch's DataLoader workers pass tensors over Unix
-    sockets, and the demo's image server listens on 127.0.0.1. Idempotent.
+    sockets, and a local image server may listen on 127.0.0.1. Idempotent.
     """
     socket.socket.connect = _guard_connect(_CONNECT)
     socket.socket.connect_ex = _guard_connect(_CONNECT_EX)

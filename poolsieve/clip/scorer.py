@@ -4,8 +4,8 @@ Two ways to get one (``ScorerSettings.source``):
 
 * a **checkpoint** (a local weights file) or an open_clip **pretrained tag** (needs the hub or a
   warm cache): production. Nothing is trained; the weights are hashed.
-* empty: **train** ``arch`` on a trusted set of clean webdataset pairs with open_clip_train (the
-  demo, as Data Filtering Networks do; see poolsieve.clip.train), at a named scale.
+* empty: **train** ``arch`` on a trusted set of clean webdataset pairs with open_clip_train (a
+  small pool with no pretrained weights at hand, as Data Filtering Networks do; see poolsieve.clip.train), at a named scale.
 
 Either way ``<lake>/scorer/scorer.json`` records the architecture, the weights file (or tag), the
 sha256 of the weights and how they were made; clip_embeddings reads it, so every score names the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import tarfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from poolsieve.clip.models import LoadedClip, ScorerSpec, load_clip, weights_path, weights_sha256
@@ -40,16 +40,42 @@ class ScorerSettings:
 
 
 @dataclass(frozen=True)
+class ScorerTraining:
+    """How a trained scorer was made (scorer.json's ``training``)."""
+
+    scale: str
+    trusted_samples: int
+    samples_seen: int
+    seconds: float
+    losses: list[tuple[int, float]]  # (step, loss) per logged step
+    log: str
+
+
+@dataclass(frozen=True)
 class ScorerInfo:
+    """scorer.json: the weights every CLIP score comes from, and how they were obtained."""
+
     arch: str
     weights: str  # the file loaded (or the pretrained tag's cached file)
     weights_sha256: str
     origin: str  # "trained" | "checkpoint" | "pretrained"
     source: str  # the configured checkpoint/tag, or the trusted set it was trained on
-    training: dict = field(default_factory=dict)  # samples, seconds, loss curve (trained only)
+    training: ScorerTraining | None = None  # trained scorers only
 
     def spec(self) -> ScorerSpec:
         return ScorerSpec(self.arch, self.weights)
+
+    def to_dict(self) -> dict:
+        """scorer.json's document (``training`` is {} for a scorer that was not trained)."""
+        return asdict(self) | {"training": asdict(self.training) if self.training else {}}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> ScorerInfo:
+        training = doc.get("training") or None
+        if training is not None:
+            losses = [tuple(x) for x in training["losses"]]
+            training = ScorerTraining(**{**training, "losses": losses})
+        return cls(**{**doc, "training": training})
 
 
 def scorer_path(lake: Lake) -> Path:
@@ -80,7 +106,7 @@ def build_scorer(
     """Resolve or train the scorer, check that it loads, and write scorer.json (atomically)."""
     info = _trained(lake, settings, progress) if not settings.source else _configured(settings)
     load_clip(info.spec(), device="cpu")  # fail here, not in every embedding partition
-    text = json.dumps(asdict(info), indent=1) + "\n"
+    text = json.dumps(info.to_dict(), indent=1) + "\n"
     write_bytes_atomic(scorer_path(lake), text.encode())
     return info
 
@@ -104,14 +130,14 @@ def _trained(lake: Lake, settings: ScorerSettings, progress) -> ScorerInfo:
         overrides["samples_seen"] = settings.samples_seen
     config = scale_config(settings.scale, **overrides)
     run = train_clip(config, tars, num_samples, lake.root / "scorer", TRAINED_RUN, progress)
-    training = {
-        "scale": settings.scale,
-        "trusted_samples": num_samples,
-        "samples_seen": run.samples_seen,
-        "seconds": round(run.seconds, 1),
-        "losses": run.losses,
-        "log": str(run.log_path),
-    }
+    training = ScorerTraining(
+        scale=settings.scale,
+        trusted_samples=num_samples,
+        samples_seen=run.samples_seen,
+        seconds=round(run.seconds, 1),
+        losses=run.losses,
+        log=str(run.log_path),
+    )
     path = run.checkpoint_path
     return ScorerInfo(
         settings.arch, str(path), weights_sha256(path), "trained", settings.trusted_dir, training
@@ -122,7 +148,7 @@ def read_scorer(lake: Lake) -> ScorerInfo:
     path = scorer_path(lake)
     if not path.is_file():
         raise FileNotFoundError(f"no scorer in {path.parent}: materialize the scorer asset first")
-    return ScorerInfo(**json.loads(path.read_text()))
+    return ScorerInfo.from_dict(json.loads(path.read_text()))
 
 
 def load_scorer(info: ScorerInfo, device: str = "auto") -> LoadedClip:

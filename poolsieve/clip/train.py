@@ -32,7 +32,7 @@ class TrainConfig:
     """One training recipe. `batch_size` is per process (this runner starts a single one).
 
     `samples_seen` is the compute budget; None trains `epochs` passes of the data's size instead.
-    `precision` "auto" is fp32 on CPU (bf16 there is ~8x slower) and amp_bf16 on CUDA.
+    `precision` "auto" is fp32 on CPU (bf16 is much slower there) and amp_bf16 on CUDA.
     """
 
     model: str = "poolsieve-tiny"
@@ -73,9 +73,8 @@ DATACOMP_SCALES: dict[str, TrainConfig] = {
     "xlarge": _datacomp("ViT-L-14", 90112, 1e-3, 10_000, 12_800_000_000, beta2=0.95),
 }
 
-# The demo scale: 200 steps of 64; ~1-2 min of fp32 on 2 idle CPU cores (~190-230 samples/s
-# end to end, measured), far longer when the cores are shared. workers=1 moves JPEG decoding
-# (~18% of a step) off the training process.
+# The CPU scale: 200 steps of 64, fp32 on the CPU; workers=1 moves JPEG decoding off the
+# training process (its timings: docs/decisions.md).
 SCALES: dict[str, TrainConfig] = {
     **DATACOMP_SCALES,
     "tiny-cpu": TrainConfig(samples_seen=12_800, warmup=20, workers=1),

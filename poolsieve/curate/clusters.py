@@ -1,7 +1,7 @@
 """Image-based filtering's clustering (DataComp): faiss k-means over the pool's image embeddings.
 
 A pool sample passes when its cluster (nearest centroid) is the nearest centroid of at least one
-exemplar image (ImageNet-1k training images in DataComp; the trusted set in the demo).
+exemplar image (ImageNet-1k training images in DataComp; a small pool may use its trusted set).
 Deterministic for a seed; k is capped at the number of pool samples.
 """
 

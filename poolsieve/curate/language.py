@@ -1,16 +1,11 @@
 """Caption language identification, pluggable.
 
-DataComp uses fastText's lid.176, whose weights must be downloaded. Offline, a detector whose
-model ships inside its package serves:
-
-- ``lingua`` (default; lingua-language-detector, models in the wheel, high-accuracy mode, Rust,
-  parallel) over ``WEB_LANGUAGES``: right on short captions where langid is not.
-- ``langid`` (langid.py, 97 languages): light and fast, but on short English captions it is often
-  wrong with high confidence ("Simple violet cross illustration, flat design" -> fr, 0.99): on the
-  demo world it called 25% of English captions something else.
+DataComp uses fastText's lid.176, whose weights must be downloaded; offline, a detector whose
+model ships inside its package serves: ``lingua`` (the default, right on short captions) or
+``langid`` (lighter, often wrong on short English captions; figures in docs/decisions.md).
 
 A detector is any callable ``texts -> [(ISO 639-1 code, confidence)]``; register one in
-``DETECTORS`` to make it selectable by name (``PoolsieveResource.language_detector``).
+``DETECTORS`` to make it selectable by name (the curation resource's ``language_detector``).
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ source ``pool_features`` (and may ``ref`` other filters, e.g. intersections) and
 per uid: ``uid`` and ``reason`` (its own rule's reason to drop; NULL when the rule keeps it).
 ``subsets/strategy_decisions.sql`` then drops every never-trainable row with its
 ``ineligible_reason`` first, in one place for all filters. Its parameters come from its YAML
-``params`` and those of the filters it refs; ``demo_params`` replace them when the pool is the
-demo world (its tiny scorer's cosines sit higher than OpenAI B/32's, its images are smaller).
-Parameters are always bound, never pasted into SQL.
+``params`` and those of the filters it refs; a named profile (``profiles: {name: {...}}``, picked
+by the curation resource's ``param_profile``) replaces some of them, e.g. ``tiny-cpu`` for a small
+pool scored by a tiny CLIP, whose cosines sit higher than OpenAI B/32's. Parameters are always
+bound, never pasted into SQL.
 
 The subset file is DataComp's: a numpy structured array of dtype ``u8,u8`` holding
 (int(uid[:16], 16), int(uid[16:], 16)) of every kept uid, sorted ascending -- the same order as
@@ -38,13 +39,25 @@ def strategy_names(project: SqlProject | None = None) -> list[str]:
     return (project or SqlProject()).in_layer(FILTER_LAYER)
 
 
-def strategy_params(project: SqlProject, name: str, demo: bool) -> dict:
-    """The bound parameters of ``name`` and the filters it refs (conflicting values refused)."""
+def param_profiles(project: SqlProject) -> list[str]:
+    """The parameter profiles the filters define (``profiles:`` in their YAML)."""
+    models = [project.model(name) for name in strategy_names(project)]
+    return sorted({p for model in models for p in model.spec.get("profiles", {})})
+
+
+def strategy_params(project: SqlProject, name: str, profile: str = "") -> dict:
+    """The bound parameters of ``name`` and the filters it refs (conflicting values refused):
+    each model's ``params`` with its ``profile`` values on top ("": params only)."""
+    if profile and profile not in param_profiles(project):
+        raise ValueError(
+            f"unknown parameter profile {profile!r} (param_profile); "
+            f"the filters define {param_profiles(project)}"
+        )
     params: dict = {}
     for model in project.plan([name]):
         own = {
             **model.spec.get("params", {}),
-            **(model.spec.get("demo_params", {}) if demo else {}),
+            **model.spec.get("profiles", {}).get(profile, {}),
         }
         for key, value in own.items():
             if key in params and params[key] != value:
@@ -55,9 +68,9 @@ def strategy_params(project: SqlProject, name: str, demo: bool) -> dict:
     return params
 
 
-def strategy_hash(project: SqlProject, name: str, demo: bool) -> str:
+def strategy_hash(project: SqlProject, name: str, profile: str = "") -> str:
     """What a subset's content depends on: the SQL (and refs, macros) and the bound parameters."""
-    return project.code_version([name, DECISIONS_MODEL], strategy_params(project, name, demo))
+    return project.code_version([name, DECISIONS_MODEL], strategy_params(project, name, profile))
 
 
 def uid_pairs(uids: list[str]) -> np.ndarray:
@@ -109,7 +122,7 @@ def build_subset(
     lake: Lake,
     features_parquet: Path,
     name: str,
-    demo: bool,
+    profile: str = "",
     project: SqlProject | None = None,
 ) -> SubsetResult:
     """Run filter ``name`` over pool_features; write decisions.parquet and subset.npy."""
@@ -118,7 +131,7 @@ def build_subset(
         raise ValueError(f"unknown strategy {name!r}; known: {strategy_names(project)}")
     if not Path(features_parquet).is_file():
         raise FileNotFoundError(f"no pool_features at {features_parquet}: materialize it first")
-    params = strategy_params(project, name, demo)
+    params = strategy_params(project, name, profile)
     conn.read_parquet(str(features_parquet)).create_view("pool_features")
     sources = {"pool_features": "pool_features", "filter": name}
     project.run(conn, [name, DECISIONS_MODEL], sources, params)
@@ -142,7 +155,7 @@ def build_subset(
         len(kept),
         dict(sorted(counts.items())),
         params,
-        strategy_hash(project, name, demo),
+        strategy_hash(project, name, profile),
         {"decisions": Path(decisions), "npy": npy, "summary": out / "summary.json"},
     )
     summary = {

@@ -2,7 +2,7 @@
 
 DataComp evaluates on 38 tasks stored as webdatasets (its ``download_evalsets.py`` fetches them
 from the Hugging Face hub into one folder, one sub-folder per task). Nothing is downloaded here:
-point ``PoolsieveResource.eval_suite_dir`` (``POOLSIEVE_EVAL_SUITE``) at that folder, and every
+point ``eval_sets.suite_dir`` (``POOLSIEVE_EVAL_SUITE``) at that folder, and every
 sub-folder in clip_benchmark's webdataset layout is evaluated::
 
     <suite>/<task>/test/nshards.txt, test/0.tar ...   images + .cls labels (or .txt captions)
@@ -12,7 +12,7 @@ sub-folder in clip_benchmark's webdataset layout is evaluated::
 clip_benchmark reads the data (``build_dataset("wds/<task>", download=False)``) and scores
 retrieval; zero-shot classification uses this module's own classifier and
 poolsieve.curate.metrics's metrics, because clip_benchmark's ``accuracy()`` breaks on NumPy 2
-and its ``amp=True`` default means bf16 (4x slower on a CPU). Templates use clip_benchmark's
+and its ``amp=True`` default means bf16 (much slower on a CPU). Templates use clip_benchmark's
 ``{c}`` placeholder. The suite's average is the unweighted mean of each task's main metric
 (top-1 for classification, mean recall@1 for retrieval), as DataComp reports it; tasks that fail
 to load are listed, never silently dropped.
@@ -21,6 +21,7 @@ to load are listed, never silently dropped.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,18 @@ from poolsieve.clip.models import LoadedClip
 from poolsieve.curate.metrics import classification_metrics
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """The suite's outcome, as metrics.json's ``suite`` holds it."""
+
+    tasks: dict[str, dict[str, float]]  # task -> its metrics
+    failed: dict[str, str]  # task -> why it could not be evaluated
+    average: float | None  # mean of each evaluated task's main metric; None when none was
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def suite_tasks(root: str | Path) -> list[str]:
@@ -86,8 +99,10 @@ def _retrieve(clip: LoadedClip, ds, batch_size: int) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def evaluate_suite(clip: LoadedClip, root: str | Path, batch_size: int = 64, progress=None) -> dict:
-    """{"tasks": {task: metrics}, "failed": {task: error}, "average": mean of main metrics}.
+def evaluate_suite(
+    clip: LoadedClip, root: str | Path, batch_size: int = 64, progress=None
+) -> SuiteResult:
+    """Every task under ``root``; a task that fails to load is listed, not dropped.
 
     ``progress(done, total)`` is called after each task (38 of them in DataComp's suite)."""
     root, tasks, failed = Path(root), {}, {}
@@ -101,4 +116,4 @@ def evaluate_suite(clip: LoadedClip, root: str | Path, batch_size: int = 64, pro
         if progress:
             progress(done, len(names))
     main = [m["mean_recall@1"] if "mean_recall@1" in m else m["top1"] for m in tasks.values()]
-    return {"tasks": tasks, "failed": failed, "average": float(np.mean(main)) if main else None}
+    return SuiteResult(tasks, failed, float(np.mean(main)) if main else None)

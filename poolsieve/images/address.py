@@ -3,7 +3,7 @@
 A pool is untrusted web data, so a URL in it may point at the machine that downloads it
 (``http://127.0.0.1:2375/``), at the local network or at a cloud metadata service
 (``http://169.254.169.254/``). Only globally routable unicast addresses are fetched, unless an
-operator allowlists an address (the demo allowlists its own image server on 127.0.0.1).
+operator allowlists an address (e.g. a local image server on 127.0.0.1:port).
 
 These functions decide on addresses and URL text alone; :mod:`poolsieve.images.guard` applies
 them to the addresses DNS returns, right before each connect and on every redirect hop.

@@ -3,8 +3,8 @@
 Writes ``<lake>/eval_decontamination/<shard>/decontamination.parquet``: one row per downloaded
 sample (uid, key, max_similarity, nearest_eval, flagged, error); a sample whose image does not
 decode is kept with ``error`` set and ``flagged`` false, so every downloaded row is accounted for.
-The feature is poolsieve.images.pixel_features's pixel embedding (see that module for why not the demo's
-scorer, and for how the threshold was chosen). ``nearest_eval`` is the eval image's path relative
+The feature is poolsieve.images.pixel_features's pixel embedding (why not the scorer's, and how
+the threshold was chosen: docs/decisions.md). ``nearest_eval`` is the eval image's path relative
 to the eval folder, e.g. ``classification/images/cls-00012.png``.
 
 Eval features are computed once per eval set and cached in ``<lake>/eval_features/`` under a

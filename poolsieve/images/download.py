@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from poolsieve.duck import DuckSettings, connect
 from poolsieve.images.address import Allowlist, check_url
-from poolsieve.images.img2dataset_run import Progress, run_img2dataset
+from poolsieve.images.img2dataset_run import Log, Progress, run_img2dataset
 from poolsieve.images.settings import DownloadSettings
 from poolsieve.images.status import STATUS_FILE, build_status, error_counts, read_results
 from poolsieve.lake import Lake, replace_dir, tmp_path_for, upstream_file
@@ -54,17 +54,19 @@ def download_shard(
     out_dir: str | Path,
     settings: DownloadSettings | None = None,
     progress: Progress | None = None,
+    log: Log | None = None,
 ) -> DownloadResult:
     """Download the images of ``rows`` (uid, url, text[, face_bboxes, sha256]) into ``out_dir``.
 
     Must run in the main thread (img2dataset installs a signal handler). ``progress(done,
-    total)`` is called from a background thread while img2dataset runs, and once at the end.
+    total)`` is called from a background thread while img2dataset runs, and once at the end;
+    ``log`` gets img2dataset's own console output (see run_img2dataset).
     """
     settings = settings or DownloadSettings()
     table, out_dir, start = load_rows(rows, settings), Path(out_dir), time.monotonic()
     work = tmp_path_for(out_dir)
     try:
-        images = _download_into(work, table, settings, progress)
+        images = _download_into(work, table, settings, progress, log)
         replace_dir(images, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -93,7 +95,7 @@ def refuse_bad_urls(table: pa.Table, settings: DownloadSettings) -> dict[str, st
     return {uid: reason for uid, reason in reasons.items() if reason is not None}
 
 
-def _download_into(work: Path, table: pa.Table, settings, progress) -> Path:
+def _download_into(work: Path, table: pa.Table, settings, progress, log) -> Path:
     """Fill ``work/images`` with img2dataset's output and ``download_status.parquet``."""
     work.mkdir()
     images = work / "images"
@@ -109,6 +111,7 @@ def _download_into(work: Path, table: pa.Table, settings, progress) -> Path:
             progress=progress,
             offset=len(refused),
             total=table.num_rows,
+            log=log,
         )
     images.mkdir(exist_ok=True)
     pq.write_table(build_status(table, refused, read_results(images)), images / STATUS_FILE)
@@ -140,7 +143,7 @@ def _result(out_dir: Path, seconds: float) -> DownloadResult:
 
 
 DOWNLOAD_MODELS = ["shard_download_rows"]
-#: download_status error categories -> the demo truth's download outcomes
+#: download_status error categories -> the outcome the pool summary counts them under
 OUTCOME_OF_CATEGORY = {
     "blocked_private_address": "blocked",
     "blocked_redirect": "blocked",
@@ -167,16 +170,19 @@ def download_kept(
     settings: DownloadSettings,
     progress: Progress | None = None,
     project: SqlProject | None = None,
+    log: Log | None = None,
 ) -> tuple[DownloadResult, pa.Table]:
     """Download the kept rows of ``shard`` into its lake folder; returns the result and the rows."""
     with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
         rows = kept_rows(conn, lake, shard, project or SqlProject())
-    result = download_shard(rows, lake.partition_dir("shard_images", shard), settings, progress)
+    out_dir = lake.partition_dir("shard_images", shard)
+    result = download_shard(rows, out_dir, settings, progress, log)
     return result, rows
 
 
 def outcome_counts(errors: dict[str, int], success: int) -> dict[str, int]:
-    """Download results folded into the demo truth's outcome names (success, http_404, blocked...)."""
+    """Download results by outcome (success, http_404, blocked...): the fetch guard's three
+    refusals count as one ``blocked``, every other error category as itself."""
     counts = {"success": success} if success else {}
     for category, n in errors.items():
         outcome = OUTCOME_OF_CATEGORY.get(category, category)

@@ -7,15 +7,21 @@ img2dataset quirks handled here:
 - ``download`` installs its own SIGINT handler (which calls ``sys.exit``) and never restores it,
   so it must run in the main thread and we put the caller's handler back afterwards;
 - its progress lives in worker processes; the only signal the parent can read is each finished
-  shard's ``NNNNNNNN_stats.json``, so progress advances one img2dataset shard at a time.
+  shard's ``NNNNNNNN_stats.json``, so progress advances one img2dataset shard at a time;
+- it prints its own progress (sharding messages, tqdm bars, per-worker stats) from the parent and
+  its workers: that output is captured and handed to the caller's log (the asset's run log), not
+  the terminal, and a failure carries its last lines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +30,9 @@ from poolsieve.images.guard import opencv_env
 from poolsieve.images.settings import DownloadSettings, img2dataset_kwargs
 
 Progress = Callable[[int, int], None]
+Log = Callable[[str], None]
+#: the most lines of captured output logged (the last ones), and added to a failure's message
+LOGGED_LINES, FAILURE_LINES = 200, 40
 
 
 def run_img2dataset(
@@ -35,10 +44,13 @@ def run_img2dataset(
     progress: Progress | None = None,
     offset: int = 0,
     total: int = 0,
+    log: Log | None = None,
 ) -> None:
     """Download the rows of ``input_parquet`` into ``output_folder`` (which must not exist).
 
-    ``progress(offset + rows reported so far, total)`` is called from a background thread.
+    ``progress(offset + rows reported so far, total)`` is called from a background thread;
+    ``log`` gets img2dataset's console output once it ends (default: this module's Python logger
+    at DEBUG, shown by ``poolsieve -v``).
     """
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import img2dataset  # heavy (cv2, albumentations, wandb): imported only when downloading
@@ -47,6 +59,7 @@ def run_img2dataset(
     with (
         _environ(opencv_env(settings.policy())),
         _signals_for_workers(),
+        captured_output(log or logging.getLogger(__name__).debug),
         _poll_stats(output_folder, progress, offset, total),
     ):
         img2dataset.download(
@@ -67,6 +80,60 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def captured_output(log: Log) -> Iterator[None]:
+    """Send what the body writes to stdout and stderr to ``log`` instead of the terminal.
+
+    File descriptors 1 and 2 are redirected (not just ``sys.stdout``), so the output of child
+    processes and of C code is caught too, as is anything else the process writes meanwhile.
+    ``log`` gets it once, afterwards, with progress-bar redraws collapsed to their final state;
+    if the body raises, the output's last lines are added to the exception as a note.
+    """
+    with tempfile.TemporaryFile() as sink:
+        try:
+            with _redirected(sink.fileno()):
+                yield
+        except Exception as error:
+            tail = output_lines(sink)[-FAILURE_LINES:]
+            if tail:
+                error.add_note("console output before the error (last lines):\n" + "\n".join(tail))
+            raise
+        finally:
+            lines = output_lines(sink)
+            if lines:
+                omitted = max(len(lines) - LOGGED_LINES, 0)
+                head = [f"({omitted} earlier lines omitted)"] if omitted else []
+                log("\n".join(head + lines[-LOGGED_LINES:]))
+
+
+@contextlib.contextmanager
+def _redirected(target: int) -> Iterator[None]:
+    """File descriptors 1 and 2, and Python's sys.stdout and sys.stderr (which need not write to
+    them, under pytest for one), point at ``target`` while the body runs, then back."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in (1, 2)]
+    stream = open(os.dup(target), "w", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+    try:
+        for fd in (1, 2):
+            os.dup2(target, fd)
+        with stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            yield
+    finally:
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def output_lines(sink) -> list[str]:
+    """The non-blank lines written to ``sink``, each carriage-return redraw (a tqdm bar's
+    update) replaced by its last state."""
+    sink.seek(0)
+    text = sink.read().decode(errors="replace")
+    lines = (line.rstrip("\r").rsplit("\r", 1)[-1].rstrip() for line in text.split("\n"))
+    return [line for line in lines if line]
 
 
 @contextlib.contextmanager

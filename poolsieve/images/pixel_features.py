@@ -2,33 +2,14 @@
 
 Grain: one value per pool row -- the max cosine similarity to any eval image and which one.
 
-Two feature spaces, used for different reasons:
-
-- **Scorer embeddings** (the CLIP image embeddings already in the shard's npz). With a trained
-  scorer (a pretrained checkpoint in production) they catch semantic near-copies too -- crops,
-  re-renders, watermarks -- at no extra cost. With random or barely trained weights they cannot:
-  a random-init ViT-B-32 maps every image of the synthetic set below to nearly the same vector
-  (unrelated pairs at cosine ~0.98), and flags only 2/3 of the copies at 1% false flags.
-  The demo's tiny scorer learns color but barely shape (DESIGN.md section 7), so it cannot tell
-  one red star from another.
-- **Pixel features** (``pixel_embedding``): no model, deterministic, for copies of the same
-  picture (re-encoded, resized, shifted a few pixels, re-exposed), never for semantic ones.
-  Use them whenever the scorer is not a strong pretrained model (always in the demo), and beside
-  it in production; a row is contaminated if either flags it. They are ~10k floats per image:
-  compute them per block of pool images and keep only ``max_similarity``'s output.
-
-Measured (tests/test_decontam.py's generator; near-copies: shift 2-5% + rescale, JPEG q15-70,
-brightness x0.7-1.3, shift + JPEG): at ``PIXEL_THRESHOLD`` 0.94, recall 98-99% with 0% false
-flags among 1,200 unrelated scenes (two seeds). On the demo world's own renderer and
-perturbations (flat shape on grey texture; 280 copies vs 3,000 unrelated renders, many of the
-same concept) images are far more alike: 98.6-100% recall at 0.8% false flags (two seeds).
-Where the false-flag budget matters, calibrate with ``threshold_for_false_flag_rate`` on images
-known to be unrelated to the eval set (the demo's trusted set; an older pool slice in
-production).
-
-``max_similarity`` is blocked so memory stays bounded by ``block_size``^2 floats whatever the
-sizes (~256 MB of scratch at the default). 100k x 10k x 512-d took 20 s on this 2-core CPU, so
-1M x 10k takes minutes.
+The feature is ``pixel_embedding``: no model, deterministic, it matches copies of the same
+picture (re-encoded, resized, shifted a few pixels, re-exposed), never semantic ones. A weak
+scorer's CLIP embeddings cannot tell such copies from unrelated images, so these are used
+whenever the scorer is not a strong pretrained model, and beside it otherwise.
+``PIXEL_THRESHOLD`` and the alternatives, with their recall and false-flag figures:
+docs/decisions.md. ``threshold_for_false_flag_rate`` calibrates a threshold on images known to
+be unrelated to the eval set. ``max_similarity`` works a block at a time, so memory stays
+bounded by ``block_size``^2 floats whatever the sizes.
 """
 
 from __future__ import annotations
@@ -41,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
-PIXEL_THRESHOLD = 0.94  # pixel_embedding cosine; see the module doc for how it was chosen
+PIXEL_THRESHOLD = 0.94  # pixel_embedding cosine; how it was chosen: docs/decisions.md
 LAYOUT_SIZE, FFT_SIZE, ASPECT_SCALE = 24, 128, 4.0
 PIXEL_WEIGHTS = (1.0, 2.0, 1.0)  # layout, texture spectrum, aspect
 PIXEL_DIM = 3 * LAYOUT_SIZE**2 + FFT_SIZE * (FFT_SIZE // 2 + 1) + 2

@@ -32,7 +32,7 @@ class DownloadSettings:
     oom_shard_count: int = 8
     # DataComp issue #67: ~14% of pool images changed since the pool was built.
     verify_sha256: bool = False
-    # Safety (DESIGN §9): "ip:port" or CIDR strings reachable although private or loopback.
+    # Safety: "ip:port" or CIDR strings reachable although private or loopback.
     allowlist: tuple[str, ...] = ()
     max_image_bytes: int = 20 * 2**20
     max_image_pixels: int = 89_478_485  # PIL's default decompression-bomb limit

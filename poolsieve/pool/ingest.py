@@ -107,8 +107,8 @@ def _reason_counts(conn: duckdb.DuckDBPyConnection) -> dict[str | None, int]:
 
 
 def write_parquet(conn: duckdb.DuckDBPyConnection, query: str, final, params=None) -> str:
-    """Write a query's result to ``final`` atomically (zstd level 1: ~2x faster than level 3 here,
-    about the same size). The query is project text; values reach it as bound parameters."""
+    """Write a query's result to ``final`` atomically, zstd level 1 (docs/decisions.md). The
+    query is project text; values reach it as bound parameters."""
     tmp = tmp_path_for(final)
     conn.execute(
         f"COPY ({query}) TO $path (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",

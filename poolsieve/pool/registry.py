@@ -4,12 +4,10 @@ One row per (shard, row_idx): the 128-bit key of the normalized URL (``url_key``
 128-bit integer (``uid_key``) and the shard's position in pool order (``shard_seq``). Ingesting a
 shard replaces exactly that shard's rows, so re-ingesting is idempotent.
 
-Why this shape: dedup of a new shard needs, for each of its URLs and uids, the earliest earlier
-occurrence. Fixed-width 16-byte keys make that a hash join whose build side is the new shard and
-whose probe reads only two integer columns of the registry (no strings, no source files), so the
-work grows with the new shard; the per-URL cost of the old pool is a sequential scan of 32 bytes.
-``bucket`` (top 10 bits of url_key) is the unit for splitting the registry across workers or disks:
-all occurrences of one URL live in one bucket, so buckets dedup independently.
+Why this shape: with fixed-width keys, deduplicating a new shard is a hash join built on that
+shard that reads only two integer columns of the registry, so the work grows with the new shard
+(docs/decisions.md). ``bucket`` (top 10 bits of url_key) is the unit for splitting the registry
+across workers or disks: all occurrences of one URL live in one bucket.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """URL normalization for Python callers: a thin wrapper over the ``normalize_url`` SQL macro.
 
 The rules live in exactly one place, ``dbt_like_sql/macros/normalize_url.sql``; this module runs
-that macro in an in-memory DuckDB so Python code (the CLI, tests, the demo generator) gets the
+that macro in an in-memory DuckDB so Python code (the CLI, tests, pool generators) gets the
 same answer as the staging SQL.
 """
 
