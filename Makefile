@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup browser demo test test-fast dev screenshots lint format bench-dedup bench-embed bench-datacomp clean
+.PHONY: setup browser demo test test-unit test-integration test-e2e test-fast dev screenshots lint format bench-dedup bench-embed bench-datacomp clean
 
 setup: $(STAMP) browser
 
@@ -37,8 +37,16 @@ demo: setup          ## generate the demo pool and run the main job on it
 test: setup          ## every test, slow ones included (what CI runs)
 	$(PY) -m pytest
 
-test-fast: setup     ## skip tests marked slow
-	$(PY) -m pytest -m "not slow"
+test-unit: setup     ## the unit lane: no CLIP training, no img2dataset, no server (~1 min)
+	$(PY) -m pytest tests/unit
+
+test-integration: setup   ## training, downloads, servers, Dagster runs with local resources
+	$(PY) -m pytest tests/integration
+
+test-e2e: setup      ## the console script and the UI, as a user runs them
+	$(PY) -m pytest tests/e2e
+
+test-fast: test-unit
 
 # the demo's code location (production's, configured by POOLSIEVE_*: dagster dev -w workspace.yaml)
 dev: setup           ## the Dagster UI on http://127.0.0.1:3000 over the demo's lake

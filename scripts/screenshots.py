@@ -5,7 +5,7 @@
 Starts `dagster dev` on 127.0.0.1 with the demo's code location (as `make dev` does) over the
 demo's DAGSTER_HOME and lake, opens the asset graph, a partitioned asset's partitions and the
 leaderboard's plot in Debian's chromium (Playwright), saves each page, and stops the server by
-PID. The browser test (tests/test_ui.py) checks the same
+PID. The browser test (tests/e2e/test_ui.py) checks the same
 pages on a small world of its own.
 """
 

@@ -96,3 +96,19 @@ def resources(lake, source_dir):
 
     lake_fields = {"lake_dir": str(lake.root), "source": str(source_dir), "duckdb_threads": 2}
     return resources_from_env(env={}, lake=lake_fields)
+
+
+TESTS = Path(__file__).resolve().parent
+LANES = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test carries its lane (the folder under tests/) as a marker; integration and e2e tests
+    are also ``slow``, so ``-m "not slow"`` is the unit lane."""
+    for item in items:
+        lane = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
+        if lane not in LANES:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(LANES)}}}/")
+        item.add_marker(lane)
+        if lane != "unit":
+            item.add_marker("slow")

@@ -1,6 +1,6 @@
 """Our CLIP architectures are open_clip JSON files in `configs/`, found by name like open_clip's own.
 
-Adding an architecture = adding a JSON file; `tests/test_clip_models.py` loops over every file here,
+Adding an architecture = adding a JSON file; `tests/unit/clip/test_models.py` loops over every file here,
 so a new config is built and run forward without a test edit.
 """
 

@@ -32,7 +32,7 @@ from poolsieve.images.errors import GuardRefusal
 from poolsieve.images.guard import FetchPolicy, build_opener
 from poolsieve.images.settings import DownloadSettings, img2dataset_kwargs
 from poolsieve.images.status import STATUS_FILE, status_row
-from tests.test_url_guard import png_declaring
+from tests.unit.images.test_guard import png_declaring
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:

@@ -16,7 +16,6 @@ from poolsieve.pipelines.resources import (
 from poolsieve.images.address import endpoints_for_hosts
 from poolsieve_demo import WorldConfig, write_demo_world
 from poolsieve_demo.resources import PARAM_PROFILE, demo_resources, world_dir
-from poolsieve_demo.server import health
 from tests.repo import REPO_ROOT
 
 TINY = WorldConfig(trusted_samples=10, trusted_shard_size=10, eval_per_class=1, retrieval_images=4)
@@ -45,21 +44,6 @@ def test_the_demo_hands_over_its_paths_profile_and_server(lake_dir):
     assert resources.scorer.settings.trusted_dir == str(world / "trusted")
     assert resources.eval_sets.eval_path == str(world / "eval")
     assert resources.curation.param_profile == PARAM_PROFILE == "tiny-cpu"
-
-
-def test_the_demo_downloader_keeps_its_server_up_while_a_step_downloads(tmp_path):
-    from poolsieve_demo.server import free_port
-
-    lake = tmp_path / "lake"
-    url = f"http://127.0.0.1:{free_port()}"
-    world = write_demo_world(
-        world_dir(lake), base_url=url, n_shards=1, rows_per_shard=60, config=TINY
-    )
-    heard = []
-    with demo_resources(lake, env={}).downloader.hosts_up(heard.append):
-        assert health(world.base_url)["root"] == str(world.root.resolve())
-    assert health(world.base_url) is None
-    assert heard and f"port {world.port}" in heard[0]
 
 
 def test_production_defaults_name_what_is_missing():

@@ -294,7 +294,7 @@ def test_eval_images_are_held_out(world, rows, routes):
 def test_pipeline_matches_the_truth_and_keeps_every_problem_row(world, tmp_path):
     """Ingest + URL dedup on the world's shards: the expected counts hold exactly, and no row
     planted with a content problem is quarantined or dropped (all of them reach the downloader)."""
-    from tests.test_demo_pool import _outcomes, _run_pipeline
+    from tests.unit.demo.test_rows import _outcomes, _run_pipeline
 
     lake, ingested, decided = _run_pipeline(world, tmp_path / "lake")
     for shard, want in world.truth["expected"]["per_shard"].items():

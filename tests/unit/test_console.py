@@ -2,8 +2,6 @@
 
 import json
 import logging
-import subprocess
-import sys
 
 import dagster as dg
 import pytest
@@ -53,28 +51,6 @@ CHATTY = (
     "import sys; print('Sharding file number 1 of 1', flush=True);"
     "sys.stderr.write('\\r0it [00:00]\\r1it [00:13]\\n'); print('total - success: 0.917')"
 )
-
-
-def test_captured_output_goes_to_the_log_not_the_terminal(capfd):
-    logged = []
-    with captured_output(logged.append):
-        print("from the parent")
-        subprocess.run([sys.executable, "-c", CHATTY], check=True)
-    print("after the block")
-    assert logged == [
-        "from the parent\nSharding file number 1 of 1\n1it [00:13]\ntotal - success: 0.917"
-    ]
-    out, err = capfd.readouterr()
-    assert out == "after the block\n" and err == ""
-
-
-def test_captured_output_on_failure_is_logged_and_carried_by_the_error():
-    logged = []
-    with pytest.raises(RuntimeError, match="boom") as raised, captured_output(logged.append):
-        subprocess.run([sys.executable, "-c", "print('worker: HTTP 500 from the server')"])
-        raise RuntimeError("boom")
-    assert logged == ["worker: HTTP 500 from the server"]
-    assert "worker: HTTP 500 from the server" in "\n".join(raised.value.__notes__)
 
 
 def test_captured_output_reaches_the_run_log_and_the_step_failure():
