@@ -11,24 +11,28 @@ from poolsieve.pipelines.definitions import defs
 from tests.repo import REPO_ROOT
 
 
-def test_workspace_yaml_loads_with_dagster_cli(tmp_path):
-    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
-    assert (
-        workspace["load_from"][0]["python_module"]["module_name"]
-        == "poolsieve.pipelines.definitions"
-    )
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+def _validates(location: list[str], **env: str) -> None:
+    """``dagster definitions validate`` on a code location, in a fresh process, succeeds."""
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.run(
-        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        [str(dagster), "definitions", "validate", *location],
         cwd=REPO_ROOT,
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Validation successful" in proc.stderr + proc.stdout
+
+
+def test_workspace_yaml_loads_with_dagster_cli(tmp_path):
+    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    assert (
+        workspace["load_from"][0]["python_module"]["module_name"]
+        == "poolsieve.pipelines.definitions"
+    )
+    _validates(["-w", "workspace.yaml"], DAGSTER_HOME=str(tmp_path))
 
 
 def test_the_demo_location_is_the_same_graph_bound_to_the_demo_world(tmp_path):
@@ -41,15 +45,8 @@ def test_the_demo_location_is_the_same_graph_bound_to_the_demo_world(tmp_path):
     resources = demo_defs.resources
     assert isinstance(resources["downloader"], DemoDownloaderResource)
     assert resources["curation"].param_profile == "tiny-cpu"
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "POOLSIEVE_LAKE": str(tmp_path / "lake")}
-    dagster = Path(sys.executable).parent / "dagster"
-    proc = subprocess.run(
-        [str(dagster), "definitions", "validate", "-m", "poolsieve_demo.definitions"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    _validates(
+        ["-m", "poolsieve_demo.definitions"],
+        DAGSTER_HOME=str(tmp_path),
+        POOLSIEVE_LAKE=str(tmp_path / "lake"),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Validation successful" in proc.stderr + proc.stdout
