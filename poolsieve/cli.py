@@ -74,9 +74,10 @@ def cmd_lineage(args) -> int:
         )
         return 2
     instance = get_instance()
-    doc = dataset_lineage(instance, args.strategy, _registered_shards(instance))
-    print(json.dumps(doc, indent=1, default=str) if args.json else format_lineage(doc))
-    return 0 if doc["steps"]["clip_model"] else 1
+    lineage = dataset_lineage(instance, args.strategy, _registered_shards(instance))
+    text = json.dumps(lineage.to_dict(), indent=1, default=str)
+    print(text if args.json else format_lineage(lineage))
+    return 0 if lineage.steps["clip_model"] else 1
 
 
 def cmd_stale(args) -> int:

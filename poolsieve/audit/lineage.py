@@ -8,8 +8,9 @@ materializations pool_features read. ``poolsieve lineage`` prints it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from poolsieve.audit.events import latest_record
+from poolsieve.audit.events import Materialization, latest_record
 from poolsieve.lake import SHARD_ASSETS
 
 #: the per-strategy steps behind a model, newest first
@@ -34,44 +35,60 @@ SHOWN_KEYS = {
 }
 
 
-def dataset_lineage(instance, strategy: str, shards: list[str]) -> dict:
+@dataclass(frozen=True)
+class Lineage:
+    """What produced one strategy's model: each step's materialization (None: never
+    materialized) and the shard materializations pool_features read."""
+
+    strategy: str
+    steps: dict[str, Materialization | None]
+    shards: dict[str, Materialization | None]
+
+    def to_dict(self) -> dict:
+        """The JSON document (``{}`` for a step never materialized)."""
+
+        def plain(steps: dict[str, Materialization | None]) -> dict:
+            return {key: step.to_dict() if step else {} for key, step in steps.items()}
+
+        return {"strategy": self.strategy, "steps": plain(self.steps), "shards": plain(self.shards)}
+
+
+def dataset_lineage(instance, strategy: str, shards: list[str]) -> Lineage:
     """What produced ``strategy``'s model, read from the event log: each step's materialization
     (run, code and data version, key metadata) and, for the pool, the shard materializations
     that existed when pool_features ran (the ones it read)."""
     steps = {asset: latest_record(instance, asset, strategy) for asset in STRATEGY_STEPS}
-    features = latest_record(instance, "pool_features", None, steps["subset"].get("storage_id"))
-    before = features.get("storage_id")
+    subset = steps["subset"]
+    features = latest_record(instance, "pool_features", None, subset and subset.storage_id)
+    before = features and features.storage_id
     steps["pool_features"] = features
     steps["scorer"] = latest_record(instance, "scorer", None, before)
     pool = {
         f"{a}[{s}]": latest_record(instance, a, s, before) for s in shards for a in SHARD_ASSETS
     }
-    return {"strategy": strategy, "steps": steps, "shards": pool}
+    return Lineage(strategy, steps, pool)
 
 
-def format_lineage(doc: dict) -> str:
-    lines = [f"lineage of strategy {doc['strategy']} (from the Dagster event log)"]
-    for asset, step in doc["steps"].items():
+def format_lineage(lineage: Lineage) -> str:
+    lines = [f"lineage of strategy {lineage.strategy} (from the Dagster event log)"]
+    for asset, step in lineage.steps.items():
         if not step:
             lines.append(f"  {asset}: never materialized")
             continue
-        keys = SHOWN_KEYS.get(asset) or list(step["metadata"])
-        meta = step["metadata"]
-        shown = ", ".join(f"{k}={rounded(meta[k])}" for k in keys if k in meta)
+        keys = SHOWN_KEYS.get(asset) or list(step.metadata)
+        shown = ", ".join(f"{k}={rounded(step.metadata[k])}" for k in keys if k in step.metadata)
         lines.append(
-            f"  {asset}: run {step['run_id'][:8]}, code {step['code_version']}, "
-            f"data {str(step['data_version'])[:12]}\n      {shown}"
+            f"  {asset}: run {step.run_id[:8]}, code {step.code_version}, "
+            f"data {str(step.data_version)[:12]}\n      {shown}"
         )
     lines.append("  pool shards read by pool_features:")
-    for key, step in doc["shards"].items():
+    for key, step in lineage.shards.items():
         if step:
-            meta = step["metadata"]
+            meta = step.metadata
             detail = (
                 meta.get("source_sha256") or meta.get("sql_hash") or meta.get("scorer_sha256") or ""
             )
-            lines.append(
-                f"    {key}: run {step['run_id'][:8]}, code {step['code_version']} {detail}"
-            )
+            lines.append(f"    {key}: run {step.run_id[:8]}, code {step.code_version} {detail}")
         else:
             lines.append(f"    {key}: not materialized before pool_features")
     return "\n".join(lines)

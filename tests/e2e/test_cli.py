@@ -111,6 +111,9 @@ def _audit_commands_answer(tmp_path):
         assert f"  {step}: run " in lineage.stdout
     assert "samples_seen=256" in lineage.stdout and "sql_hash=" in lineage.stdout
     assert lineage.stdout.count("clip_embeddings[shard_") == 2
+    as_json = _run(["lineage", "no_filter", "--json"], tmp_path)
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    assert json.loads(as_json.stdout)["steps"]["clip_model"]["metadata"]["samples_seen"] == 256
     # observes the filters first, with the parameter profile the demo's runs used
     stale = _run(["stale", "--lake", str(lake), "--profile", "tiny-cpu"], tmp_path)
     assert stale.returncode == 0, stale.stderr[-2000:]

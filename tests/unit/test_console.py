@@ -7,11 +7,10 @@ import dagster as dg
 import pytest
 from poolsieve.pipelines.runner import console_run_config
 
-from poolsieve.audit.lineage import format_lineage, rounded
+from poolsieve.audit.events import Materialization
+from poolsieve.audit.lineage import Lineage, format_lineage, rounded
 from poolsieve.cli import build_parser
 from poolsieve.images.img2dataset_run import captured_output
-
-RUN = {"run_id": "0123456789abcdef", "code_version": "v1", "data_version": "d" * 40}
 
 
 def test_rounded_keeps_four_significant_digits_and_leaves_the_rest():
@@ -27,23 +26,29 @@ def test_rounded_keeps_four_significant_digits_and_leaves_the_rest():
     assert str(rounded(float("nan"))) == "nan" and rounded(float("inf")) == float("inf")
 
 
+def _step(metadata: dict) -> Materialization:
+    return Materialization("0123456789abcdef", 0.0, 1, "v1", "d" * 16, metadata)
+
+
 def test_format_lineage_rounds_metrics_but_the_doc_keeps_them():
     evaluation = {"classification/top1": 0.10416666666666667, "samples_seen": 12800}
-    doc = {
-        "strategy": "clip_score_top30",
-        "steps": {
-            "evaluation": RUN | {"metadata": evaluation},
-            "clip_model": RUN | {"metadata": {"loss_first": 4.852030277252197, "seed": 0}},
-            "subset": RUN
-            | {"metadata": {"kept": 471, "params": {"fraction": 0.30000000000000004}}},
+    lineage = Lineage(
+        "clip_score_top30",
+        steps={
+            "evaluation": _step(evaluation),
+            "clip_model": _step({"loss_first": 4.852030277252197, "seed": 0}),
+            "subset": _step({"kept": 471, "params": {"fraction": 0.30000000000000004}}),
+            "scorer": None,
         },
-        "shards": {},
-    }
-    text = format_lineage(doc)
+        shards={},
+    )
+    text = format_lineage(lineage)
     assert "classification/top1=0.1042, samples_seen=12800" in text
     assert "seed=0, loss_first=4.852" in text
     assert "kept=471, params={'fraction': 0.3}" in text
-    assert "0.10416666666666667" in json.dumps(doc)  # --json prints the doc: full precision
+    assert "scorer: never materialized" in text
+    doc = json.dumps(lineage.to_dict())  # --json prints the doc: full precision
+    assert "0.10416666666666667" in doc and '"scorer": {}' in doc
 
 
 # a child process writing to both streams, with a tqdm-like bar redrawn by carriage returns
