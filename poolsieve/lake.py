@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -47,8 +48,26 @@ class Lake:
         """The folder of one asset partition (partition keys may hold '/', so they are quoted)."""
         return self.root / asset / quote(partition, safe="")
 
-    def asset_glob(self, asset: str, filename: str) -> str:
-        return str(self.root / asset / "*" / filename)
+    def asset_files(self, asset: str, filename: str) -> list[str]:
+        """``filename`` of every partition of ``asset`` that has it, as literal paths for DuckDB;
+        folders under a hidden (temporary) name, a crash's leftovers, are not partitions."""
+        folder = self.root / asset
+        found = folder.glob(f"*/{filename}") if folder.is_dir() else []
+        return sorted(literal_path(p) for p in found if not p.parent.name.startswith("."))
+
+
+#: the characters DuckDB's file readers take as a glob pattern
+_GLOB_CHARS = re.compile(r"([*?\[])")
+
+
+def literal_path(path: str | Path) -> str:
+    """``path`` as a DuckDB file pattern that matches exactly that file.
+
+    DuckDB reads every file name as a glob, so a source file named ``part-*.parquet`` would also
+    read ``part-1.parquet``. Each glob character becomes a one-character class (``[*]``), which
+    matches only itself; paths without one are unchanged.
+    """
+    return _GLOB_CHARS.sub(r"[\1]", str(path))
 
 
 def tmp_path_for(final: Path) -> Path:

@@ -18,6 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from poolsieve.lake import literal_path
+
 #: canonical column -> DuckDB type, in output order (DataComp's pool metadata schema).
 CANONICAL: dict[str, str] = {
     "uid": "VARCHAR",
@@ -112,7 +114,7 @@ def canonical_relation(
     # folds `isnan(score)` to false, letting NaN scores past validation (duckdb#25521).
     rel = conn.sql(
         "SELECT * FROM read_parquet($path, file_row_number = true, can_have_nan = true)",
-        params={"path": path},
+        params={"path": literal_path(path)},
     )
     exprs = [
         duckdb.ColumnExpression("file_row_number").cast(duckdb.sqltype("BIGINT")).alias("row_idx")

@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from poolsieve.lake import literal_path
 from poolsieve.paths import sql_dir
 
 _REF = re.compile(r"\{\{\s*ref\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*\)\s*\}\}")
@@ -191,7 +192,7 @@ def file_test_failures(
     """The YAML column tests of each model, run on the parquet file it was written to."""
     failures = []
     for name, path in files.items():
-        conn.read_parquet(str(path)).create_view(name, replace=True)
+        conn.read_parquet(literal_path(path)).create_view(name, replace=True)
         failures += column_test_failures(conn, project.model(name), name)
     return failures
 

@@ -36,7 +36,7 @@ def near_duplicate_rates(root: Path, truth_path: Path) -> DetectionRates:
     conn = duckdb.connect()
     rows = conn.execute(
         "SELECT uid, flagged FROM read_parquet($p) WHERE error IS NULL",
-        {"p": Lake(root).asset_glob("eval_decontamination", DECONTAM_FILE)},
+        {"p": Lake(root).asset_files("eval_decontamination", DECONTAM_FILE)},
     ).fetchall()
     flags = np.array([f for _, f in rows], dtype=bool)
     truth = np.array([u in planted for u, _ in rows], dtype=bool)

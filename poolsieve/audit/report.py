@@ -20,21 +20,21 @@ def lake_counts(root: Path) -> dict[str, dict[str, int]]:
     "embedded" and "decontamination" ({"compared": n, "flagged": n})."""
     lake = Lake(root)
     conn = duckdb.connect()
-    normalized = _count(conn, lake.asset_glob("pool_shard", "rows.parquet"))
-    dropped = _by_reason(conn, lake.asset_glob("url_dedup", "decisions.parquet"))
+    normalized = _count(conn, lake.asset_files("pool_shard", "rows.parquet"))
+    dropped = _by_reason(conn, lake.asset_files("url_dedup", "decisions.parquet"))
     counts = {
-        "quarantine": _by_reason(conn, lake.asset_glob("pool_shard", "quarantine.parquet")),
+        "quarantine": _by_reason(conn, lake.asset_files("pool_shard", "quarantine.parquet")),
         "dedup": {"keep": normalized - sum(dropped.values()), **dropped},
     }
     download = _by_reason(
-        conn, lake.asset_glob("shard_images", STATUS_FILE), "coalesce(error_category, 'success')"
+        conn, lake.asset_files("shard_images", STATUS_FILE), "coalesce(error_category, 'success')"
     )
     if download:
         success = download.pop("success", 0)
         counts["download"] = outcome_counts(download, success)
-        counts["embedded"] = {"rows": _count(conn, lake.asset_glob("clip_embeddings", EMB_FILE))}
+        counts["embedded"] = {"rows": _count(conn, lake.asset_files("clip_embeddings", EMB_FILE))}
         flagged = _by_reason(
-            conn, lake.asset_glob("eval_decontamination", DECONTAM_FILE), "flagged"
+            conn, lake.asset_files("eval_decontamination", DECONTAM_FILE), "flagged"
         )
         counts["decontamination"] = {
             "compared": sum(flagged.values()),
@@ -73,23 +73,19 @@ def _image_lines(counts: dict) -> list[str]:
     return lines
 
 
-def _count(conn, pattern: str) -> int:
-    try:
-        return conn.execute("SELECT count(*) FROM read_parquet($p)", {"p": pattern}).fetchall()[0][
-            0
-        ]
-    except duckdb.IOException:
+def _count(conn, files: list[str]) -> int:
+    if not files:
         return 0
+    return conn.execute("SELECT count(*) FROM read_parquet($p)", {"p": files}).fetchall()[0][0]
 
 
-def _by_reason(conn, pattern: str, value: str = "reason") -> dict[str, int]:
+def _by_reason(conn, files: list[str], value: str = "reason") -> dict[str, int]:
     """{value: rows} of a column or expression (project text) over files; NULL is left out."""
-    try:
-        rows = conn.execute(
-            f"SELECT lower({value}::VARCHAR) AS v, count(*) FROM read_parquet($p) "
-            "WHERE v IS NOT NULL GROUP BY v ORDER BY v",
-            {"p": pattern},
-        ).fetchall()
-    except duckdb.IOException:
+    if not files:
         return {}
+    rows = conn.execute(
+        f"SELECT lower({value}::VARCHAR) AS v, count(*) FROM read_parquet($p) "
+        "WHERE v IS NOT NULL GROUP BY v ORDER BY v",
+        {"p": files},
+    ).fetchall()
     return dict(rows)

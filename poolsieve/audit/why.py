@@ -15,7 +15,7 @@ import duckdb
 from poolsieve.audit.events import latest_materialization
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.status import STATUS_FILE
-from poolsieve.lake import SHARD_ASSETS, Lake
+from poolsieve.lake import SHARD_ASSETS, Lake, literal_path
 from poolsieve.sqlrunner import SqlProject
 
 #: source -> (asset, file, columns of an empty stand-in when nothing is materialized yet)
@@ -60,10 +60,15 @@ def _view(conn, name: str, files: list[str], columns: str) -> None:
 
 def _register(conn, lake: Lake) -> None:
     for name, (asset, file, columns) in SOURCES.items():
-        _view(conn, name, sorted(str(p) for p in lake.root.glob(f"{asset}/*/{file}")), columns)
+        _view(conn, name, lake.asset_files(asset, file), columns)
     features = lake.root / "pool_features" / "pool_features.parquet"
-    _view(conn, "pool_features", [str(features)] if features.is_file() else [], FEATURES_COLUMNS)
-    subsets = sorted(str(p) for p in lake.root.glob("subset/*/decisions.parquet"))
+    _view(
+        conn,
+        "pool_features",
+        [literal_path(features)] if features.is_file() else [],
+        FEATURES_COLUMNS,
+    )
+    subsets = lake.asset_files("subset", "decisions.parquet")
     if subsets:
         conn.sql(
             "SELECT *, regexp_extract(filename, '/subset/([^/]+)/decisions.parquet$', 1) AS strategy "

@@ -27,7 +27,7 @@ from poolsieve.curate.clusters import exemplar_clusters
 from poolsieve.curate.language import detector
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.status import STATUS_FILE
-from poolsieve.lake import Lake, upstream_file
+from poolsieve.lake import Lake, literal_path, upstream_file
 from poolsieve.pool.ingest import write_parquet
 from poolsieve.sqlrunner import SqlProject
 
@@ -132,7 +132,7 @@ def build_pool_features(
 ) -> FeaturesResult:
     files = input_files(lake, shards)
     for name, paths in files.items():
-        conn.read_parquet(paths, union_by_name=True).create_view(name)
+        conn.read_parquet([literal_path(p) for p in paths], union_by_name=True).create_view(name)
     languages = _languages(conn, settings)
     cluster_table, clusters = _clusters(files["embeddings"], clip, exemplar_tars, settings)
     conn.register("languages", languages)

@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from poolsieve.lake import Lake, commit, tmp_path_for, write_bytes_atomic
+from poolsieve.lake import Lake, commit, literal_path, tmp_path_for, write_bytes_atomic
 from poolsieve.pool.ingest import write_parquet
 from poolsieve.sqlrunner import SqlProject
 
@@ -132,7 +132,7 @@ def build_subset(
     if not Path(features_parquet).is_file():
         raise FileNotFoundError(f"no pool_features at {features_parquet}: materialize it first")
     params = strategy_params(project, name, profile)
-    conn.read_parquet(str(features_parquet)).create_view("pool_features")
+    conn.read_parquet(literal_path(features_parquet)).create_view("pool_features")
     sources = {"pool_features": "pool_features", "filter": name}
     project.run(conn, [name, DECISIONS_MODEL], sources, params)
     out = lake.partition_dir("subset", name)

@@ -24,7 +24,7 @@ from poolsieve.images.address import Allowlist, check_url
 from poolsieve.images.img2dataset_run import Log, Progress, run_img2dataset
 from poolsieve.images.settings import DownloadSettings
 from poolsieve.images.status import STATUS_FILE, build_status, error_counts, read_results
-from poolsieve.lake import Lake, replace_dir, tmp_path_for, upstream_file
+from poolsieve.lake import Lake, literal_path, replace_dir, tmp_path_for, upstream_file
 from poolsieve.sqlrunner import SqlProject
 
 REQUIRED_COLUMNS = ("uid", "url", "text")
@@ -157,7 +157,7 @@ def kept_rows(conn: duckdb.DuckDBPyConnection, lake: Lake, shard: str, project: 
         ("shard_rows", "pool_shard", "rows.parquet"),
         ("shard_decisions", "url_dedup", "decisions.parquet"),
     ]:
-        conn.read_parquet(str(upstream_file(lake, asset, shard, file))).create_view(name)
+        conn.read_parquet(literal_path(upstream_file(lake, asset, shard, file))).create_view(name)
     project.run(
         conn, DOWNLOAD_MODELS, {"shard_rows": "shard_rows", "shard_decisions": "shard_decisions"}
     )

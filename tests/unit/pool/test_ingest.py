@@ -137,3 +137,19 @@ def test_reasons_list_matches_the_sql_yaml():
     reason = next(c for c in spec["columns"] if c["name"] == "reason")
     accepted = next(t for t in reason["tests"] if isinstance(t, dict))["accepted_values"]["values"]
     assert accepted == QUARANTINE_REASONS
+
+
+GLOB_NAMES = ["part-*.parquet", "a?c.parquet", "c[1].parquet", "d{1,2}.parquet", "f[!].parquet"]
+#: files a name above would match if it were read as a pattern
+LOOKALIKES = ["part-1.parquet", "part-2.parquet", "abc.parquet", "c1.parquet", "d1.parquet"]
+
+
+@pytest.mark.parametrize("name", GLOB_NAMES)
+def test_a_file_name_with_glob_characters_is_read_as_that_one_file(source_dir, conn, lake, name):
+    for i, other in enumerate(LOOKALIKES):
+        write_datacomp(source_dir / other, [row(1000 + i)])
+    path = write_datacomp(source_dir / name, [row(1), row(2)])
+    result = ingest_shard(conn, lake, name, 0, str(path))
+    assert (result.rows_read, result.rows_normalized) == (2, 2)
+    rows = duckdb.sql("SELECT uid FROM read_parquet($p)", params={"p": [result.files["rows"]]})
+    assert sorted(u for (u,) in rows.fetchall()) == [uid(1), uid(2)]
