@@ -42,11 +42,20 @@ def run_main_job(resources: Resources, job_name: str = "all") -> tuple[int, dict
     (``hosts_up``) for the whole loop over shards. Returns the exit status and
     poolsieve.audit.report.lake_counts."""
     from poolsieve.audit.report import lake_counts, lake_summary
-    from poolsieve.pool.sources import scan_source
+    from poolsieve.pool.sources import SourceError, scan_source
 
     lake = resources.lake
     defs, instance = build_defs(resources), get_instance()
-    listing = scan_source(lake.source_url)
+    try:
+        listing = scan_source(lake.source_url)
+    except SourceError as err:
+        print(f"poolsieve: {err}", file=sys.stderr)
+        return 1, lake_counts(lake.store.root)
+    if not listing.files:
+        print(
+            f"poolsieve: no *.parquet files in {lake.source_url}: nothing to run", file=sys.stderr
+        )
+        return 1, lake_counts(lake.store.root)
     known = instance.get_dynamic_partitions(SHARDS.name)
     instance.add_dynamic_partitions(
         SHARDS.name, [f.key for f in listing.files if f.key not in known]

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 import fsspec
 
 
+class SourceError(FileNotFoundError):
+    """The pool source cannot be listed as given; the message names it and says why."""
+
+
 @dataclass(frozen=True)
 class SourceFile:
     key: str  # partition key: path relative to the source root
@@ -57,7 +61,12 @@ def scan_source(source: str) -> SourceListing:
     """List the source's parquet files, sorted by key; other files are listed as ignored."""
     fs, root = open_source(source)
     if not fs.exists(root):
-        raise FileNotFoundError(f"pool source {source!r} does not exist")
+        raise SourceError(f"pool source {source!r} does not exist")
+    if fs.isfile(root):
+        raise SourceError(
+            f"pool source {source!r} is a file: give the folder that holds it "
+            "(every *.parquet file below the folder is a shard)"
+        )
     files, ignored = [], []
     for path, info in sorted(fs.find(root, detail=True).items()):
         key = path[len(root) :].lstrip("/")

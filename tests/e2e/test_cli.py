@@ -53,6 +53,22 @@ def test_run_reports_a_bad_shard_and_exits_nonzero(tmp_path, source_dir):
     assert re.search(r"kept \(unique URLs\)\s+1\n", proc.stdout)
 
 
+@pytest.mark.parametrize("kind", ["one file", "empty folder", "missing"])
+def test_run_on_a_source_it_cannot_use_says_why_and_exits_nonzero(tmp_path, source_dir, kind):
+    one = write_datacomp(source_dir / "a.parquet", [row(1)])
+    source = {"one file": one, "empty folder": tmp_path / "empty", "missing": tmp_path / "nope"}
+    (tmp_path / "empty").mkdir()
+    args = ["run", "--source", str(source[kind]), "--lake", str(tmp_path / "lake"), *INGEST]
+    proc = _run(args, tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    expected = {
+        "one file": "is a file",
+        "empty folder": "no *.parquet",
+        "missing": "does not exist",
+    }
+    assert expected[kind] in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_normalize_url_command(tmp_path):
     proc = _run(["normalize-url", "HTTP://A.com:80/x/?utm_source=1", "nope"], tmp_path)
     assert proc.stdout.splitlines() == [

@@ -11,7 +11,7 @@ from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.pipelines.refresh import pool_refresh_schedule, pool_source_sensor
 from poolsieve.pipelines.resources import resources_from_env
 
-from poolsieve.pool.sources import plan_refresh, scan_source
+from poolsieve.pool.sources import SourceError, plan_refresh, scan_source
 from tests.conftest import row, write_datacomp
 
 
@@ -111,8 +111,14 @@ def test_plan_refresh_pure(source_dir):
 
 
 def test_scan_missing_source_fails_clearly(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(SourceError, match="does not exist"):
         scan_source(str(tmp_path / "nope"))
+
+
+def test_a_source_that_is_one_file_is_refused_with_the_folder_to_give(source_dir):
+    one = write_datacomp(source_dir / "a.parquet", [row(1)])
+    with pytest.raises(SourceError, match=r"is a file: give the folder that holds it"):
+        scan_source(str(one))
 
 
 def test_fsspec_memory_source(instance, lake):
