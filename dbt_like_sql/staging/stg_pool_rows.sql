@@ -26,7 +26,7 @@ checked AS (
         k.*,
         f.first_row AS uid_first_row,
         CASE
-            WHEN url IS NULL OR trim(url) = '' THEN 'url_missing'
+            WHEN url IS NULL OR regexp_full_match(url, '[[:space:]]*') THEN 'url_missing'
             WHEN url_norm IS NOT NULL AND NOT (url_norm LIKE 'http://%' OR url_norm LIKE 'https://%')
                 THEN 'url_scheme'
             WHEN url_norm IS NULL AND url_scheme(url) NOT IN ('http', 'https') THEN 'url_scheme'

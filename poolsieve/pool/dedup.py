@@ -53,7 +53,7 @@ def dedup_shards(
     known = registry.registered_shards(conn)
     missing = [s for s in shards if s not in known]
     if missing:
-        raise LookupError(f"shards {missing} are not ingested (no rows in the URL registry)")
+        raise LookupError(f"shards {missing} are not ingested (not in the URL registry)")
     project.run(conn, DEDUP_MODELS, {"url_registry": "url_registry"}, {"shards": list(shards)})
     counts = _decision_counts(conn)
     registered = _registered_counts(conn, shards)

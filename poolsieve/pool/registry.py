@@ -26,8 +26,19 @@ CREATE TABLE IF NOT EXISTS url_registry (
 """
 
 
+#: one row per ingested shard, rows or not: a shard with no valid row is ingested too
+SHARDS_DDL = """
+CREATE TABLE IF NOT EXISTS shard_registry (
+    shard VARCHAR NOT NULL,
+    shard_seq INTEGER NOT NULL,
+    rows BIGINT NOT NULL
+)
+"""
+
+
 def ensure_registry(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(REGISTRY_DDL)
+    conn.execute(SHARDS_DDL)
 
 
 def replace_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int, rows: str) -> int:
@@ -42,6 +53,7 @@ def replace_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int, r
             FROM "{rows}" """,
             {"s": shard, "seq": shard_seq},
         )
+        _record_shard(conn, shard, shard_seq)
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
@@ -51,7 +63,21 @@ def replace_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int, r
     ).fetchall()[0][0]
 
 
+def _record_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int) -> None:
+    conn.execute("DELETE FROM shard_registry WHERE shard = $s", {"s": shard})
+    conn.execute(
+        "INSERT INTO shard_registry SELECT $s, $seq, count(*) FROM url_registry WHERE shard = $s",
+        {"s": shard, "seq": shard_seq},
+    )
+
+
 def registered_shards(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """shard -> shard_seq for every shard in the registry."""
+    """shard -> shard_seq for every ingested shard (catalogs written before shard_registry
+    existed know their shards from their rows)."""
     ensure_registry(conn)
-    return dict(conn.execute("SELECT DISTINCT shard, shard_seq FROM url_registry").fetchall())
+    return dict(
+        conn.execute(
+            "SELECT shard, shard_seq FROM shard_registry "
+            "UNION SELECT DISTINCT shard, shard_seq FROM url_registry"
+        ).fetchall()
+    )

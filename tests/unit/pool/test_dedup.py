@@ -123,3 +123,18 @@ def test_deciding_an_unknown_shard_fails_clearly(conn, lake, shards):
     _ingest(conn, lake, shards, "a")
     with pytest.raises(LookupError, match=r"\['zz'\] are not ingested"):
         dedup_shards(conn, lake, ["zz"])
+
+
+def test_a_shard_with_no_rows_is_ingested_and_deduped_like_any_other(conn, lake, tmp_path):
+    empty = write_datacomp(tmp_path / "src" / "empty.parquet", [])
+    quarantined = write_datacomp(tmp_path / "src" / "bad.parquet", [row(1, url=None)])
+    later = write_datacomp(tmp_path / "src" / "later.parquet", [row(2)])
+    for seq, (key, path) in enumerate([("empty", empty), ("bad", quarantined), ("later", later)]):
+        ingest_shard(conn, lake, key, seq, str(path))
+    results = dedup_shards(conn, lake, ["empty", "bad", "later"])
+    assert [(r.rows_in, r.rows_kept) for r in results.values()] == [(0, 0), (0, 0), (1, 1)]
+    assert {"empty", "bad"} <= results["later"].registered_shards
+    decisions = results["empty"].files["decisions"]
+    assert duckdb.sql(
+        "SELECT count(*) FROM read_parquet($p)", params={"p": decisions}
+    ).fetchall() == [(0,)]

@@ -27,6 +27,8 @@ BAD_ROWS = [  # (row, expected reason)
     (row(14, uid="1234"), "uid_malformed"),
     (row(15, uid=None), "uid_malformed"),
     (row(16, uid=uid(100)), "uid_repeated"),  # repeats the valid row 100 below (earlier in file)
+    (row(17, url="\t\n"), "url_missing"),  # only whitespace: tabs, newlines
+    (row(18, url=" \r\n\x0b\x0c "), "url_missing"),
 ]
 
 
@@ -38,7 +40,7 @@ def _shard(tmp_path):
 
 def test_every_reason_exactly(tmp_path, conn, lake):
     result = ingest_shard(conn, lake, "s0.parquet", 0, str(_shard(tmp_path)))
-    assert (result.rows_read, result.rows_normalized, result.rows_quarantined) == (28, 12, 16)
+    assert (result.rows_read, result.rows_normalized, result.rows_quarantined) == (30, 12, 18)
     assert result.conserved
     expected = {}
     for _, reason in BAD_ROWS:
