@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -222,16 +223,8 @@ class Resources:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-#: resource key -> its class (a deployment may pass a subclass, e.g. of the downloader)
-RESOURCE_CLASSES: dict[str, type[dg.ConfigurableResource]] = {
-    "lake": LakeResource,
-    "downloader": DownloaderResource,
-    "scorer": ScorerResource,
-    "embedding": EmbeddingResource,
-    "curation": CurationResource,
-    "training": TrainingResource,
-    "eval_sets": EvalSetsResource,
-}
+#: resource key -> its class, as Resources declares them (a deployment may pass a subclass)
+RESOURCE_CLASSES: dict[str, type[dg.ConfigurableResource]] = typing.get_type_hints(Resources)
 
 
 def resources_from_env(

@@ -8,7 +8,7 @@
     poolsieve normalize-url URL..  print each URL's normalized form (the SQL macro's answer)
 
 Other installed packages add commands through the ``poolsieve.commands`` entry-point group.
-Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: <repo>/.dagster_home), so
+Runs are recorded in the Dagster instance at $DAGSTER_HOME (default: ./.dagster_home), so
 ``dagster dev`` shows their materializations, metadata and lineage afterwards.
 """
 

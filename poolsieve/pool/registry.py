@@ -53,22 +53,22 @@ def replace_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int, r
             FROM "{rows}" """,
             {"s": shard, "seq": shard_seq},
         )
-        _record_shard(conn, shard, shard_seq)
+        rows = _record_shard(conn, shard, shard_seq)
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
         raise
-    return conn.execute(
-        "SELECT count(*) FROM url_registry WHERE shard = $s", {"s": shard}
-    ).fetchall()[0][0]
+    return rows
 
 
-def _record_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int) -> None:
+def _record_shard(conn: duckdb.DuckDBPyConnection, shard: str, shard_seq: int) -> int:
+    """Record ``shard`` as ingested with its registered row count; returns that count."""
     conn.execute("DELETE FROM shard_registry WHERE shard = $s", {"s": shard})
-    conn.execute(
-        "INSERT INTO shard_registry SELECT $s, $seq, count(*) FROM url_registry WHERE shard = $s",
+    return conn.execute(
+        "INSERT INTO shard_registry SELECT $s, $seq, count(*) FROM url_registry WHERE shard = $s "
+        "RETURNING rows",
         {"s": shard, "seq": shard_seq},
-    )
+    ).fetchall()[0][0]
 
 
 def registered_shards(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
