@@ -9,10 +9,11 @@ from poolsieve.assets.metadata import (
     table_schema,
     yaml_check,
 )
-from poolsieve.pipelines.partitions import SHARDS, shard_seq
+from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, shard_seq
 from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.lake import file_sha256
+from poolsieve.pool import registry
 from poolsieve.pool.ingest import QUARANTINE_REASONS, STAGING_MODELS, ingest_shard
 from poolsieve.pool.sources import open_source
 from poolsieve.schema import SourceFileError
@@ -38,24 +39,23 @@ def pool_shard(context: dg.AssetExecutionContext, lake: LakeResource):
     path = f"{root}/{shard}"
     if not fs.exists(path):
         raise dg.Failure(f"source file {path} for shard {shard!r} is gone from {lake.source_url}")
-    info = fs.info(path)
+    info, sha256 = fs.info(path), file_sha256(path, fs)
+    seq = shard_seq(lake, shard)
+    replace = context.run.tags.get(REPLACE_CHANGED_TAG) == "true"
     with lake.connect() as conn:
         if "file" not in fs.protocol:
             conn.register_filesystem(fs)
             path = lake.source_url.rstrip("/") + "/" + shard
         try:
+            previous = registry.check_content(conn, shard, sha256, replace)
             result = ingest_shard(
-                conn,
-                lake.store,
-                shard,
-                shard_seq(context.instance, shard),
-                path,
-                lake.ingest_params,
-                PROJECT,
-                fs,
+                conn, lake.store, shard, seq, path, lake.ingest_params, PROJECT, fs
             )
-        except SourceFileError as err:
+            registry.record_source(conn, shard, sha256)
+        except (SourceFileError, registry.ShardIdentityError) as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
+    if previous not in (None, sha256):
+        context.log.warning(f"{shard}: replaced the rows of its earlier content ({previous})")
     with lake.connect_memory() as mem:
         written = {
             "pool_shard_rows": result.files["rows"],
@@ -75,7 +75,9 @@ def pool_shard(context: dg.AssetExecutionContext, lake: LakeResource):
             "source_path": dg.MetadataValue.path(path),
             "source_size": int(info.get("size", 0)),
             "source_mtime": str(info.get("mtime", "")),
-            "source_sha256": file_sha256(path, fs),
+            "source_sha256": sha256,
+            "replaced_source_sha256": previous if previous not in (None, sha256) else "",
+            "shard_seq": seq,
             "source_schema": result.layout.style,
             "source_extra_columns": result.layout.extra_columns,
             "uid_derived": result.layout.uid_derived,

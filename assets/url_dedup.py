@@ -9,9 +9,10 @@ from poolsieve.assets.metadata import (
     yaml_check,
 )
 from poolsieve.assets.pool_shard import pool_shard
-from poolsieve.pipelines.partitions import SHARDS, shard_seq
+from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.pipelines.resources import LakeResource
 
+from poolsieve.pool import registry
 from poolsieve.pool.dedup import DEDUP_MODELS, dedup_shards
 from poolsieve.sqlrunner import SqlProject, file_test_failures
 
@@ -36,13 +37,14 @@ COMPLETE = "compared_with_all_earlier_shards"
 def url_dedup(context: dg.AssetExecutionContext, lake: LakeResource):
     """Keep/drop per row of one shard; dropped rows name the uid they duplicate (duplicate_of)."""
     shard = context.partition_key
-    seq = shard_seq(context.instance, shard)
     with lake.connect() as conn:
         result = dedup_shards(conn, lake.store, [shard], PROJECT)[shard]
+        order = registry.pool_order(conn)
     with lake.connect_memory() as mem:
         failures = file_test_failures(mem, PROJECT, {DECISIONS: result.files["decisions"]})
     known = result.registered_shards
-    earlier = context.instance.get_dynamic_partitions(SHARDS.name)[:seq]
+    seq = order.index(shard)
+    earlier = order[:seq]
     not_ingested = [k for k in earlier if k not in known]
     if not_ingested:
         context.log.warning(

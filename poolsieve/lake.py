@@ -8,7 +8,9 @@ Layout (one folder per asset and partition, so re-materializing a partition repl
     <root>/url_dedup/<shard>/decisions.parquet
 
 Every file is written under a temporary name and renamed into place, so readers never see a
-half-written file and a crashed run leaves the previous version intact.
+half-written file and a crashed run leaves the previous version intact. A temporary name says
+who wrote it (``.<name>.<host>-<pid>.<uuid>.tmp``), so :func:`sweep_temporaries` (run by the CLI
+at start) removes those of writers that are gone and leaves those of running writers alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +74,61 @@ def literal_path(path: str | Path) -> str:
     return _GLOB_CHARS.sub(r"[\1]", str(path))
 
 
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def tmp_path_for(final: Path) -> Path:
-    """A sibling temporary name for an atomic write of ``final``."""
+    """A sibling temporary name for an atomic write of ``final``, naming this host and process."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    return final.with_name(f".{final.name}.{_host_tag()}-{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+#: a temporary name; ``writer`` is absent in names from before writers were recorded
+_TMP_NAME = re.compile(r"^\..+?(?:\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+))?\.[0-9a-f]{32}\.tmp$")
+
+
+def sweep_temporaries(root: Path, max_age_s: float = 6 * 3600, depth: int = 3) -> list[Path]:
+    """Remove temporaries a crashed writer left under ``root`` (``depth`` levels down): those
+    of a process of this host that is gone, and any older than ``max_age_s`` (another host's, or
+    unnamed). Returns what was removed."""
+    removed = []
+    for path in _temporaries(Path(root), depth):
+        if _writer_gone(path, max_age_s):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _temporaries(folder: Path, depth: int):
+    if depth == 0 or not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if _TMP_NAME.match(entry.name):
+            yield entry
+        elif entry.is_dir() and not entry.is_symlink():
+            yield from _temporaries(entry, depth - 1)
+
+
+def _writer_gone(path: Path, max_age_s: float) -> bool:
+    match = _TMP_NAME.match(path.name)
+    try:
+        age = time.time() - path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    if match["pid"] and match["host"] == _host_tag() and not _alive(int(match["pid"])):
+        return True
+    return age > max_age_s
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def commit(tmp: Path, final: Path) -> None:

@@ -57,6 +57,13 @@ def open_source(source: str):
     return fs, root.rstrip("/")
 
 
+def source_identity(source: str) -> str:
+    """The source as the lake records it: an absolute path, or protocol://path for a URL (so
+    ``./pool``, ``pool/`` and its absolute path are one source)."""
+    fs, root = open_source(source)
+    return _full_path(fs, root)
+
+
 def scan_source(source: str) -> SourceListing:
     """List the source's parquet files, sorted by key; other files are listed as ignored."""
     fs, root = open_source(source)

@@ -42,3 +42,37 @@ def test_hidden_temporary_folders_are_not_partitions(tmp_path):
     ]
     assert lake_counts(lake.root)["dedup"]["keep"] == 3
     assert lake.asset_files("url_dedup", "decisions.parquet") == []
+
+
+def _dead_pid() -> int:
+    """A pid no process has (pids above the kernel's pid_max are never handed out)."""
+    return int(open("/proc/sys/kernel/pid_max").read()) + 1
+
+
+def test_sweep_removes_temporaries_of_gone_writers_and_keeps_live_ones(tmp_path):
+    import os
+    import time
+
+    from poolsieve.lake import _host_tag, sweep_temporaries, tmp_path_for
+
+    lake = Lake(tmp_path / "lake")
+    final = lake.partition_dir("shard_images", "s.parquet")
+    live = tmp_path_for(final)  # this process: alive
+    live.mkdir(parents=True)
+    dead = final.with_name(f".s.parquet.{_host_tag()}-{_dead_pid()}.{'a' * 32}.tmp")
+    (dead / "00000").mkdir(parents=True)
+    dead_file = (
+        lake.partition_dir("url_dedup", "s.parquet")
+        / f".d.parquet.{_host_tag()}-{_dead_pid()}.{'b' * 32}.tmp"
+    )
+    dead_file.parent.mkdir(parents=True)
+    dead_file.write_bytes(b"half")
+    old_unnamed = final.with_name(f".s.parquet.{'c' * 32}.tmp")  # a name from before writers
+    old_unnamed.mkdir()
+    hour_ago = time.time() - 7 * 3600
+    os.utime(old_unnamed, (hour_ago, hour_ago))
+    young_other_host = final.with_name(f".s.parquet.ffffffff-1.{'d' * 32}.tmp")
+    young_other_host.mkdir()
+    removed = sweep_temporaries(lake.root)
+    assert sorted(removed) == sorted([dead, dead_file, old_unnamed])
+    assert live.exists() and young_other_host.exists() and not dead.exists()

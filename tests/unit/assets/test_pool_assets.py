@@ -5,7 +5,7 @@ import hashlib
 import dagster as dg
 from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.url_dedup import url_dedup
-from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.partitions import SHARDS, register_shards
 
 from poolsieve.pool.ingest import STAGING_MODELS
 from poolsieve.sqlrunner import SqlProject
@@ -35,16 +35,16 @@ def _lake_files(lake):
     return {p: p.read_bytes() for p in lake.root.rglob("*.parquet") if p.is_file()}
 
 
-def _pool(source_dir, instance):
+def _pool(source_dir, instance, resources):
     write_datacomp(source_dir / "s0.parquet", [row(1), row(2, url="ftp://x.org/a.jpg"), row(3)])
     write_datacomp(
         source_dir / "s1.parquet", [row(10, url="http://img.example.com/1.jpg/"), row(11)]
     )
-    instance.add_dynamic_partitions(SHARDS.name, ["s0.parquet", "s1.parquet"])
+    register_shards(instance, resources.lake, ["s0.parquet", "s1.parquet"])
 
 
 def test_lineage_metadata_and_checks(instance, resources, source_dir):
-    _pool(source_dir, instance)
+    _pool(source_dir, instance, resources)
     _materialize(instance, resources, "s0.parquet")
     result = _materialize(instance, resources, "s1.parquet")
     shard_meta, dedup_meta = _metadata(result, "pool_shard"), _metadata(result, "url_dedup")
@@ -64,7 +64,7 @@ def test_lineage_metadata_and_checks(instance, resources, source_dir):
 
 
 def test_quarantine_reasons_are_metadata(instance, resources, source_dir):
-    _pool(source_dir, instance)
+    _pool(source_dir, instance, resources)
     meta = _metadata(_materialize(instance, resources, "s0.parquet"), "pool_shard")
     assert meta["quarantined/url_scheme"] == 1 and meta["quarantined/url_missing"] == 0
 
@@ -80,7 +80,7 @@ def test_code_version_is_the_sql_hash():
 
 
 def test_bad_file_fails_alone_and_touches_nothing_else(instance, resources, source_dir, lake):
-    _pool(source_dir, instance)
+    _pool(source_dir, instance, resources)
     (source_dir / "broken.parquet").write_bytes(b"this is not parquet")
     instance.add_dynamic_partitions(SHARDS.name, ["broken.parquet"])
     _materialize(instance, resources, "s0.parquet")
@@ -98,7 +98,7 @@ def test_bad_file_fails_alone_and_touches_nothing_else(instance, resources, sour
 def test_out_of_order_dedup_is_flagged_then_rechecked(instance, resources, source_dir):
     from poolsieve.pipelines.refresh import incomplete_dedups
 
-    _pool(source_dir, instance)
+    _pool(source_dir, instance, resources)
     result = _materialize(instance, resources, "s1.parquet")  # s0 (earlier) not ingested yet
     assert _metadata(result, "url_dedup")["earlier_shards_not_ingested"] == ["s0.parquet"]
     check = {c.check_name: c for c in result.get_asset_check_evaluations()}
