@@ -92,6 +92,9 @@ class DownloaderResource(dg.ConfigurableResource):
     """
 
     timeout: float = setting(10.0, "POOLSIEVE_DOWNLOAD_TIMEOUT", "seconds per image request")
+    deadline: float = setting(
+        0.0, "POOLSIEVE_DOWNLOAD_DEADLINE", "seconds one image may take in all; 0: 3 x timeout"
+    )
     threads: int = setting(32, "POOLSIEVE_DOWNLOAD_THREADS", "img2dataset threads per shard")
     allowlist: list[str] = setting(
         [],
@@ -109,6 +112,7 @@ class DownloaderResource(dg.ConfigurableResource):
     def settings(self) -> DownloadSettings:
         return DownloadSettings(
             timeout=self.timeout,
+            deadline=self.deadline or None,
             thread_count=self.threads,
             allowlist=tuple(self.allowlist),
             verify_sha256=self.verify_sha256,

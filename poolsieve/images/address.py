@@ -88,12 +88,55 @@ def _kind(ip: IPAddress) -> str | None:
     return None if ip.is_global else "not globally routable"
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible ::a.b.c.d
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT's IPv4-translated
+
+
+def embedded_ipv4(ip: IPAddress) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, each with the scheme that carries it.
+
+    A packet to ``2002:7f00:1::`` goes to a 6to4 relay, which forwards it to 127.0.0.1, so the
+    embedded address decides as much as the IPv6 one (Python counts 2002::/16 as global).
+    Teredo (2001::/32) carries a server and an obfuscated client address, NAT64 (64:ff9b::/96)
+    and the IPv4-compatible/-translated forms carry it in their last 32 bits. (IPv4-mapped
+    ``::ffff:a.b.c.d`` is unmapped before this: it *is* that IPv4 address on the wire.)
+    """
+    if ip.version == 4:
+        return []
+    found = [("6to4", ip.sixtofour)] if ip.sixtofour else []
+    if ip.teredo:
+        found += [("Teredo server", ip.teredo[0]), ("Teredo client", ip.teredo[1])]
+    if int(ip) <= 1:  # :: and ::1 are the unspecified and loopback addresses themselves
+        return found
+    last32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    for network, scheme in (
+        (_NAT64, "NAT64"),
+        (_COMPATIBLE, "IPv4-compatible"),
+        (_TRANSLATED, "IPv4-translated"),
+    ):
+        if ip in network:
+            found.append((scheme, last32))
+    return found
+
+
+def _refusal_kind(ip: IPAddress) -> str | None:
+    """Why ``ip`` must not be reached: the kind of a blocked IPv4 address it carries (the
+    clearer reason), else its own kind."""
+    for scheme, ipv4 in embedded_ipv4(ip):
+        inner = _kind(ipv4)
+        if inner is not None:
+            return f"{scheme} for {ipv4} ({inner})"
+    return _kind(ip)
+
+
 def check_address(host: str, port: int, allowlist=None) -> str | None:
     """The reason to refuse connecting to IP ``host`` on ``port``, or None to allow it.
 
     ``host`` is an IP address (what DNS returned), never a name. Allowlisted addresses pass;
     any other loopback, private, link-local, unspecified, multicast, reserved or otherwise
-    non-global address is refused.
+    non-global address is refused, as is an IPv6 address that carries such an IPv4 address
+    (6to4, Teredo, NAT64, IPv4-compatible or -translated: see :func:`embedded_ipv4`).
     """
     try:
         ip = _unmap(ipaddress.ip_address(host.strip("[]").split("%")[0]))
@@ -101,7 +144,7 @@ def check_address(host: str, port: int, allowlist=None) -> str | None:
         return f"blocked_private_address: {host!r} is not an IP address"
     if Allowlist.parse(allowlist).allows(ip, port):
         return None
-    kind = _kind(ip)
+    kind = _refusal_kind(ip)
     return None if kind is None else f"blocked_private_address: {host}:{port} is {kind}"
 
 
@@ -121,6 +164,13 @@ def literal_ip(host: str) -> str | None:
         return None
 
 
+def scheme_refusal(scheme: str) -> str | None:
+    """Why a URL with this scheme is not fetched; None for http and https."""
+    if scheme.lower() in DEFAULT_PORTS:
+        return None
+    return f"blocked_scheme: {scheme or 'no'} scheme (only http and https are fetched)"
+
+
 def check_url(url: object, allowlist=None) -> str | None:
     """The reason a URL must not be fetched, judged from its text alone; None if it may be tried.
 
@@ -136,7 +186,7 @@ def check_url(url: object, allowlist=None) -> str | None:
         return f"invalid_url: {err}"
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        return f"blocked_scheme: {scheme or 'no'} scheme (only http and https are fetched)"
+        return scheme_refusal(scheme)
     if not parts.hostname:
         return "invalid_url: no host"
     ip = literal_ip(parts.hostname)

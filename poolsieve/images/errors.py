@@ -4,7 +4,9 @@ img2dataset records ``str(exception)`` per failed URL (``"HTTP Error 404: Not Fo
 ``"<urlopen error timed out>"``, ``"Image decoding error"``, ``"hash mismatch"``...). Counting raw
 messages gives one bucket per host and port; the asset reports counts per category instead, and
 keeps the raw message beside it in ``download_status``. The guard's own refusals start with their
-category name (``"blocked_redirect: ..."``), so they map back exactly.
+category name (``"blocked_redirect: ..."``), so they map back exactly. ``timeout`` is a server
+silent for longer than the per-read timeout; ``deadline`` is one fetch outlasting its overall
+deadline (a server dripping bytes), cut short by the guard.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ GUARD_CATEGORIES = (
     "too_large",
     "decompression_bomb",
     "not_image",
+    "deadline",  # the whole fetch (connect, redirects, body) outlasted DownloadSettings.deadline
 )
 # Rows img2dataset never reported on (its shard crashed): failed, never lost.
 MISSING = "missing"
 
 _GUARD = re.compile(r"\b(" + "|".join(GUARD_CATEGORIES) + r"):")
 _HTTP = re.compile(r"HTTP Error (\d{3})")
+_REDIRECT_NOT_ALLOWED = re.compile(r"HTTP Error 30\d: .*Redirection to url '.*' is not allowed")
 _PATTERNS = (  # first match wins; lower-cased message
     ("hash_mismatch", ("hash mismatch",)),
     ("timeout", ("timed out", "timeout")),
@@ -73,6 +77,8 @@ def categorize(message: str | None) -> str | None:
         return guard.group(1)
     if "infinite loop" in message:  # urllib's redirect-loop HTTPError, before its 30x code
         return "too_many_redirects"
+    if _REDIRECT_NOT_ALLOWED.search(message):  # urllib refusing a file:/gopher: Location itself
+        return "blocked_redirect"
     http = _HTTP.search(message)
     if http:
         return f"http_{http.group(1)}"

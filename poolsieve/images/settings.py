@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from poolsieve.images.address import Allowlist
 from poolsieve.images.guard import FetchPolicy, GuardedTimeout
 
+#: the default deadline of one fetch, in timeouts
+DEADLINE_TIMEOUTS = 3
+
 
 @dataclass(frozen=True)
 class DownloadSettings:
@@ -37,10 +40,22 @@ class DownloadSettings:
     max_image_bytes: int = 20 * 2**20
     max_image_pixels: int = 89_478_485  # PIL's default decompression-bomb limit
     max_redirects: int = 5
+    # Seconds one fetch may take in all (connect, redirects, body): ``timeout`` bounds each
+    # socket read, so a server dripping a byte per read would hold a thread for ever without it.
+    # None: DEADLINE_TIMEOUTS x timeout. A fetch past it is refused as ``deadline``, not retried.
+    deadline: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "allowlist", tuple(self.allowlist))
         Allowlist.parse(self.allowlist)  # fail at configuration time, not in a worker
+        if self.timeout <= 0 or (self.deadline is not None and self.deadline <= 0):
+            raise ValueError(
+                f"timeout and deadline must be > 0 (got {self.timeout}, {self.deadline})"
+            )
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.deadline if self.deadline is not None else DEADLINE_TIMEOUTS * self.timeout
 
     def policy(self) -> FetchPolicy:
         return FetchPolicy(
@@ -48,6 +63,7 @@ class DownloadSettings:
             max_image_bytes=self.max_image_bytes,
             max_image_pixels=self.max_image_pixels,
             max_redirects=self.max_redirects,
+            deadline=self.deadline_seconds,
         )
 
 

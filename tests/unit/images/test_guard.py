@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import pickle
 import struct
 import urllib.error
@@ -12,7 +13,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from poolsieve.images.address import Allowlist, check_address, check_url
+from poolsieve.images.address import Allowlist, check_address, check_url, embedded_ipv4
 from poolsieve.images.errors import GuardRefusal, categorize
 from poolsieve.images.guard import FetchPolicy, GuardedTimeout, vet_image
 from poolsieve.images.settings import DownloadSettings
@@ -35,11 +36,67 @@ from poolsieve.images.settings import DownloadSettings
         ("::ffff:127.0.0.1", 80, "blocked_private_address: ::ffff:127.0.0.1:80 is loopback"),
         ("fe80::1", 80, "blocked_private_address: fe80::1:80 is link-local"),
         ("fc00::1", 80, "blocked_private_address: fc00::1:80 is private"),
+        # IPv6 addresses that carry a blocked IPv4 address
+        (
+            "2002:7f00:1::",
+            80,
+            "blocked_private_address: 2002:7f00:1:::80 is 6to4 for 127.0.0.1 (loopback)",
+        ),
+        (
+            "2002:a9fe:a9fe::",
+            80,
+            "blocked_private_address: 2002:a9fe:a9fe:::80 is 6to4 for 169.254.169.254 (link-local)",
+        ),
+        (
+            "2002:a00:1::1",
+            443,
+            "blocked_private_address: 2002:a00:1::1:443 is 6to4 for 10.0.0.1 (private)",
+        ),
+        ("2002:5db8:d822::1", 80, None),  # 6to4 of a public address
+        (
+            "64:ff9b::a9fe:a9fe",
+            80,
+            "blocked_private_address: 64:ff9b::a9fe:a9fe:80 is NAT64 for 169.254.169.254 (link-local)",
+        ),
+        (
+            "::7f00:1",
+            80,
+            "blocked_private_address: ::7f00:1:80 is IPv4-compatible for 127.0.0.1 (loopback)",
+        ),
+        (
+            "::ffff:0:a00:1",
+            80,
+            "blocked_private_address: ::ffff:0:a00:1:80 is IPv4-translated for 10.0.0.1 (private)",
+        ),
+        ("::", 80, "blocked_private_address: :::80 is unspecified"),
         ("example.com", 80, "blocked_private_address: 'example.com' is not an IP address"),
     ],
 )
 def test_check_address(host, port, expected):
     assert check_address(host, port, []) == expected
+
+
+def test_embedded_ipv4_addresses_are_decoded():
+    teredo = ipaddress.ip_address("2001:0:4136:e378:8000:63bf:3fff:fdd2")  # RFC 4380's example
+    assert embedded_ipv4(teredo) == [
+        ("Teredo server", ipaddress.ip_address("65.54.227.120")),
+        ("Teredo client", ipaddress.ip_address("192.0.2.45")),
+    ]
+    assert embedded_ipv4(ipaddress.ip_address("2002:7f00:1::")) == [
+        ("6to4", ipaddress.ip_address("127.0.0.1"))
+    ]
+    assert embedded_ipv4(ipaddress.ip_address("64:ff9b::7f00:1")) == [
+        ("NAT64", ipaddress.ip_address("127.0.0.1"))
+    ]
+    assert embedded_ipv4(ipaddress.ip_address("2606:4700::1111")) == []
+    assert embedded_ipv4(ipaddress.ip_address("::1")) == []
+    reason = check_address(str(teredo), 80, [])
+    assert reason is not None and reason.startswith("blocked_private_address:")
+
+
+def test_allowlisting_an_ipv4_endpoint_does_not_open_its_6to4_form():
+    assert check_address("127.0.0.1", 8000, ["127.0.0.1:8000"]) is None
+    assert check_address("2002:7f00:1::", 8000, ["127.0.0.1:8000"]) is not None
 
 
 def test_allowlist_entries_open_exactly_what_they_name():
@@ -81,6 +138,10 @@ def test_allowlist_rejects_names_and_garbage_at_configuration_time(entry):
         ("https://10.0.0.7/a.jpg", "blocked_private_address: 10.0.0.7:443 is private"),
         ("http://[::1]:8080/a.jpg", "blocked_private_address: ::1:8080 is loopback"),
         (
+            "http://[2002:a9fe:a9fe::]/latest/meta-data/",
+            "blocked_private_address: 2002:a9fe:a9fe:::80 is 6to4 for 169.254.169.254 (link-local)",
+        ),
+        (
             "http://169.254.169.254/latest/meta-data/",
             "blocked_private_address: 169.254.169.254:80 is link-local",
         ),
@@ -115,6 +176,7 @@ def test_check_url(url, expected):
             "blocked_redirect",
         ),
         ("too_large: body exceeds 100 bytes", "too_large"),
+        ("deadline: not fetched within 2 s (connect, redirects and body)", "deadline"),
         ("decompression_bomb: 20000x20000 exceeds 89478485 pixels", "decompression_bomb"),
         ("not_image: text/html body with no image header", "not_image"),
         (
