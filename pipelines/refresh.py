@@ -1,21 +1,28 @@
-"""Pool refresh: the sensor (new/changed files, by cursor) and the schedule (re-scan, by lineage).
+"""Pool refresh: the sensor and the schedule plan from lineage (what is materialized).
 
-Both plan with poolsieve.pool.sources.plan_refresh: new files become partitions and get a shard_job
-run (the whole per-shard pipeline), changed files get a run, removed files are reported (log +
-an AssetObservation on pool_shard), never silently dropped. Scorer first: while the scorer was
-never materialized, they request one scorer_job run and hold the shard runs back (new files are
-still registered), since every shard's embeddings need it; the next tick after it exists
-requests them.
+Both plan with poolsieve.pool.sources.plan_refresh against the source signature (size, mtime)
+recorded on each shard's latest pool_shard materialization: new files are enrolled in the lake's
+pool order and become partitions (pipelines.partitions.register_shards) and get a shard_job run
+(the whole per-shard pipeline); files whose signature differs from the materialized one get a run
+tagged REPLACE_CHANGED_TAG (pool_shard may replace that shard's earlier content); removed files
+are reported (log + an AssetObservation on pool_shard), never silently dropped. The sensor's
+cursor only remembers what it already requested (so a run still queued is not requested again;
+the run key, shard@signature, dedups as well) and which removals it reported. Scorer first: while
+the scorer was never materialized, they request one scorer_job run and hold the shard runs back
+(new files are still registered), since every shard's embeddings need it; the next tick after it
+exists requests them.
 """
 
 import json
 import os
+from dataclasses import replace
 
 import dagster as dg
 from poolsieve.pipelines.jobs import SHARD_ASSETS, ingest_job, shard_job
-from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, register_shards
 from poolsieve.pipelines.resources import LakeResource
 
+from poolsieve.pool.registry import ShardIdentityError
 from poolsieve.pool.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
 
 REFRESH_CRON = os.environ.get("POOLSIEVE_REFRESH_CRON", "0 3 * * *")
@@ -32,14 +39,21 @@ def removal_events(removed: list[str], source: str) -> list[dg.AssetObservation]
     ]
 
 
-def run_requests(plan: RefreshPlan, listing: SourceListing) -> list[dg.RunRequest]:
+def run_requests(
+    plan: RefreshPlan, listing: SourceListing, materialized: dict[str, str]
+) -> list[dg.RunRequest]:
+    """One shard_job run per key to run; a key whose materialized signature differs from its
+    file's (its content changed) is tagged so that pool_shard may replace it."""
     files = listing.by_key()
     return [
         dg.RunRequest(
             partition_key=key,
             run_key=f"{key}@{files[key].signature}",
             asset_selection=[dg.AssetKey(a) for a in SHARD_ASSETS],
-            tags=shard_job.tags,
+            tags={
+                **shard_job.tags,
+                **({REPLACE_CHANGED_TAG: "true"} if key in materialized else {}),
+            },
         )
         for key in plan.to_run
     ]
@@ -63,25 +77,71 @@ def _log_plan(log, plan: RefreshPlan, listing: SourceListing) -> None:
         log.info(f"pool refresh: ignored non-parquet files {listing.ignored}")
 
 
+def register_new(log, instance: dg.DagsterInstance, lake: LakeResource, plan: RefreshPlan):
+    """Enrol the plan's new files in the lake's pool order and as partitions; the plan without
+    them (logged as an error) when the lake knows one of their names from another source."""
+    if not plan.new:
+        return plan
+    try:
+        register_shards(instance, lake, plan.new)
+    except ShardIdentityError as err:
+        log.error(f"pool refresh: new files {plan.new} not registered: {err}")
+        return replace(plan, new=[])
+    return plan
+
+
+def plan_from_lineage(instance: dg.DagsterInstance, listing: SourceListing):
+    """(plan, materialized signatures): the source compared with what pool_shard materialized."""
+    registered = instance.get_dynamic_partitions(SHARDS.name)
+    materialized = materialized_signatures(instance, registered)
+    return plan_refresh(listing, registered, materialized), materialized
+
+
+def read_cursor(text: str | None) -> dict:
+    """{"requested": shard -> signature requested last, "removed": removals reported}; a cursor
+    of an earlier release ({"seen": ...}) reads as the same."""
+    cursor = json.loads(text) if text else {}
+    return {
+        "requested": cursor.get("requested", cursor.get("seen", {})),
+        "removed": cursor.get("removed", []),
+    }
+
+
+def unrequested(plan: RefreshPlan, listing: SourceListing, requested: dict) -> RefreshPlan:
+    """The plan less the keys already requested at their file's current signature."""
+    files = listing.by_key()
+
+    def pending(keys: list[str]) -> list[str]:
+        return [k for k in keys if requested.get(k) != files[k].signature]
+
+    return replace(plan, new=pending(plan.new), changed=pending(plan.changed))
+
+
 @dg.sensor(target=REFRESH_TARGET, minimum_interval_seconds=60)
 def pool_source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
-    """Registers new source files as shard partitions and requests their shard_job runs."""
+    """Requests a shard_job run for each source file that is new or changed since its latest
+    pool_shard materialization (and not requested already at that signature)."""
     listing = scan_source(lake.source_url)
-    cursor = json.loads(context.cursor) if context.cursor else {"seen": {}, "removed": []}
-    registered = context.instance.get_dynamic_partitions(SHARDS.name)
-    plan = plan_refresh(listing, registered, cursor["seen"])
+    cursor = read_cursor(context.cursor)
+    plan, materialized = plan_from_lineage(context.instance, listing)
+    plan = unrequested(
+        register_new(context.log, context.instance, lake, plan), listing, cursor["requested"]
+    )
     _log_plan(context.log, plan, listing)
-    newly_removed = [k for k in plan.removed if k not in cursor["removed"]]
     hold = scorer_missing(context.instance) and bool(plan.to_run)
-    ran = [] if hold else plan.to_run
-    seen = {**cursor["seen"], **{k: listing.by_key()[k].signature for k in ran}}
+    files = listing.by_key()
+    requested = {
+        **cursor["requested"],
+        **{k: files[k].signature for k in ([] if hold else plan.to_run)},
+    }
+    removed = set(cursor["removed"]) | set(plan.removed)
     return dg.SensorResult(
-        run_requests=[SCORER_FIRST] if hold else run_requests(plan, listing),
-        dynamic_partitions_requests=[SHARDS.build_add_request(plan.new)] if plan.new else [],
-        asset_events=removal_events(newly_removed, listing.root),
-        cursor=json.dumps(
-            {"seen": seen, "removed": sorted(set(cursor["removed"]) | set(plan.removed))}
+        run_requests=[SCORER_FIRST] if hold else run_requests(plan, listing, materialized),
+        asset_events=removal_events(
+            sorted(set(plan.removed) - set(cursor["removed"])), listing.root
         ),
+        # a file back in the source is forgotten as removed: gone again, it is reported again
+        cursor=json.dumps({"requested": requested, "removed": sorted(removed - set(files))}),
     )
 
 
@@ -113,15 +173,13 @@ def materialized_signatures(instance: dg.DagsterInstance, keys: list[str]) -> di
 def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, lake: LakeResource):
     """Daily (POOLSIEVE_REFRESH_CRON) re-scan: registers new files, re-runs new or changed shards."""
     listing = scan_source(lake.source_url)
-    registered = context.instance.get_dynamic_partitions(SHARDS.name)
-    plan = plan_refresh(listing, registered, materialized_signatures(context.instance, registered))
+    plan, materialized = plan_from_lineage(context.instance, listing)
     _log_plan(context.log, plan, listing)
-    if plan.new:
-        context.instance.add_dynamic_partitions(SHARDS.name, plan.new)
+    plan = register_new(context.log, context.instance, lake, plan)
     if plan.to_run and scorer_missing(context.instance):
         context.log.info("pool refresh: the scorer comes first; shard runs follow its run")
         return [SCORER_FIRST]
-    requests = run_requests(plan, listing)
+    requests = run_requests(plan, listing, materialized)
     return requests or dg.SkipReason(f"pool source {listing.root} has nothing new or changed")
 
 

@@ -1,16 +1,18 @@
 """Dataset lineage: what produced a strategy's model, read from the Dagster event log.
 
 ``dataset_lineage(instance, strategy, shards)`` gives each step's materialization (run, code and
-data version, key metadata) from the evaluation back to the scorer, and the shard
-materializations pool_features read. ``poolsieve lineage`` prints it.
+data version, key metadata) from the evaluation back to the scorer, each the one the step below
+it read (``poolsieve.audit.events.read_by``), the shard materializations pool_features read, and
+where a newer materialization of a step exists than the one read, that one.
+``poolsieve lineage`` prints it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from poolsieve.audit.events import Materialization, latest_record
+from poolsieve.audit.events import Materialization, latest_record, newer_than, read_by
 from poolsieve.lake import SHARD_ASSETS
 
 #: the per-strategy steps behind a model, newest first
@@ -38,11 +40,13 @@ SHOWN_KEYS = {
 @dataclass(frozen=True)
 class Lineage:
     """What produced one strategy's model: each step's materialization (None: never
-    materialized) and the shard materializations pool_features read."""
+    materialized), the shard materializations pool_features read, and per step or shard the
+    newer materialization that exists when it is not the one read."""
 
     strategy: str
     steps: dict[str, Materialization | None]
     shards: dict[str, Materialization | None]
+    newer: dict[str, Materialization] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The JSON document (``{}`` for a step never materialized)."""
@@ -50,23 +54,38 @@ class Lineage:
         def plain(steps: dict[str, Materialization | None]) -> dict:
             return {key: step.to_dict() if step else {} for key, step in steps.items()}
 
-        return {"strategy": self.strategy, "steps": plain(self.steps), "shards": plain(self.shards)}
+        return {
+            "strategy": self.strategy,
+            "steps": plain(self.steps),
+            "shards": plain(self.shards),
+            "newer": plain(self.newer),
+        }
 
 
 def dataset_lineage(instance, strategy: str, shards: list[str]) -> Lineage:
-    """What produced ``strategy``'s model, read from the event log: each step's materialization
-    (run, code and data version, key metadata) and, for the pool, the shard materializations
-    that existed when pool_features ran (the ones it read)."""
-    steps = {asset: latest_record(instance, asset, strategy) for asset in STRATEGY_STEPS}
-    subset = steps["subset"]
-    features = latest_record(instance, "pool_features", None, subset and subset.storage_id)
-    before = features and features.storage_id
-    steps["pool_features"] = features
-    steps["scorer"] = latest_record(instance, "scorer", None, before)
-    pool = {
-        f"{a}[{s}]": latest_record(instance, a, s, before) for s in shards for a in SHARD_ASSETS
-    }
-    return Lineage(strategy, steps, pool)
+    """What produced ``strategy``'s model, read from the event log: the latest evaluation, then
+    each step's materialization that the step above it read (run, code and data version, key
+    metadata), down to the scorer and the shard materializations pool_features read."""
+    chain = [(a, strategy) for a in STRATEGY_STEPS] + [("pool_features", None), ("scorer", None)]
+    steps, newer, reader = {}, {}, None
+    for asset, partition in chain:
+        if reader is None:  # the top, or the step above was never materialized: the latest
+            step = latest_record(instance, asset, partition)
+        else:
+            step = read_by(instance, reader, asset, partition)
+            newer[asset] = newer_than(instance, step, asset, partition)
+        steps[asset] = reader = step
+    features, pool = steps["pool_features"], {}
+    for shard, asset in ((s, a) for s in shards for a in SHARD_ASSETS):
+        key = f"{asset}[{shard}]"
+        pool[key] = features and read_by(instance, features, asset, shard)
+        newer[key] = features and newer_than(instance, pool[key], asset, shard)
+    return Lineage(strategy, steps, pool, {k: v for k, v in newer.items() if v})
+
+
+def _newer(lineage: Lineage, key: str) -> str:
+    later = lineage.newer.get(key)
+    return f"\n      a newer one exists, not read: run {later.run_id[:8]}" if later else ""
 
 
 def format_lineage(lineage: Lineage) -> str:
@@ -79,7 +98,7 @@ def format_lineage(lineage: Lineage) -> str:
         shown = ", ".join(f"{k}={rounded(step.metadata[k])}" for k in keys if k in step.metadata)
         lines.append(
             f"  {asset}: run {step.run_id[:8]}, code {step.code_version}, "
-            f"data {str(step.data_version)[:12]}\n      {shown}"
+            f"data {str(step.data_version)[:12]}\n      {shown}{_newer(lineage, asset)}"
         )
     lines.append("  pool shards read by pool_features:")
     for key, step in lineage.shards.items():
@@ -88,7 +107,10 @@ def format_lineage(lineage: Lineage) -> str:
             detail = (
                 meta.get("source_sha256") or meta.get("sql_hash") or meta.get("scorer_sha256") or ""
             )
-            lines.append(f"    {key}: run {step.run_id[:8]}, code {step.code_version} {detail}")
+            lines.append(
+                f"    {key}: run {step.run_id[:8]}, code {step.code_version} {detail}"
+                + _newer(lineage, key)
+            )
         else:
             lines.append(f"    {key}: not materialized before pool_features")
     return "\n".join(lines)

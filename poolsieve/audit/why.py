@@ -4,15 +4,30 @@
 (``dbt_like_sql/audit/``): every pool row carrying the uid, valid or quarantined (source file,
 row, normalized URL), its URL-dedup decision (and the uid it duplicates), download status and
 error, CLIP score, decontamination, language, and every strategy's keep/drop with the reason.
-With a Dagster instance it adds, per step, the materialization that decided (run id, time,
-code version, data version) from the instance's event log. ``poolsieve why`` prints it.
+With a Dagster instance it adds, from the instance's event log (run id, time, code and data
+version of each materialization):
+
+- ``versions``: the latest materialization of each step behind the row facts (the lake holds
+  their files now);
+- ``decided_by``: per strategy, its subset materialization and the materializations that decision
+  actually read (the pool_features it read, the scorer and shard materializations that one read:
+  ``poolsieve.audit.events.read_by``), each with ``newer``, the latest materialization of the same
+  asset partition when it is not the one read (the decision predates it).
+
+``poolsieve why`` prints it.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from poolsieve.audit.events import latest_materialization
+from poolsieve.audit.events import (
+    Materialization,
+    latest_materialization,
+    latest_record,
+    newer_than,
+    read_by,
+)
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.status import STATUS_FILE
 from poolsieve.lake import SHARD_ASSETS, Lake, literal_path
@@ -101,20 +116,44 @@ def explain_uid(lake: Lake, uid: str, instance=None, project: SqlProject | None 
         }
     if instance is not None:
         doc["versions"] = step_versions(instance, doc)
+        shards = sorted({o["shard"] for o in doc["occurrences"]})
+        doc["decided_by"] = {
+            s["strategy"]: decided_by(instance, s["strategy"], shards) for s in doc["strategies"]
+        }
     return doc
 
 
 def step_versions(instance, doc: dict) -> dict[str, dict | None]:
+    """The latest materialization of each step behind the row facts (what the lake holds now)."""
     shards = sorted({o["shard"] for o in doc["occurrences"]})
     versions = {
         f"{a}[{s}]": latest_materialization(instance, a, s) for s in shards for a in SHARD_ASSETS
     }
     versions |= {a: latest_materialization(instance, a, None) for a in ("scorer", "pool_features")}
-    versions |= {
-        f"subset[{s['strategy']}]": latest_materialization(instance, "subset", s["strategy"])
-        for s in doc["strategies"]
-    }
     return versions
+
+
+def _plain(record: Materialization | None) -> dict | None:
+    return record.to_dict(metadata=False) if record else None
+
+
+def _read(instance, reader: Materialization, asset: str, partition: str | None = None) -> dict:
+    read = read_by(instance, reader, asset, partition)
+    return {"read": _plain(read), "newer": _plain(newer_than(instance, read, asset, partition))}
+
+
+def decided_by(instance, strategy: str, shards: list[str]) -> dict:
+    """The subset materialization that decided ``strategy`` and what it read (see the module
+    doc): ``{"subset": ..., "read": {step: {"read": ..., "newer": ...}}}``."""
+    subset = latest_record(instance, "subset", strategy)
+    if subset is None:
+        return {"subset": None, "read": {}}
+    features = read_by(instance, subset, "pool_features")
+    read = {"pool_features": _read(instance, subset, "pool_features")}
+    if features is not None:
+        read["scorer"] = _read(instance, features, "scorer")
+        read |= {f"{a}[{s}]": _read(instance, features, a, s) for s in shards for a in SHARD_ASSETS}
+    return {"subset": _plain(subset), "read": read}
 
 
 def _occurrence_lines(o: dict) -> list[str]:
@@ -139,6 +178,28 @@ def _occurrence_lines(o: dict) -> list[str]:
     return lines
 
 
+def _version(m: dict) -> str:
+    return f"run {m['run_id'][:8]}, code {m['code_version']}, data {str(m['data_version'])[:12]}"
+
+
+def _decision_lines(strategy: str, decision: dict) -> list[str]:
+    """The subset behind a verdict, what it read (pool_features), what that read, and the newer
+    materializations the decision did not read."""
+    if decision["subset"] is None:
+        return []
+    lines = [f"    decided by subset[{strategy}]: {_version(decision['subset'])}"]
+    for step, entry in decision["read"].items():
+        indent = "      " if step == "pool_features" else "        "
+        seen = _version(entry["read"]) if entry["read"] else "nothing (not materialized then)"
+        lines.append(f"{indent}which read {step}: {seen}")
+        if entry["newer"]:
+            lines.append(
+                f"{indent}  a newer {step} exists, not read by this decision: "
+                f"{_version(entry['newer'])}"
+            )
+    return lines
+
+
 def format_explanation(doc: dict, strategy: str | None = None) -> str:
     lines = [f"uid {doc['uid']}"]
     if not doc["occurrences"]:
@@ -153,10 +214,10 @@ def format_explanation(doc: dict, strategy: str | None = None) -> str:
     for s in chosen:
         verdict = "KEPT" if s["keep"] else f"dropped: {s['reason']}"
         lines.append(f"  strategy {s['strategy']}: {verdict}")
-    for step, version in doc.get("versions", {}).items():
-        if version:
-            lines.append(
-                f"  decided by {step}: run {version['run_id'][:8]}, code "
-                f"{version['code_version']}, data {str(version['data_version'])[:12]}"
-            )
+        decision = doc.get("decided_by", {}).get(s["strategy"], {"subset": None})
+        lines += _decision_lines(s["strategy"], decision)
+    versions = {step: v for step, v in doc.get("versions", {}).items() if v}
+    if versions:
+        lines.append("  the row facts above: the lake's files of the latest materializations")
+    lines += [f"    decided by {step}: {_version(v)}" for step, v in versions.items()]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.url_dedup import url_dedup
-from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, register_shards
 from poolsieve.pipelines.refresh import pool_refresh_schedule, pool_source_sensor
 from poolsieve.pipelines.resources import resources_from_env
 
@@ -19,8 +19,7 @@ def _tick(instance, resources, cursor=None):
     lake = {"lake": resources.lake}
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources=lake) as context:
         result = pool_source_sensor(context)
-    for request in result.dynamic_partitions_requests:  # what the daemon would apply
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    assert result.dynamic_partitions_requests == []  # the sensor registers them itself
     return result
 
 
@@ -52,8 +51,40 @@ def test_sensor_new_unchanged_new(instance, resources, source_dir):
     _write(source_dir, "b.parquet", 10)
     third = _tick(instance, resources, second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["b.parquet"]
-    assert [list(r.partition_keys) for r in third.dynamic_partitions_requests] == [["b.parquet"]]
     assert instance.get_dynamic_partitions(SHARDS.name) == ["a.parquet", "b.parquet"]
+
+
+def _ingested(instance, resources, source_dir, names: list[str]) -> None:
+    """What `make demo` leaves: files registered and their pool_shard materialized (the source
+    size and mtime recorded on each materialization), no sensor cursor."""
+    for i, name in enumerate(names):
+        _write(source_dir, name, 10 * i + 1)
+    register_shards(instance, resources.lake, names)
+    for name in names:
+        result = dg.materialize(
+            [pool_shard], partition_key=name, instance=instance, resources=resources.as_dict()
+        )
+        assert result.success
+
+
+def test_a_fresh_sensor_runs_only_the_new_file_after_a_demo(instance, resources, source_dir):
+    _ingested(instance, resources, source_dir, ["a.parquet", "b.parquet", "c.parquet", "d.parquet"])
+    _write(source_dir, "e.parquet", 100)
+    first = _tick(instance, resources)  # a fresh cursor: decided from the materializations
+    [request] = first.run_requests
+    assert request.partition_key == "e.parquet" and REPLACE_CHANGED_TAG not in request.tags
+    assert instance.get_dynamic_partitions(SHARDS.name)[-1] == "e.parquet"
+    assert _tick(instance, resources, first.cursor).run_requests == []  # requested already
+
+
+def test_a_changed_materialized_file_is_run_with_the_replace_tag(instance, resources, source_dir):
+    _ingested(instance, resources, source_dir, ["a.parquet", "b.parquet"])
+    path = write_datacomp(source_dir / "b.parquet", [row(5), row(6), row(7)])
+    os.utime(path, (1, 1))
+    [request] = _tick(instance, resources).run_requests
+    assert request.partition_key == "b.parquet"
+    assert request.tags[REPLACE_CHANGED_TAG] == "true"
+    assert [r.partition_key for r in _schedule_tick(instance, resources)] == ["b.parquet"]
 
 
 def test_sensor_reports_removed_file_once(instance, resources, source_dir):
