@@ -8,31 +8,21 @@ progress line per partition; ``poolsieve run`` calls it, and so may commands oth
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
-from pathlib import Path
 
-import dagster as dg
 from poolsieve.pipelines.definitions import build_defs
-from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
+from poolsieve.pipelines.instance import get_instance, run_tags
+from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, STRATEGIES, register_shards
 from poolsieve.pipelines.resources import Resources
 
-from poolsieve.lake import Lake
-from poolsieve.paths import instance_settings
+from poolsieve.lake import Lake, sweep_temporaries
+from poolsieve.pool.registry import ShardIdentityError
 
 
-def get_instance() -> dg.DagsterInstance:
-    """The Dagster instance at $DAGSTER_HOME (default ./.dagster_home), set up on first use."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    settings = home / "dagster.yaml"
-    if not settings.exists():
-        settings.write_text(instance_settings())
-    return dg.DagsterInstance.get()
-
-
-def run_main_job(resources: Resources, job_name: str = "all") -> tuple[int, dict]:
+def run_main_job(
+    resources: Resources, job_name: str = "all", replace_changed: bool = False
+) -> tuple[int, dict]:
     """Register the source's files as shards and run the main job on them, in pool order.
 
     ``all`` (the default): the scorer (once), then ``shard_job`` per shard (ingest, dedup,
@@ -40,7 +30,8 @@ def run_main_job(resources: Resources, job_name: str = "all") -> tuple[int, dict
     train shards, CLIP training, evaluation; the leaderboard). ``shard_job`` stops after the
     shards, ``ingest_job`` runs ingest + dedup only. The downloader's image hosts stay up
     (``hosts_up``) for the whole loop over shards. Returns the exit status and
-    poolsieve.audit.report.lake_counts."""
+    poolsieve.audit.report.lake_counts. ``replace_changed``: shards whose source file's content
+    changed since they were ingested are re-ingested (otherwise they fail, naming the file)."""
     from poolsieve.audit.report import lake_counts, lake_summary
     from poolsieve.pool.sources import SourceError, scan_source
 
@@ -56,17 +47,19 @@ def run_main_job(resources: Resources, job_name: str = "all") -> tuple[int, dict
             f"poolsieve: no *.parquet files in {lake.source_url}: nothing to run", file=sys.stderr
         )
         return 1, lake_counts(lake.store.root)
-    known = instance.get_dynamic_partitions(SHARDS.name)
-    instance.add_dynamic_partitions(
-        SHARDS.name, [f.key for f in listing.files if f.key not in known]
-    )
+    _sweep(lake.store)
+    try:
+        seqs = register_shards(instance, lake, [f.key for f in listing.files])
+    except ShardIdentityError as err:
+        print(f"poolsieve: {err}", file=sys.stderr)
+        return 1, lake_counts(lake.store.root)
     print(f"poolsieve: {len(listing.files)} shards in {lake.source_url}; lake {lake.lake_dir}")
     if job_name != "ingest_job" and not _ensure_scorer(defs, instance, lake.store):
         return 1, lake_counts(lake.store.root)
     shard_job = defs.resolve_job_def("ingest_job" if job_name == "ingest_job" else "shard_job")
+    tags = {REPLACE_CHANGED_TAG: "true"} if replace_changed else {}
     with resources.downloader.hosts_up():
-        keys = [k for k in instance.get_dynamic_partitions(SHARDS.name) if k in listing.by_key()]
-        failed = _run_each(shard_job, instance, keys)
+        failed = _run_each(shard_job, instance, sorted(seqs, key=seqs.__getitem__), tags)
     counts = lake_counts(lake.store.root)
     print(lake_summary(counts))
     if failed:
@@ -74,6 +67,13 @@ def run_main_job(resources: Resources, job_name: str = "all") -> tuple[int, dict
     elif job_name == "all":
         failed = _curate(defs, instance, lake.store)
     return (1 if failed else 0), counts
+
+
+def _sweep(store: Lake) -> None:
+    """Remove the temporaries that crashed runs left in the lake (lake.sweep_temporaries)."""
+    removed = sweep_temporaries(store.root)
+    if removed:
+        print(f"poolsieve: removed {len(removed)} temporaries left by crashed runs in {store.root}")
 
 
 def _curate(defs, instance, store: Lake) -> list[str]:
@@ -109,12 +109,12 @@ def console_run_config() -> dict:
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
-def _run_each(job, instance, keys: list[str]) -> list[str]:
+def _run_each(job, instance, keys: list[str], tags: dict | None = None) -> list[str]:
     """Run ``job`` per partition key with a progress line each ([i/n], a bar, elapsed, ETA); the
     keys that failed."""
     failed, start = [], time.monotonic()
     for i, key in enumerate(keys, start=1):
-        if not _run_one(job, instance, key, f"[{i}/{len(keys)}]"):
+        if not _run_one(job, instance, key, f"[{i}/{len(keys)}]", tags):
             failed.append(key)
         elapsed = time.monotonic() - start
         eta = elapsed / i * (len(keys) - i)
@@ -132,10 +132,14 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
-def _run_one(job, instance, key: str | None, step: str = "") -> bool:
+def _run_one(job, instance, key: str | None, step: str = "", tags: dict | None = None) -> bool:
     start = time.monotonic()
     result = job.execute_in_process(
-        partition_key=key, instance=instance, raise_on_error=False, run_config=console_run_config()
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        run_config=console_run_config(),
+        tags={**run_tags(), **(tags or {})},
     )
     status = "ok" if result.success else "FAILED"
     print(f"  {step:<8}{key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")

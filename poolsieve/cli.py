@@ -36,7 +36,8 @@ def _resources(args, **overrides):
 def cmd_run(args) -> int:
     from poolsieve.pipelines.runner import run_main_job
 
-    return run_main_job(_resources(args, lake={"source": args.source}), args.job)[0]
+    resources = _resources(args, lake={"source": args.source})
+    return run_main_job(resources, args.job, replace_changed=args.replace_changed)[0]
 
 
 def _registered_shards(instance) -> list[str]:
@@ -85,11 +86,15 @@ def cmd_stale(args) -> int:
 
     from poolsieve.audit.stale import format_report, observe_filters, stale_report
     from poolsieve.pipelines.definitions import build_defs
+    from poolsieve.pipelines.instance import run_tags
     from poolsieve.pipelines.runner import console_run_config, get_instance
 
     profile = {} if args.profile is None else {"curation": {"param_profile": args.profile}}
     defs, instance = build_defs(_resources(args, **profile)), get_instance()
-    if not args.no_observe and not observe_filters(defs, instance, console_run_config()):
+    observed = args.no_observe or observe_filters(
+        defs, instance, console_run_config(), run_tags()
+    )
+    if not observed:
         print("poolsieve: observing the filters failed (see the run in the UI)", file=sys.stderr)
         return 1
     report = stale_report(instance, defs)
@@ -183,6 +188,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         default="all",
         help="all: the whole graph and the leaderboard; shard_job: the per-shard pipeline "
         "only; ingest_job: ingest + dedup only",
+    )
+    p.add_argument(
+        "--replace-changed",
+        action="store_true",
+        help="re-ingest a shard whose source file's content changed since it was ingested "
+        "(without it such a shard fails, naming the file: its rows are not silently replaced)",
     )
 
 

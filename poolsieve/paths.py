@@ -23,6 +23,10 @@ def sql_dir() -> Path:
     return Path(os.environ.get("POOLSIEVE_SQL_DIR") or default_sql_dir())
 
 
-def instance_settings() -> str:
-    """The ``dagster.yaml`` poolsieve installs into a new ``$DAGSTER_HOME``."""
-    return (files("poolsieve.pipelines") / "dagster.yaml").read_text()
+def instance_settings(postgres: bool = False) -> str:
+    """The ``dagster.yaml`` poolsieve installs into a new ``$DAGSTER_HOME`` (SQLite storage in
+    the home); ``postgres``: the same settings with storage in PostgreSQL, its server and
+    credentials read from ``DAGSTER_PG_HOST``, ``_PORT``, ``_DB``, ``_USER``, ``_PASSWORD``."""
+    settings = files("poolsieve.pipelines") / "dagster.yaml"
+    storage = files("poolsieve.pipelines") / "dagster_postgres.yaml"
+    return settings.read_text() + (storage.read_text() if postgres else "")

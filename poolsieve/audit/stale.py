@@ -120,15 +120,21 @@ def format_report(report: StaleReport) -> str:
 
 
 def observe_filters(
-    defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    run_config: dict | None = None,
+    tags: dict | None = None,
 ) -> bool:
     """Record each filter's current SQL + parameters hash (filter_sql's data versions).
 
     ``run_config`` is the run's (the CLI passes one that keeps Dagster's console logger quiet:
-    without it every run event is printed at DEBUG before the answer)."""
+    without it every run event is printed at DEBUG before the answer); ``tags`` its tags (the
+    CLI's name its process, so a killed run is failed at the next start)."""
     job = defs.resolve_job_def("observe_filters_job")
     first = job.partitions_def.get_partition_keys()[0]  # one run observes every partition
-    result = job.execute_in_process(instance=instance, partition_key=first, run_config=run_config)
+    result = job.execute_in_process(
+        instance=instance, partition_key=first, run_config=run_config, tags=tags
+    )
     return result.success
 
 

@@ -32,6 +32,7 @@ PACKAGE_DATA = [
     "poolsieve/sql/macros/normalize_url.sql",
     "poolsieve/sql/staging/stg_pool_rows.sql",
     "poolsieve/pipelines/dagster.yaml",
+    "poolsieve/pipelines/dagster_postgres.yaml",
     "poolsieve/pipelines/definitions.py",
     "poolsieve/assets/pool_shard.py",
     "poolsieve/clip/configs/poolsieve-tiny.json",
