@@ -5,8 +5,9 @@ A pool is untrusted web data, so a URL in it may point at the machine that downl
 (``http://169.254.169.254/``). Only globally routable unicast addresses are fetched, unless an
 operator allowlists an address (e.g. a local image server on 127.0.0.1:port).
 
-These functions decide on addresses and URL text alone; :mod:`poolsieve.images.guard` applies
-them to the addresses DNS returns, right before each connect and on every redirect hop.
+These functions decide on addresses and URL text alone; the fetch guard applies them to the
+addresses DNS returns, right before each connect (:mod:`poolsieve.images.connection`) and on
+every redirect hop (:mod:`poolsieve.images.redirects`).
 """
 
 from __future__ import annotations

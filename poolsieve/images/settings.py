@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from poolsieve.images.address import Allowlist
-from poolsieve.images.guard import FetchPolicy, GuardedTimeout
+from poolsieve.images.guard import GuardedTimeout
+from poolsieve.images.policy import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_REDIRECTS, FetchPolicy
 
 #: the default deadline of one fetch, in timeouts
 DEADLINE_TIMEOUTS = 3
@@ -37,9 +38,9 @@ class DownloadSettings:
     verify_sha256: bool = False
     # Safety: "ip:port" or CIDR strings reachable although private or loopback.
     allowlist: tuple[str, ...] = ()
-    max_image_bytes: int = 20 * 2**20
-    max_image_pixels: int = 89_478_485  # PIL's default decompression-bomb limit
-    max_redirects: int = 5
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # PIL's default decompression-bomb limit
+    max_redirects: int = MAX_REDIRECTS
     # Seconds one fetch may take in all (connect, redirects, body): ``timeout`` bounds each
     # socket read, so a server dripping a byte per read would hold a thread for ever without it.
     # None: DEADLINE_TIMEOUTS x timeout. A fetch past it is refused as ``deadline``, not retried.

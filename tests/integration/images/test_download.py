@@ -29,7 +29,8 @@ from PIL import Image
 
 from poolsieve.images.download import download_shard
 from poolsieve.images.errors import GuardRefusal
-from poolsieve.images.guard import FetchPolicy, build_opener
+from poolsieve.images.opener import build_opener
+from poolsieve.images.policy import FetchPolicy
 from poolsieve.images.settings import DownloadSettings, img2dataset_kwargs
 from poolsieve.images.status import STATUS_FILE, status_row
 from tests.unit.images.test_guard import png_declaring

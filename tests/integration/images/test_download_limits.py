@@ -22,7 +22,8 @@ import pytest
 
 from poolsieve.images.download import download_shard, outcome_counts
 from poolsieve.images.errors import GuardRefusal
-from poolsieve.images.guard import FetchPolicy, build_opener
+from poolsieve.images.opener import build_opener
+from poolsieve.images.policy import FetchPolicy
 from poolsieve.images.settings import DownloadSettings
 from tests.integration.images.test_download import SMALL, QuietServer, allow
 

@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
+from poolsieve.images.body import CappedResponse
+from poolsieve.images.deadline import Attempt
 from poolsieve.images.errors import GuardRefusal, categorize
-from poolsieve.images.guard import Attempt, CappedResponse, FetchPolicy, GuardedOpener, build_opener
+from poolsieve.images.opener import GuardedOpener, build_opener
+from poolsieve.images.policy import FetchPolicy
 from poolsieve.images.settings import DownloadSettings
 
 JPEG_HEAD = b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n"

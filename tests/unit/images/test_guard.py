@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 
 from poolsieve.images.address import Allowlist, check_address, check_url, embedded_ipv4
+from poolsieve.images.body import vet_image
 from poolsieve.images.errors import GuardRefusal, categorize
-from poolsieve.images.guard import FetchPolicy, GuardedTimeout, vet_image
+from poolsieve.images.guard import GuardedTimeout
+from poolsieve.images.policy import FetchPolicy
 from poolsieve.images.settings import DownloadSettings
 
 
