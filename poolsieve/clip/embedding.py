@@ -3,7 +3,8 @@
 Writes ``<lake>/clip_embeddings/<shard>/``:
 
 * ``embeddings.parquet``: uid, key, image_emb / text_emb (float16, L2-normalized), clip_score;
-  one row per downloaded sample whose image decodes, in tar order;
+  one row per downloaded sample whose image decodes, in key order (img2dataset's keys number the
+  shard's kept rows, so this is row order, whatever order the downloads finished in);
 * ``embeddings.npz``: DataComp's sidecar, row-aligned with ``pool_shard/<shard>/rows.parquet``
   (the shard's metadata parquet): ``uid``, ``<prefix>_img``, ``<prefix>_txt``, ``<prefix>_score``;
   rows without an embedding (dropped by dedup, failed download, undecodable) hold zero vectors and

@@ -1,7 +1,12 @@
 """Embed img2dataset webdataset tars with a CLIP: image/text embeddings and the CLIP score.
 
-Grain: one result row per sample whose image decodes, in tar order then member order (the order
-img2dataset wrote them), whatever ``num_workers`` is; every other sample is in ``skipped``.
+Grain: one result row per sample whose image decodes, in key order, whatever order img2dataset
+wrote the tars' members in and whatever ``num_workers`` is; every other sample is in ``skipped``.
+
+Why key order: img2dataset's threads write each sample when its download finishes, so a tar's
+member order changes from run to run, while its keys number the input rows (the shard's row
+order). Sorted by key, the same images form the same batches and give the same rows every time, so
+a seeded run is reproducible byte for byte (a batch's floats can depend on its other images).
 
 How the order stays fixed: the main process first reads the tar headers and each sample's small
 .txt/.json (tarfile seeks over the image bytes) and builds an index of samples with the byte offset
@@ -104,7 +109,8 @@ def _read_text(tf: tarfile.TarFile, member: tarfile.TarInfo | None) -> str:
 
 
 def index_tar(path: str | Path, skipped: dict[str, str]) -> list[Sample]:
-    """The samples of one tar in member order; samples without an image go to ``skipped``."""
+    """The samples of one tar in key order (not member order: see the module doc); samples
+    without an image go to ``skipped``."""
     samples = []
     with tarfile.open(path, "r:") as tf:
         for key, group in _grouped_members(tf):
@@ -117,7 +123,7 @@ def index_tar(path: str | Path, skipped: dict[str, str]) -> list[Sample]:
             samples.append(
                 Sample(str(path), key, image.offset_data, image.size, caption, meta.get("uid", ""))
             )
-    return samples
+    return sorted(samples, key=lambda s: s.key)
 
 
 class DecodedSamples(Dataset):
@@ -304,12 +310,14 @@ def embed_webdataset(
 
     The model is put in eval mode and moved to ``device`` (CUDA when available if None).
     ``jpeg_draft`` decodes JPEGs at the smallest DCT scale that covers the model's input size
-    (see ``DecodedSamples``). Results are deterministic and independent of ``num_workers``.
+    (see ``DecodedSamples``). Results are in key order, deterministic and independent of
+    ``num_workers``, of the order of ``tar_paths`` and of the order of each tar's members.
     """
     device = pick_device(device)
     model.eval().to(device)
     skipped: dict[str, str] = {}
     samples = [s for path in tar_paths for s in index_tar(path, skipped)]
+    samples.sort(key=lambda s: (s.key, s.tar))  # one order whatever the tars' order
     draft = model_image_size(model) if jpeg_draft else None
     dataset = DecodedSamples(samples, preprocess, tokenizer, draft)
     meter = RateMeter(len(samples), progress)

@@ -1,6 +1,6 @@
 """Store embeddings: ``embeddings.parquet`` (one row per embedded uid) and DataComp's ``.npz``.
 
-The parquet holds what was embedded, in tar order: ``uid``, ``key``, ``image_emb`` and
+The parquet holds what was embedded, in the result's (key) order: ``uid``, ``key``, ``image_emb`` and
 ``text_emb`` (fixed-size lists of float16; DuckDB reads them as FLOAT[]) and ``clip_score``.
 
 The ``.npz`` sidecar is row-aligned with a metadata parquet (the shard's rows, in their order),
@@ -49,7 +49,7 @@ def _emb_array(emb: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def embeddings_table(result: EmbedResult) -> pa.Table:
-    """One row per embedded sample, in the result's (tar) order."""
+    """One row per embedded sample, in the result's (key) order."""
     return pa.table(
         {
             "uid": pa.array(result.uids, pa.string()),

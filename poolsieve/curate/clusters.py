@@ -3,10 +3,16 @@
 A pool sample passes when its cluster (nearest centroid) is the nearest centroid of at least one
 exemplar image (ImageNet-1k training images in DataComp; a small pool may use its trusted set).
 Deterministic for a seed; k is capped at the number of pool samples.
+
+k-means draws its first centroids by row position, so the same embeddings in another order give
+other clusters. Given the rows' uids, rows are clustered in uid order: a uid's cluster then
+depends only on the set of (uid, embedding) pairs, never on the order the caller read them in
+(files in download order, shards in registration order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +31,33 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def exemplar_clusters(pool: np.ndarray, exemplars: np.ndarray, k: int, seed: int = 0) -> Clusters:
-    """Cluster ``pool`` (L2-normalized, spherical k-means) and mark clusters exemplars fall in."""
+def exemplar_clusters(
+    pool: np.ndarray,
+    exemplars: np.ndarray,
+    k: int,
+    seed: int = 0,
+    uids: Sequence[str] | None = None,
+) -> Clusters:
+    """Cluster ``pool`` (L2-normalized, spherical k-means) and mark clusters exemplars fall in.
+
+    With ``uids`` (one per pool row) the rows are clustered in uid order; the result stays in
+    the caller's row order.
+    """
+    if uids is None:
+        return _clusters(pool, exemplars, k, seed)
+    if len(uids) != len(pool):
+        raise ValueError(f"{len(uids)} uids for {len(pool)} pool rows")
+    order = np.argsort(np.asarray(uids, dtype=str), kind="stable")
+    found = _clusters(np.asarray(pool)[order], exemplars, k, seed)
+    pool_cluster = np.empty_like(found.pool_cluster)
+    pool_cluster[order] = found.pool_cluster
+    exemplar_cluster = np.empty_like(found.exemplar_cluster)
+    exemplar_cluster[order] = found.exemplar_cluster
+    return Clusters(pool_cluster, exemplar_cluster, found.k, found.exemplar_clusters)
+
+
+def _clusters(pool: np.ndarray, exemplars: np.ndarray, k: int, seed: int) -> Clusters:
+    """k-means over ``pool`` in the order given."""
     import faiss
 
     if len(pool) == 0:

@@ -82,7 +82,7 @@ def _languages(conn, settings: FeatureSettings) -> pa.Table:
     uids, texts = zip(
         *conn.execute(
             "SELECT r.uid, r.text FROM rows r JOIN decisions d USING (shard, row_idx) "
-            "WHERE d.reason IS DISTINCT FROM 'duplicate_uid'"
+            "WHERE d.reason IS DISTINCT FROM 'duplicate_uid' ORDER BY r.uid"
         ).fetchall(),
         strict=True,
     )
@@ -108,8 +108,12 @@ def _clusters(files, clip: LoadedClip, exemplar_tars, settings: FeatureSettings)
         num_workers=0,
         device=clip.device,
     ).image_emb
-    clusters = exemplar_clusters(
-        emb.astype(np.float32), exemplars.astype(np.float32), settings.image_clusters, settings.seed
+    clusters = exemplar_clusters(  # in uid order: the same clusters whatever order files hold
+        emb.astype(np.float32),
+        exemplars.astype(np.float32),
+        settings.image_clusters,
+        settings.seed,
+        uids=uids,
     )
     table = pa.table(
         {

@@ -140,3 +140,22 @@ def test_an_empty_subset_gives_no_model_and_a_leaderboard_row_that_says_so(tmp_p
     board = build_leaderboard(lake, ["none"])
     assert board.rows[0]["subset_size"] == 0 and board.rows[0]["average"] is None
     assert "| none | 0 | 0 | — |" in board.markdown()
+
+
+def test_clusters_of_a_permuted_pool_give_every_uid_the_same_cluster():
+    """k-means draws its first centroids by row position: fed in download order, a uid's
+    cluster would change from run to run. Rows are clustered in uid order instead."""
+    rng = np.random.default_rng(0)
+    pool = rng.standard_normal((300, 16)).astype(np.float32)
+    uids = [f"{i:032x}" for i in rng.permutation(300)]
+    exemplars = rng.standard_normal((5, 16)).astype(np.float32)
+    perm = rng.permutation(300)
+    shuffled_uids = [uids[i] for i in perm]
+
+    def by_uid(u, emb, **kw):
+        found = exemplar_clusters(emb, exemplars, k=12, seed=7, **kw)
+        pairs = zip(u, found.pool_cluster, found.exemplar_cluster, strict=True)
+        return {uid: (int(c), bool(e)) for uid, c, e in pairs}
+
+    assert by_uid(uids, pool) != by_uid(shuffled_uids, pool[perm])  # faiss alone: order matters
+    assert by_uid(uids, pool, uids=uids) == by_uid(shuffled_uids, pool[perm], uids=shuffled_uids)
