@@ -99,12 +99,12 @@ def resources(lake, source_dir):
 
 
 TESTS = Path(__file__).resolve().parent
-LANES = ("unit", "integration", "e2e")
+LANES = ("unit", "integration", "e2e", "hostile")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Each test carries its lane (the folder under tests/) as a marker; integration and e2e tests
-    are also ``slow``, so ``-m "not slow"`` is the unit lane."""
+    """Each test carries its lane (the folder under tests/) as a marker; integration, e2e and
+    hostile tests are also ``slow``, so ``-m "not slow"`` is the unit lane."""
     for item in items:
         lane = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
         if lane not in LANES:
