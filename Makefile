@@ -5,15 +5,21 @@ STAMP   := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup browser demo test test-unit test-integration test-e2e test-fast dev screenshots lint format bench-dedup bench-embed bench-datacomp clean
+.PHONY: setup browser postgres demo test test-unit test-integration test-e2e test-hostile test-fast dev screenshots lint format bench-dedup bench-embed bench-datacomp clean
 
-setup: $(STAMP) browser
+setup: $(STAMP) browser postgres
 
 # the browser test drives Debian's chromium (Playwright cannot download browsers here)
 browser:
 	@test -x /usr/bin/chromium || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# the Postgres-backed instance's test starts Debian's PostgreSQL server itself (no service)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 # torch/torchvision are pinned and installed first: pip takes these builds from this machine's disk.
 # pip's output (its warnings about this machine's pip config, setuptools' banners) goes to
@@ -22,10 +28,10 @@ INSTALL_LOG := $(VENV)/install.log
 PIP_INSTALL := $(PY) -m pip install --quiet
 $(STAMP): pyproject.toml
 	@python3 -m venv $(VENV)
-	@echo "setup: installing torch and poolsieve[dev] into $(VENV) (pip's output: $(INSTALL_LOG))"
+	@echo "setup: installing torch and poolsieve[dev,postgres] into $(VENV) (pip's output: $(INSTALL_LOG))"
 	@{ $(PIP_INSTALL) --upgrade pip \
 	  && $(PIP_INSTALL) torch==2.14.1 torchvision==0.29.1 \
-	  && $(PIP_INSTALL) -e '.[dev]'; } >$(INSTALL_LOG) 2>&1 \
+	  && $(PIP_INSTALL) -e '.[dev,postgres]'; } >$(INSTALL_LOG) 2>&1 \
 	  || { cat $(INSTALL_LOG); echo "setup: pip failed (its output above, kept in $(INSTALL_LOG))"; exit 1; }
 	@touch $(STAMP)
 	@echo "setup: done ($(VENV) ready; pip's warnings are in $(INSTALL_LOG))"
@@ -46,13 +52,17 @@ test-integration: setup   ## training, downloads, servers, Dagster runs with loc
 test-e2e: setup      ## the console script and the UI, as a user runs them
 	$(PY) -m pytest tests/e2e
 
+test-hostile: setup  ## bad files and URLs beside good ones: every row accounted for
+	$(PY) -m pytest tests/hostile
+
 test-fast: test-unit
 
-# the demo's code location (production's, configured by POOLSIEVE_*: dagster dev -w workspace.yaml)
+# the demo's code location (production's, configured by POOLSIEVE_*: -w workspace.yaml). dagster dev
+# through `poolsieve dev`: SIGTERM stops it (and its children) even when started in the background
 dev: setup           ## the Dagster UI on http://127.0.0.1:3000 over the demo's lake
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp pipelines/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -m poolsieve_demo.definitions -h 127.0.0.1 -p 3000
+	$(VENV)/bin/poolsieve dev -m poolsieve_demo.definitions -h 127.0.0.1 -p 3000
 
 screenshots: setup   ## the README's UI screenshots (docs/screenshots/), from the demo's runs: after make demo
 	$(PY) scripts/screenshots.py --home $(DAGSTER_HOME) --lake $(CURDIR)/lake

@@ -91,9 +91,7 @@ def cmd_stale(args) -> int:
 
     profile = {} if args.profile is None else {"curation": {"param_profile": args.profile}}
     defs, instance = build_defs(_resources(args, **profile)), get_instance()
-    observed = args.no_observe or observe_filters(
-        defs, instance, console_run_config(), run_tags()
-    )
+    observed = args.no_observe or observe_filters(defs, instance, console_run_config(), run_tags())
     if not observed:
         print("poolsieve: observing the filters failed (see the run in the UI)", file=sys.stderr)
         return 1
@@ -148,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_stale)
+    sub.add_parser(  # main() hands its arguments to pipelines.dev before parsing
+        "dev",
+        help="dagster dev (every argument passed on, e.g. -w workspace.yaml) that stops on SIGTERM",
+        add_help=False,
+    )
     p = sub.add_parser("normalize-url", help="print normalized URLs")
     p.add_argument("urls", nargs="+")
     p.set_defaults(fn=cmd_normalize)
@@ -210,6 +213,11 @@ def _added_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dev"]:  # dagster dev's own options (-h, -m, -w...) pass through unparsed
+        from poolsieve.pipelines.dev import main as dev
+
+        dev(argv[1:])
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     return args.fn(args)

@@ -9,8 +9,10 @@ entry-point group (pyproject.toml).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from poolsieve.cli import add_run_options
+from poolsieve_demo.server import DEFAULT_PORT
 
 
 def add_command(sub) -> None:
@@ -23,6 +25,13 @@ def add_command(sub) -> None:
 
 def _demo_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="the demo world's seed")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help=f"the demo image server's port on 127.0.0.1, written into a new world's URLs "
+        f"(default {DEFAULT_PORT}); an existing world keeps its own",
+    )
     p.add_argument("--shards", type=int, default=4, help="demo pool shards (new world only)")
     p.add_argument("--rows-per-shard", type=int, default=500, help="(new world only)")
     p.add_argument(
@@ -36,6 +45,13 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return port
+
+
 def run_demo(args) -> int:
     """The world (written once per lake), the main job on it, and the comparison with its truth;
     exit status 1 when a run failed or a count differs from the truth."""
@@ -45,6 +61,10 @@ def run_demo(args) -> int:
     from poolsieve_demo.world import TRUTH_FILE
 
     world = world_dir(args.lake)
+    problem = _port_problem(args, world)
+    if problem is not None:
+        print(f"poolsieve demo: {problem}", file=sys.stderr)
+        return 1
     if not (world / TRUTH_FILE).exists():
         _write_world(args, world)
     resources = demo_resources(
@@ -59,11 +79,37 @@ def run_demo(args) -> int:
     return status or (1 if mismatches else 0)
 
 
+def _port_problem(args, world) -> str | None:
+    """Why the world's image server could not serve its port (checked before any work): the
+    port is written into the world's URLs, so a busy one would fail every download later."""
+    from poolsieve_demo.shared import port_problem
+    from poolsieve_demo.world import TRUTH_FILE, load_demo_world
+
+    existing = (world / TRUTH_FILE).exists()
+    port = load_demo_world(world).port if existing else (args.port or DEFAULT_PORT)
+    keeps = f"the demo world in {world} names port {port} in its URLs"
+    if existing and args.port not in (None, port):
+        return f"{keeps}; --port applies to a new world: use another --lake, or delete {world}"
+    problem = port_problem(world, port)
+    if problem is None:
+        return None
+    change = f" ({keeps}: for another port, use another --lake or delete {world})"
+    return (
+        f"the demo image server needs port {port}, but {problem}. Stop that process, or choose "
+        f"another port with --port N{change if existing else ''}"
+    )
+
+
 def _write_world(args, world) -> None:
     from poolsieve_demo.world import write_demo_world
 
+    base_url = f"http://127.0.0.1:{args.port or DEFAULT_PORT}"
     written = write_demo_world(
-        world, seed=args.seed, n_shards=args.shards, rows_per_shard=args.rows_per_shard
+        world,
+        seed=args.seed,
+        base_url=base_url,
+        n_shards=args.shards,
+        rows_per_shard=args.rows_per_shard,
     )
     print(f"poolsieve: wrote the demo world ({len(written.shard_paths)} shards) to {world}")
 

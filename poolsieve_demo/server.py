@@ -19,6 +19,7 @@ with ``--idle-exit N`` (the shared, detached mode: see shared.py) after N second
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import os
@@ -35,6 +36,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 HEALTH_PATH = "/_health"
+DEFAULT_PORT = 8808  # `make demo`'s world; tests give theirs a free port (its URLs name the port)
 MAX_DELAY_S = 60.0  # a slow route never sleeps longer, whatever routes.json says
 SOCKET_TIMEOUT_S = 15.0  # a silent client holds a handler thread at most this long
 
@@ -55,6 +57,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether another socket holds ``host:port`` (bound as the server binds it: SO_REUSEADDR,
+    so a port left in TIME_WAIT by a stopped server counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
 
 
 class DemoHTTPServer(ThreadingHTTPServer):
@@ -172,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a poolsieve demo world's images.")
     parser.add_argument("--root", required=True, help="the world's root (routes.json, images/)")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
-    parser.add_argument("--port", type=int, default=8808)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when it goes away")
     parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
     args = parser.parse_args(argv)
@@ -190,7 +206,7 @@ class DemoImageServer:
     def __init__(
         self,
         root: str | Path,
-        port: int = 8808,
+        port: int = DEFAULT_PORT,
         host: str = "127.0.0.1",
         start_timeout: float = 20.0,
         stop_timeout: float = 5.0,
@@ -243,7 +259,10 @@ class DemoImageServer:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                message = f"demo server exited with {self._proc.returncode}: {self._stderr()}"
+                message = (
+                    f"demo server for {self.url} exited with {self._proc.returncode}: "
+                    f"{self._stderr()}"
+                )
                 self.stop()
                 raise RuntimeError(message)
             if health_pid(self.url) == self._proc.pid:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from poolsieve_demo.server import DemoImageServer, health
+from poolsieve_demo.server import DemoImageServer, health, port_in_use
 
 IDLE_EXIT_S = 600.0
 STOP_WAIT_S = 10.0
@@ -54,6 +54,20 @@ def _ours(world_root: Path, url: str) -> dict | None:
             f"pid {answer.get('pid')}); stop it or give this world another base URL"
         )
     return answer
+
+
+def port_problem(world_root: Path, port: int) -> str | None:
+    """Why this world's server cannot have 127.0.0.1:``port`` (None: the port is free, or this
+    world's server already answers there)."""
+    answer = health(f"http://127.0.0.1:{port}")
+    if answer is not None:
+        if answer.get("root") == str(Path(world_root).resolve()):
+            return None
+        return (
+            f"127.0.0.1:{port} is served by the demo server of another world "
+            f"({answer.get('root')}, pid {answer.get('pid')})"
+        )
+    return f"127.0.0.1:{port} is in use by another process" if port_in_use(port) else None
 
 
 def ensure_started(world_root: Path, port: int, lock_dir: Path) -> int:

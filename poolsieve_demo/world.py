@@ -33,11 +33,11 @@ from poolsieve_demo.evalsets import draw_eval_images, write_eval_sets
 from poolsieve_demo.metadata_problems import QUARANTINE_REASONS, resolve_counts
 from poolsieve_demo.plant import plant_problems
 from poolsieve_demo.rows import PoolBuilder, shard_name, truth_params, write_shards
-from poolsieve_demo.server import DemoImageServer
+from poolsieve_demo.server import DEFAULT_PORT, DemoImageServer
 from poolsieve_demo.trusted import write_trusted
 from poolsieve_demo.truth import world_truth
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8808"
+DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 TRUTH_FILE = "world_truth.json"
 PARTS = ("source", "images", "routes.json", "trusted", "eval")
 

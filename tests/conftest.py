@@ -98,6 +98,22 @@ def resources(lake, source_dir):
     return resources_from_env(env={}, lake=lake_fields)
 
 
+def materialize_pool(instance, resources, key: str, raise_on_error=True, tags=None):
+    """pool_shard + url_dedup for one shard, in process, with the test's resources."""
+    import dagster as dg
+    from poolsieve.assets.pool_shard import pool_shard
+    from poolsieve.assets.url_dedup import url_dedup
+
+    return dg.materialize(
+        [pool_shard, url_dedup],
+        partition_key=key,
+        instance=instance,
+        resources=resources.as_dict(),
+        raise_on_error=raise_on_error,
+        tags=tags,
+    )
+
+
 TESTS = Path(__file__).resolve().parent
 LANES = ("unit", "integration", "e2e", "hostile")
 

@@ -1,11 +1,13 @@
 """`dagster dev` on 127.0.0.1 for the browser test: started and stopped by PID, bounded waits.
 
-It serves the demo's code location (``poolsieve_demo.definitions``, as ``make dev`` does) over
-the lake at the environment's ``POOLSIEVE_LAKE``.
+It serves the demo's code location (``poolsieve_demo.definitions``) over the lake at the
+environment's ``POOLSIEVE_LAKE``, started as ``make dev`` starts it: through the launcher
+``poolsieve dev`` (poolsieve.pipelines.dev), which puts SIGINT/SIGTERM back to their defaults whatever the tests
+inherited (a background shell ignores SIGINT).
 
-The server runs in its own session (process group) so that stopping it reaches the webserver,
-the daemon and the code server it spawned: SIGINT first (dagster dev's own clean shutdown), then
-SIGTERM and SIGKILL to the group only if it outlives its grace period.
+The server runs in its own session (process group) so that stopping it can be checked on the
+webserver, the daemon and the code server it spawned: SIGTERM first (dagster dev's own clean
+shutdown), then SIGKILL to the group only if anything outlives the grace period.
 """
 
 from __future__ import annotations
@@ -80,27 +82,20 @@ class DagsterDev:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        dagster = Path(sys.executable).with_name("dagster")
-        cmd = [
-            str(dagster),
-            "dev",
-            "-m",
-            self.module,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-        ]
+    def start(self, preexec_fn=None) -> None:
+        """Start the launcher (``preexec_fn`` runs in the child first: a test may make it inherit
+        an ignored SIGINT, as a background shell does)."""
+        poolsieve = str(Path(sys.executable).parent / "poolsieve")
+        cmd = [poolsieve, "dev", "-m", self.module]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                cmd,
+                [*cmd, "-h", "127.0.0.1", "-p", str(self.port)],
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_default_signals,
+                preexec_fn=preexec_fn,
             )
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
@@ -110,6 +105,18 @@ class DagsterDev:
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())["data"]
+
+    def wait_answering(self, timeout: float = 180) -> None:
+        """Until the webserver answers on 127.0.0.1 (its code location loaded or not)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            url = f"{self.url}/server_info"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+            time.sleep(1)
+        raise TimeoutError(f"dagster dev did not answer in {timeout}s:\n{self.tail()}")
 
     def wait_loaded(self, timeout: float = 300) -> list[dict]:
         """Until every code location is loaded; raises with the log's tail if it never is."""
@@ -159,22 +166,23 @@ class DagsterDev:
             time.sleep(2)
         raise TimeoutError(f"run {run_id} not finished in {timeout}s:\n{self.tail()}")
 
-    def stop(self, grace: float = 60) -> None:
-        """SIGINT to dagster dev, then its whole process group if anything outlives the grace."""
+    def stop(self, grace: float = 90) -> bool:
+        """SIGTERM to dagster dev; True when that alone stopped it and everything in its process
+        group within ``grace`` s. Otherwise SIGKILL to the group (and False)."""
         if self.proc is None:
-            return
+            return True
         group = self.proc.pid  # start_new_session: the group id is the leader's pid
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not group_alive(group):
-                break
-            os.killpg(group, sig)
-            _wait_for(lambda: not group_alive(group), 15)
-        if self.proc.poll() is None:
+        clean = self.proc.poll() is not None and _wait_for(lambda: not group_members(group), 15)
+        if not clean:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            _wait_for(lambda: not group_members(group), 15)
             self.proc.wait(timeout=15)
+        return clean
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -182,14 +190,6 @@ class DagsterDev:
     def _check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"dagster dev exited ({self.proc.returncode}):\n{self.tail()}")
-
-
-def _default_signals() -> None:
-    """In the child before exec: SIGINT/SIGTERM at their defaults, so SIGINT stops dagster dev even
-    when the tests run in the background (where a shell leaves SIGINT, and then Dagster SIGTERM,
-    ignored, and an ignored signal is inherited)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def processes_with_env(name: str, value: str) -> list[int]:
@@ -204,12 +204,21 @@ def processes_with_env(name: str, value: str) -> list[int]:
     return found
 
 
+def group_members(group: int) -> list[int]:
+    """Live PIDs in process group ``group`` (zombies, already dead, left out), read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return bool(group_members(group))
 
 
 def _wait_for(done, timeout: float) -> bool:

@@ -1,8 +1,10 @@
 """The console script, as a user runs it (a subprocess with its own DAGSTER_HOME)."""
 
+import errno
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from poolsieve.curate.strategies import strategy_names
+from poolsieve_demo.server import DEFAULT_PORT, free_port, health
 from tests.conftest import row, write_datacomp
 
 POOLSIEVE = str(Path(sys.executable).parent / "poolsieve")
@@ -77,6 +80,52 @@ def test_normalize_url_command(tmp_path):
     ]
 
 
+@pytest.fixture
+def default_port_busy():
+    """127.0.0.1:8808, the demo's default port, held by the test (as another demo world's server
+    would hold it); when something else already holds it, it is busy anyway."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", DEFAULT_PORT))
+            sock.listen()
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+        yield DEFAULT_PORT
+
+
+def test_demo_on_a_busy_default_port_says_which_port_and_how_to_change_it(
+    tmp_path, default_port_busy
+):
+    lake = tmp_path / "lake"
+    proc = _run(["demo", "--lake", str(lake), "--job", "ingest_job", "--shards", "1"], tmp_path)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert f"port {default_port_busy}" in proc.stderr and "--port N" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (lake / "demo").exists()  # refused before any work
+
+
+def test_demo_world_on_another_port_while_the_default_is_busy(tmp_path, default_port_busy):
+    from poolsieve_demo.resources import demo_resources
+    from poolsieve_demo.world import load_demo_world
+
+    lake, port = tmp_path / "lake", free_port()
+    args = ["demo", "--lake", str(lake), "--job", "ingest_job", "--shards", "1"]
+    proc = _run([*args, "--rows-per-shard", "40", "--port", str(port)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    world = load_demo_world(lake / "demo" / "world")
+    assert world.base_url == f"http://127.0.0.1:{port}"
+    urls = pq.read_table(world.shard_paths[0], columns=["url"]).column("url").to_pylist()
+    urls = [u for u in urls if u]  # planted problems include missing URLs
+    assert sum(f":{port}/" in u for u in urls) > 30
+    assert not any(f":{default_port_busy}/" in u for u in urls)
+    with demo_resources(lake, env={}).downloader.hosts_up():  # the server runs on the new port
+        assert health(world.base_url)["root"] == str(world.root.resolve())
+    other = _run([*args, "--port", str(free_port())], tmp_path)  # the URLs cannot change now
+    assert other.returncode == 1 and "--port applies to a new world" in other.stderr
+
+
 # the whole graph at reduced size: 2 shards of 150 rows, each strategy's CLIP sees 256 samples
 # (the scorer keeps its default budget: the demo's fixed CLIP-score thresholds assume it)
 SMALL_DEMO = ["--shards", "2", "--rows-per-shard", "150", "--train-samples", "256"]
@@ -84,8 +133,10 @@ SMALL_DEMO = ["--shards", "2", "--rows-per-shard", "150", "--train-samples", "25
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # ~4 min alone on 2 cores: 8 strategies are trained and evaluated
-def test_demo_main_job_runs_the_whole_graph_and_prints_the_leaderboard(tmp_path):
-    proc = _run(["demo", "--lake", str(tmp_path / "lake"), *SMALL_DEMO], tmp_path)
+def test_demo_main_job_runs_the_whole_graph_and_prints_the_leaderboard(tmp_path, default_port_busy):
+    """On a free port of its own: the default one is held meanwhile (tests never depend on it)."""
+    port = ["--port", str(free_port())]
+    proc = _run(["demo", "--lake", str(tmp_path / "lake"), *SMALL_DEMO, *port], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "demo ground truth: all counts match" in out

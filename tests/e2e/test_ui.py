@@ -5,8 +5,8 @@ pool_features, one strategy and the leaderboard). Then `dagster dev` serves the 
 location (as `make dev` does) on 127.0.0.1, the test waits for it, launches a partition
 materialization over GraphQL (subset of a strategy never built before) and waits for its success,
 and checks in the pages that the asset graph, the partition status and the leaderboard's plot
-appear. The server is stopped by PID
-(SIGINT first) and nothing it started may outlive the test.
+appear. The server (started through `poolsieve.pipelines.dev`, as `make dev` starts it) is stopped by
+PID with SIGTERM, and nothing it started may outlive the test.
 
 POOLSIEVE_SCREENSHOTS=DIR keeps the pages it checked as PNGs (the README's come from the full demo:
 `make screenshots`, scripts/screenshots.py).
@@ -130,7 +130,7 @@ def test_the_leaderboard_shows_its_table_and_plot(ui, page):
 
 def test_stopping_the_server_leaves_nothing_running(ui, page):
     dev = ui["dev"]
-    dev.stop()
+    assert dev.stop(), dev.tail()  # SIGTERM alone stopped it and its whole process group
     assert dev.proc.poll() is not None
     assert not group_alive(dev.proc.pid)
     assert processes_with_env("DAGSTER_HOME", str(dev.home)) == []  # none escaped the group

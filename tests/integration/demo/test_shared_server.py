@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from poolsieve_demo import WorldConfig, write_demo_world
 from poolsieve_demo.server import DemoImageServer, free_port, health
-from poolsieve_demo.shared import shared_demo_server
+from poolsieve_demo.shared import port_problem, shared_demo_server
 
 TINY = WorldConfig(trusted_samples=10, trusted_shard_size=10, eval_per_class=1, retrieval_images=4)
 
@@ -57,3 +59,19 @@ def test_a_detached_server_exits_when_idle(world):
     finally:
         server.stop()
     assert health(world.base_url) is None
+
+
+def test_port_problem_names_what_holds_the_port(world, tmp_path):
+    assert port_problem(world.root, world.port) is None  # free
+    with DemoImageServer(world.root, world.port):
+        assert port_problem(world.root, world.port) is None  # this world's own server
+    other = write_demo_world(
+        tmp_path / "other", base_url=world.base_url, n_shards=1, rows_per_shard=60, config=TINY
+    )
+    with DemoImageServer(other.root, other.port):
+        assert "demo server of another world" in port_problem(world.root, world.port)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert port_problem(world.root, port) == f"127.0.0.1:{port} is in use by another process"

@@ -9,17 +9,9 @@ from poolsieve.pipelines.partitions import SHARDS, register_shards
 
 from poolsieve.pool.ingest import STAGING_MODELS
 from poolsieve.sqlrunner import SqlProject
-from tests.conftest import row, write_datacomp
+from tests.conftest import materialize_pool, row, write_datacomp
 
-
-def _materialize(instance, resources, key, raise_on_error=True):
-    return dg.materialize(
-        [pool_shard, url_dedup],
-        partition_key=key,
-        instance=instance,
-        resources=resources.as_dict(),
-        raise_on_error=raise_on_error,
-    )
+_materialize = materialize_pool
 
 
 def _metadata(result, asset):

@@ -4,13 +4,11 @@ the lake's order, whichever Dagster instance materializes it."""
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from poolsieve.assets.pool_shard import pool_shard
-from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, register_shards
 from poolsieve.pipelines.resources import resources_from_env
 
 from poolsieve.pool import registry
-from tests.conftest import row, write_datacomp
+from tests.conftest import materialize_pool, row, write_datacomp
 
 
 def _resources(lake, source):
@@ -19,14 +17,7 @@ def _resources(lake, source):
 
 
 def _materialize(instance, resources, key, tags=None):
-    return dg.materialize(
-        [pool_shard, url_dedup],
-        partition_key=key,
-        instance=instance,
-        resources=resources.as_dict(),
-        raise_on_error=False,
-        tags=tags,
-    )
+    return materialize_pool(instance, resources, key, raise_on_error=False, tags=tags)
 
 
 def _failure(result) -> str:
