@@ -25,6 +25,8 @@ from poolsieve.clip.train_log import StepLog, parse_step, read_steps
 # open_clip_train's webdataset reader renames these keys to image/text; no CLI flag changes them.
 WDS_IMAGE_KEYS = ("jpg", "png", "jpeg", "webp")
 WDS_TEXT_KEYS = ("txt",)
+#: the trainer subprocess's environment names the process that waits for it (run_trainer.py)
+PARENT_PID_ENV = "POOLSIEVE_TRAINER_PARENT"
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,13 @@ def _progress(step: StepLog, config: TrainConfig, total: int) -> TrainProgress:
 
 
 def _run_trainer(argv: list[str], on_line: Callable[[str], None]) -> None:
-    """Run the patched, offline trainer in a subprocess, streaming each output line."""
+    """Run the patched, offline trainer in a subprocess, streaming each output line.
+
+    The trainer is told this process's pid (``PARENT_PID_ENV``) and dies with it
+    (poolsieve.parent_death): killed by SIGKILL, this process could not stop it, and it would
+    go on writing into the run's folder while a re-run starts over there."""
     command = [sys.executable, "-m", "poolsieve.clip.run_trainer", *argv]
-    env = {**os.environ, **OFFLINE_ENV}
+    env = {**os.environ, **OFFLINE_ENV, PARENT_PID_ENV: str(os.getpid())}
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

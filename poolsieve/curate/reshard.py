@@ -2,7 +2,10 @@
 
 DataComp resharder semantics: a sample is written once per time its uid is listed in the subset
 (a uid listed k times appears k times; copies get keys ``<key>_<i>`` so keys stay unique), the
-output follows the input shards' order, and shards are named deterministically
+output follows the input shards' order and, within a shard, its keys' order (img2dataset numbers
+keys by row; its tars hold samples in the order downloads finished, which varies run to run, so
+the same subset gives the same training batches only in key order), and shards are named
+deterministically
 ``shard-00000.tar``... with ``sizes.json`` (open_clip's sample count). Tar members get fixed
 metadata (mtime 0, no owner), so the same subset gives the same bytes. Written into a temporary
 folder swapped in whole.
@@ -34,10 +37,10 @@ class ReshardResult:
 
 
 def _samples(tars: list[Path]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(uid, {suffix: bytes}) of every sample of the input tars, in order."""
+    """(uid, {suffix: bytes}) of every sample of the input tars, tar by tar, in key order."""
     for path in tars:
         with tarfile.open(path) as tf:
-            for _, group in _grouped_members(tf):
+            for _, group in sorted(_grouped_members(tf), key=lambda kv: kv[0]):
                 data = {s: tf.extractfile(group[s]).read() for s in MEMBER_SUFFIXES if s in group}
                 if "jpg" in data and "json" in data:
                     yield json.loads(data["json"]).get("uid", ""), data

@@ -6,6 +6,9 @@ img2dataset quirks handled here:
   ``NO_ALBUMENTATIONS_UPDATE`` is set (no internet here: it would stall);
 - ``download`` installs its own SIGINT handler (which calls ``sys.exit``) and never restores it,
   so it must run in the main thread and we put the caller's handler back afterwards;
+- its processes (a logger and a pool of downloaders) would outlive a caller killed by SIGKILL,
+  one finishing its shard into the caller's temporary folder, the logger polling for ever:
+  ``children_die_with_caller`` (img2dataset_children.py) ties them to the caller;
 - its progress lives in worker processes; the only signal the parent can read is each finished
   shard's ``NNNNNNNN_stats.json``, so progress advances one img2dataset shard at a time;
 - it prints its own progress (sharding messages, tqdm bars, per-worker stats) from the parent and
@@ -55,10 +58,13 @@ def run_img2dataset(
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import img2dataset  # heavy (cv2, albumentations, wandb): imported only when downloading
 
+    from poolsieve.images.img2dataset_children import children_die_with_caller
+
     kwargs = img2dataset_kwargs(settings, has_bboxes=has_bboxes)
     with (
         _environ(opencv_env(settings.policy())),
         _signals_for_workers(),
+        children_die_with_caller(),
         captured_output(log or logging.getLogger(__name__).debug),
         _poll_stats(output_folder, progress, offset, total),
     ):
