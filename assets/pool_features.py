@@ -11,16 +11,10 @@ from poolsieve.assets.metadata import (
     yaml_check,
 )
 from poolsieve.assets.scorer import scorer
+from poolsieve.assets.shard_features import shard_features
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import (
-    CurationResource,
-    EmbeddingResource,
-    LakeResource,
-    ScorerResource,
-    TrainingResource,
-)
+from poolsieve.pipelines.resources import CurationResource, LakeResource
 
-from poolsieve.clip.scorer import load_scorer, read_scorer
 from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
@@ -30,47 +24,46 @@ INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_dup
 
 @dg.asset(
     check_specs=[dg.AssetCheckSpec(YAML_TESTS, asset="pool_features", blocking=True)],
-    deps=[clip_embeddings, eval_decontamination, scorer],
+    # shard_clusters by key: its asset lives in assets/shard_clusters.py
+    deps=[shard_features, "shard_clusters", clip_embeddings, eval_decontamination, scorer],
     code_version=PROJECT.code_version(FEATURE_MODELS),
     group_name="curation",
     kinds={"duckdb", "parquet"},
 )
 def pool_features(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    embedding: EmbeddingResource,
-    scorer: ScorerResource,
-    curation: CurationResource,
-    training: TrainingResource,
+    context: dg.AssetExecutionContext, lake: LakeResource, curation: CurationResource
 ):
-    """Metadata, dedup, download, size, CLIP score, language, decontamination, image cluster."""
+    """The shards' features, dedup decisions, download status, CLIP scores, decontamination and
+    image clusters, one row per uid: a union, nothing per row recomputed."""
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     # the shards ingested into this lake (an instance may have served other lakes)
     shards = [s for s in registered if lake.store.partition_dir("pool_shard", s).is_dir()]
     with failing_clearly(*INPUT_ERRORS):
-        clip = load_scorer(read_scorer(lake.store), embedding.device)
+        settings = curation.feature_settings()
         with lake.connect() as conn:
-            result = build_pool_features(
-                conn,
-                lake.store,
-                shards,
-                clip,
-                curation.exemplar_tars(scorer.trusted_dir),
-                curation.feature_settings(training.seed),
-                PROJECT,
-            )
+            result = build_pool_features(conn, lake.store, shards, settings, PROJECT)
             failures = column_test_failures(conn, PROJECT.model("pool_features"), "pool_features")
     context.log.info(f"pool_features: {result.rows} uids, {result.eligible} eligible")
+    if len(result.detectors) > 1:
+        context.log.warning(
+            f"pool_features: shards' languages come from different detectors {result.detectors}: "
+            "re-materialize shard_features of the older shards"
+        )
+    if result.unclustered_shards:
+        context.log.info(f"pool_features: no shard_clusters yet for {result.unclustered_shards}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.rows,
             "eligible": result.eligible,
             **reason_counts("ineligible", result.ineligible, INELIGIBLE),
+            "mode": settings.mode,
             "languages": result.languages,
-            "language_detector": curation.language_detector,
+            "language_detector": ", ".join(sorted({d for d, _ in result.detectors})),
+            "laion_language_detector": ", ".join(sorted({d for _, d in result.detectors})),
             "image_clusters": result.k,
             "clusters_with_exemplars": result.exemplar_clusters,
             "shards": len(shards),
+            "shards_without_clusters": result.unclustered_shards,
             "path": dg.MetadataValue.path(str(result.path)),
             "catalog_table": "pool_features",
         },

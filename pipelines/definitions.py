@@ -6,22 +6,30 @@ from poolsieve.assets.clip_model import clip_model
 from poolsieve.assets.eval_decontamination import eval_decontamination
 from poolsieve.assets.evaluation import evaluation
 from poolsieve.assets.filter_sql import filter_sql
+from poolsieve.assets.image_centroids import image_centroids
 from poolsieve.assets.leaderboard import leaderboard
+from poolsieve.assets.metadata_embeddings import metadata_embeddings
 from poolsieve.assets.pool_features import pool_features
 from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.scorer import scorer
+from poolsieve.assets.shard_clusters import shard_clusters
+from poolsieve.assets.shard_features import shard_features
 from poolsieve.assets.shard_images import shard_images
 from poolsieve.assets.subset import subset
 from poolsieve.assets.train_shards import train_shards
 from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.jobs import (
+    centroids_job,
     features_job,
     ingest_job,
     leaderboard_job,
+    metadata_shard_job,
     observe_filters_job,
     scorer_job,
+    shard_clusters_job,
     shard_job,
     strategy_job,
+    subset_job,
 )
 from poolsieve.pipelines.refresh import (
     dedup_recheck_sensor,
@@ -37,10 +45,14 @@ def build_defs(resources: Resources) -> dg.Definitions:
         assets=[
             pool_shard,
             url_dedup,
+            shard_features,
             shard_images,
             scorer,
             clip_embeddings,
             eval_decontamination,
+            metadata_embeddings,
+            image_centroids,
+            shard_clusters,
             pool_features,
             filter_sql,
             subset,
@@ -52,9 +64,13 @@ def build_defs(resources: Resources) -> dg.Definitions:
         jobs=[
             ingest_job,
             shard_job,
+            metadata_shard_job,
             scorer_job,
+            centroids_job,
+            shard_clusters_job,
             features_job,
             strategy_job,
+            subset_job,
             leaderboard_job,
             observe_filters_job,
         ],

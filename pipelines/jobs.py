@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from poolsieve.lake import SHARD_ASSETS  # the per-shard assets (also read by the refresh)
+from poolsieve.lake import METADATA_SHARD_ASSETS, SHARD_ASSETS  # also read by the refresh
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -14,8 +14,17 @@ ingest_job = dg.define_asset_job(
 shard_job = dg.define_asset_job(
     "shard_job",
     selection=dg.AssetSelection.assets(*SHARD_ASSETS),
-    description="The main job, per shard: ingest, dedup, download images, embed, decontaminate. "
+    description="The main job, per shard: ingest, dedup, features, download images, embed, "
+    "decontaminate. "
     "Needs the scorer (scorer_job) materialized first.",
+    tags={"poolsieve/catalog": "write"},
+)
+
+metadata_shard_job = dg.define_asset_job(
+    "metadata_shard_job",
+    selection=dg.AssetSelection.assets(*METADATA_SHARD_ASSETS),
+    description="The main job per shard in metadata mode (DataComp's filtering track): ingest, "
+    "dedup, features, the .npz beside the parquet checked; nothing downloaded.",
     tags={"poolsieve/catalog": "write"},
 )
 
@@ -27,11 +36,30 @@ scorer_job = dg.define_asset_job(
 
 STRATEGY_ASSETS = ["subset", "train_shards", "clip_model", "evaluation"]
 
+centroids_job = dg.define_asset_job(
+    "centroids_job",
+    selection=dg.AssetSelection.assets("image_centroids"),
+    description="Image k-means centroids on a seeded sample of the pool (after the shards).",
+)
+
+shard_clusters_job = dg.define_asset_job(
+    "shard_clusters_job",
+    selection=dg.AssetSelection.assets("shard_clusters"),
+    description="Per shard: image embeddings assigned to image_centroids' centroids.",
+)
+
 features_job = dg.define_asset_job(
     "features_job",
     selection=dg.AssetSelection.assets("pool_features"),
     description="pool_features over every shard (after the shards' main job).",
     tags={"poolsieve/catalog": "write"},
+)
+
+subset_job = dg.define_asset_job(
+    "subset_job",
+    selection=dg.AssetSelection.assets("filter_sql", "subset"),
+    description="Per strategy (filter): observe the filter's SQL, then its subset (metadata "
+    "mode stops here: training needs the subsets' images).",
 )
 
 strategy_job = dg.define_asset_job(

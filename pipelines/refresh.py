@@ -18,10 +18,11 @@ import os
 from dataclasses import replace
 
 import dagster as dg
-from poolsieve.pipelines.jobs import SHARD_ASSETS, ingest_job, shard_job
+from poolsieve.pipelines.jobs import METADATA_SHARD_ASSETS, SHARD_ASSETS, ingest_job, shard_job
 from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, register_shards
-from poolsieve.pipelines.resources import LakeResource
+from poolsieve.pipelines.resources import CurationResource, LakeResource
 
+from poolsieve.lake import shard_assets
 from poolsieve.pool.registry import ShardIdentityError
 from poolsieve.pool.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
 
@@ -40,16 +41,19 @@ def removal_events(removed: list[str], source: str) -> list[dg.AssetObservation]
 
 
 def run_requests(
-    plan: RefreshPlan, listing: SourceListing, materialized: dict[str, str]
+    plan: RefreshPlan,
+    listing: SourceListing,
+    materialized: dict[str, str],
+    assets: list[str] = SHARD_ASSETS,
 ) -> list[dg.RunRequest]:
-    """One shard_job run per key to run; a key whose materialized signature differs from its
-    file's (its content changed) is tagged so that pool_shard may replace it."""
+    """One run of the per-shard ``assets`` per key to run; a key whose materialized signature
+    differs from its file's (its content changed) is tagged so that pool_shard may replace it."""
     files = listing.by_key()
     return [
         dg.RunRequest(
             partition_key=key,
             run_key=f"{key}@{files[key].signature}",
-            asset_selection=[dg.AssetKey(a) for a in SHARD_ASSETS],
+            asset_selection=[dg.AssetKey(a) for a in assets],
             tags={
                 **shard_job.tags,
                 **({REPLACE_CHANGED_TAG: "true"} if key in materialized else {}),
@@ -63,9 +67,23 @@ def scorer_missing(instance: dg.DagsterInstance) -> bool:
     return instance.get_latest_materialization_event(dg.AssetKey("scorer")) is None
 
 
+def refresh_assets(instance: dg.DagsterInstance, curation: CurationResource) -> list[str]:
+    """The per-shard assets of the pool's mode, and the shard's image clusters once
+    image_centroids exists (a new shard is assigned to the centroids it has, never re-trained)."""
+    assets = shard_assets(curation.mode)
+    centroids = instance.get_latest_materialization_event(dg.AssetKey("image_centroids"))
+    return [*assets, "shard_clusters"] if centroids is not None else assets
+
+
+def needs_scorer_first(instance: dg.DagsterInstance, curation: CurationResource) -> bool:
+    return curation.mode != "metadata" and scorer_missing(instance)
+
+
 SCORER_FIRST = dg.RunRequest(run_key="scorer-first", asset_selection=[dg.AssetKey("scorer")])
-#: what refresh runs materialize: the scorer (once) and every per-shard asset
-REFRESH_TARGET = dg.AssetSelection.assets("scorer", *SHARD_ASSETS)
+#: what refresh runs materialize: the scorer (once) and every per-shard asset of either mode
+REFRESH_TARGET = dg.AssetSelection.assets(
+    "scorer", *dict.fromkeys([*SHARD_ASSETS, *METADATA_SHARD_ASSETS, "shard_clusters"])
+)
 
 
 def _log_plan(log, plan: RefreshPlan, listing: SourceListing) -> None:
@@ -118,7 +136,9 @@ def unrequested(plan: RefreshPlan, listing: SourceListing, requested: dict) -> R
 
 
 @dg.sensor(target=REFRESH_TARGET, minimum_interval_seconds=60)
-def pool_source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+def pool_source_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, curation: CurationResource
+):
     """Requests a shard_job run for each source file that is new or changed since its latest
     pool_shard materialization (and not requested already at that signature)."""
     listing = scan_source(lake.source_url)
@@ -128,7 +148,7 @@ def pool_source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
         register_new(context.log, context.instance, lake, plan), listing, cursor["requested"]
     )
     _log_plan(context.log, plan, listing)
-    hold = scorer_missing(context.instance) and bool(plan.to_run)
+    hold = needs_scorer_first(context.instance, curation) and bool(plan.to_run)
     files = listing.by_key()
     requested = {
         **cursor["requested"],
@@ -136,7 +156,9 @@ def pool_source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     }
     removed = set(cursor["removed"]) | set(plan.removed)
     return dg.SensorResult(
-        run_requests=[SCORER_FIRST] if hold else run_requests(plan, listing, materialized),
+        run_requests=[SCORER_FIRST]
+        if hold
+        else run_requests(plan, listing, materialized, refresh_assets(context.instance, curation)),
         asset_events=removal_events(
             sorted(set(plan.removed) - set(cursor["removed"])), listing.root
         ),
@@ -170,16 +192,19 @@ def materialized_signatures(instance: dg.DagsterInstance, keys: list[str]) -> di
     target=REFRESH_TARGET,
     execution_timezone="UTC",
 )
-def pool_refresh_schedule(context: dg.ScheduleEvaluationContext, lake: LakeResource):
+def pool_refresh_schedule(
+    context: dg.ScheduleEvaluationContext, lake: LakeResource, curation: CurationResource
+):
     """Daily (POOLSIEVE_REFRESH_CRON) re-scan: registers new files, re-runs new or changed shards."""
     listing = scan_source(lake.source_url)
     plan, materialized = plan_from_lineage(context.instance, listing)
     _log_plan(context.log, plan, listing)
     plan = register_new(context.log, context.instance, lake, plan)
-    if plan.to_run and scorer_missing(context.instance):
+    if plan.to_run and needs_scorer_first(context.instance, curation):
         context.log.info("pool refresh: the scorer comes first; shard runs follow its run")
         return [SCORER_FIRST]
-    requests = run_requests(plan, listing, materialized)
+    assets = refresh_assets(context.instance, curation)
+    requests = run_requests(plan, listing, materialized, assets)
     return requests or dg.SkipReason(f"pool source {listing.root} has nothing new or changed")
 
 

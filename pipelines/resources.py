@@ -169,18 +169,43 @@ class CurationResource(dg.ConfigurableResource):
         "POOLSIEVE_PARAM_PROFILE",
         "filter parameter profile (a YAML's profiles); empty: params only",
     )
-    language_detector: str = setting("lingua", "POOLSIEVE_LANGUAGE_DETECTOR", "lingua or langid")
+    mode: str = setting(
+        "download",
+        "POOLSIEVE_POOL_MODE",
+        "download (eligible once downloaded and embedded) or metadata (DataComp's filtering "
+        "track: eligible from the metadata, scores and .npz alone)",
+    )
+    language_detector: str = setting(
+        "fasttext", "POOLSIEVE_LANGUAGE_DETECTOR", "fasttext (lid.176), gcld3, lingua or langid"
+    )
+    laion_language_detector: str = setting(
+        "gcld3",
+        "POOLSIEVE_LAION_LANGUAGE_DETECTOR",
+        "the second detector, whose answer is language_cld3 (LAION-2B's rule); empty: none",
+    )
     image_clusters: int = setting(36, "POOLSIEVE_IMAGE_CLUSTERS", "k-means k of image_based")
+    cluster_embeddings: str = setting(
+        "scorer",
+        "POOLSIEVE_CLUSTER_EMBEDDINGS",
+        "image embeddings clustered: scorer (clip_embeddings) or an .npz key (l14_img, b32_img)",
+    )
+    centroid_sample: int = setting(
+        200_000, "POOLSIEVE_CENTROID_SAMPLE", "image embeddings k-means trains on (seeded sample)"
+    )
     exemplar_dir: str = setting(
-        "", "POOLSIEVE_EXEMPLARS", "exemplar images (webdataset tars); empty: the trusted set"
+        "",
+        "POOLSIEVE_EXEMPLARS",
+        "exemplars: an .npy of image embeddings, or a folder of webdataset tars; empty: the "
+        "trusted set",
     )
 
     def exemplar_tars(self, trusted_dir: str) -> list[Path]:
         folder = self.exemplar_dir or trusted_dir
         return sorted(Path(folder).glob("*.tar")) if folder else []
 
-    def feature_settings(self, seed: int) -> FeatureSettings:
-        return FeatureSettings(self.language_detector, self.image_clusters, seed)
+    def feature_settings(self) -> FeatureSettings:
+        """What shard_features computes and pool_features counts as eligible."""
+        return FeatureSettings(self.language_detector, self.laion_language_detector, self.mode)
 
 
 class TrainingResource(dg.ConfigurableResource):

@@ -13,7 +13,12 @@ import time
 
 from poolsieve.pipelines.definitions import build_defs
 from poolsieve.pipelines.instance import get_instance, run_tags
-from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, STRATEGIES, register_shards
+from poolsieve.pipelines.partitions import (
+    REPLACE_CHANGED_TAG,
+    SHARDS,
+    STRATEGIES,
+    register_shards,
+)
 from poolsieve.pipelines.resources import Resources
 
 from poolsieve.lake import Lake, sweep_temporaries
@@ -54,9 +59,11 @@ def run_main_job(
         print(f"poolsieve: {err}", file=sys.stderr)
         return 1, lake_counts(lake.store.root)
     print(f"poolsieve: {len(listing.files)} shards in {lake.source_url}; lake {lake.lake_dir}")
-    if job_name != "ingest_job" and not _ensure_scorer(defs, instance, lake.store):
+    metadata = resources.curation.mode == "metadata"
+    needs_scorer = job_name != "ingest_job" and _needs_scorer(resources)
+    if needs_scorer and not _ensure_scorer(defs, instance, lake.store):
         return 1, lake_counts(lake.store.root)
-    shard_job = defs.resolve_job_def("ingest_job" if job_name == "ingest_job" else "shard_job")
+    shard_job = defs.resolve_job_def(_shard_job_name(job_name, metadata))
     tags = {REPLACE_CHANGED_TAG: "true"} if replace_changed else {}
     with resources.downloader.hosts_up():
         failed = _run_each(shard_job, instance, sorted(seqs, key=seqs.__getitem__), tags)
@@ -65,7 +72,7 @@ def run_main_job(
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
     elif job_name == "all":
-        failed = _curate(defs, instance, lake.store)
+        failed = _curate(defs, instance, lake.store, metadata)
     return (1 if failed else 0), counts
 
 
@@ -76,21 +83,59 @@ def _sweep(store: Lake) -> None:
         print(f"poolsieve: removed {len(removed)} temporaries left by crashed runs in {store.root}")
 
 
-def _curate(defs, instance, store: Lake) -> list[str]:
-    """pool_features, then per strategy subset -> train_shards -> clip_model -> evaluation, then
-    the leaderboard; returns what failed."""
+def _curate(defs, instance, store: Lake, metadata: bool = False) -> list[str]:
+    """image_centroids, shard_clusters per shard, pool_features, then per strategy subset ->
+    train_shards -> clip_model -> evaluation, then the leaderboard; returns what failed. In
+    metadata mode it stops at the subsets (training needs their images downloaded)."""
     from poolsieve.curate.leaderboard import build_leaderboard
 
+    failed = _clusters(defs, instance, store)
+    if failed:
+        return failed
     if not _run_one(defs.resolve_job_def("features_job"), instance, None):
         return ["pool_features"]
-    print(f"poolsieve: training and evaluating {len(STRATEGIES.get_partition_keys())} strategies")
-    job = defs.resolve_job_def("strategy_job")
-    failed = _run_each(job, instance, STRATEGIES.get_partition_keys())
+    strategies = STRATEGIES.get_partition_keys()
+    if metadata:
+        print(f"poolsieve: metadata mode: the subsets of {len(strategies)} strategies")
+        failed = _run_each(defs.resolve_job_def("subset_job"), instance, strategies)
+        print(f"poolsieve: subsets in {store.root / 'subset'} (training needs their images)")
+        return failed
+    print(f"poolsieve: training and evaluating {len(strategies)} strategies")
+    failed = _run_each(defs.resolve_job_def("strategy_job"), instance, strategies)
     if not _run_one(defs.resolve_job_def("leaderboard_job"), instance, None):
         return [*failed, "leaderboard"]
-    board = build_leaderboard(store, STRATEGIES.get_partition_keys())
+    board = build_leaderboard(store, strategies)
     print("\nleaderboard (same samples seen and seed for every strategy)\n" + board.markdown())
     return failed
+
+
+def _shard_job_name(job_name: str, metadata: bool) -> str:
+    if job_name == "ingest_job":
+        return "ingest_job"
+    return "metadata_shard_job" if metadata else "shard_job"
+
+
+def _needs_scorer(resources: Resources) -> bool:
+    """Download mode embeds with the scorer; metadata mode only when it clusters the scorer's
+    embeddings or embeds exemplar images."""
+    curation = resources.curation
+    if curation.mode != "metadata":
+        return True
+    return curation.cluster_embeddings == "scorer" or not curation.exemplar_dir.endswith(".npy")
+
+
+def _clusters(defs, instance, store: Lake) -> list[str]:
+    """The image centroids (once, on a sample of the pool), then each ingested shard's clusters;
+    returns what failed."""
+    if not _run_one(defs.resolve_job_def("centroids_job"), instance, None):
+        return ["image_centroids"]
+    shards = [
+        s
+        for s in instance.get_dynamic_partitions(SHARDS.name)
+        if store.partition_dir("pool_shard", s).is_dir()
+    ]
+    failed = _run_each(defs.resolve_job_def("shard_clusters_job"), instance, shards)
+    return [f"shard_clusters[{s}]" for s in failed]
 
 
 def _ensure_scorer(defs, instance, store: Lake) -> bool:

@@ -31,10 +31,18 @@ from urllib.parse import quote
 SHARD_ASSETS = [
     "pool_shard",
     "url_dedup",
+    "shard_features",
     "shard_images",
     "clip_embeddings",
     "eval_decontamination",
 ]
+#: the per-shard assets of DataComp's metadata mode (curation.mode "metadata"): no download
+METADATA_SHARD_ASSETS = ["pool_shard", "url_dedup", "shard_features", "metadata_embeddings"]
+
+
+def shard_assets(mode: str) -> list[str]:
+    """The per-shard assets a shard's run materializes in ``mode`` (download or metadata)."""
+    return METADATA_SHARD_ASSETS if mode == "metadata" else SHARD_ASSETS
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,10 @@ class SqlProject:
         sources: dict[str, str],
         params: dict | None = None,
     ) -> list[str]:
-        """Materialize the targets (and their refs) as TEMP tables; returns the names built."""
+        """Materialize the targets (and their refs) as TEMP tables; returns the names built. The
+        macros are (re)loaded first, so any connection will do."""
         params = params or {}
+        self.load_macros(conn)
         built = []
         for model in self.plan(targets):
             missing = [p for p in model.params if p not in params]

@@ -43,7 +43,8 @@ def run_job(defs, instance, job: str, key: str | None = None):
 
 
 def run_world(lake_dir, instance, rows_per_shard: int = 150, **overrides) -> dict:
-    """Write a 2-shard world and materialize the scorer, every shard, and pool_features."""
+    """Write a 2-shard world and materialize the scorer, every shard, the image clusters and
+    pool_features."""
     world = write_demo_world(
         world_dir(str(lake_dir)),
         seed=5,
@@ -58,6 +59,9 @@ def run_world(lake_dir, instance, rows_per_shard: int = 150, **overrides) -> dic
     runs = {"scorer": run_job(defs, instance, "scorer_job")}
     for shard in world.truth["shards"]:
         runs[shard] = run_job(defs, instance, "shard_job", shard)
+    runs["centroids"] = run_job(defs, instance, "centroids_job")
+    for shard in world.truth["shards"]:
+        runs[f"clusters/{shard}"] = run_job(defs, instance, "shard_clusters_job", shard)
     runs["features"] = run_job(defs, instance, "features_job")
     return {
         "world": world,

@@ -1,28 +1,31 @@
 -- One row per uid of the pool (every normalized row except later copies of a uid, which
--- url_dedup already records as duplicate_uid): every feature a filter may use, and
--- ineligible_reason, why a row can never be trained on whatever the filter (NULL: eligible):
--- dropped by URL dedup, image not downloaded, image not embedded, or an eval near-duplicate.
+-- url_dedup already records as duplicate_uid): a union of the shards' own features
+-- (shard_features: caption counts, languages, precomputed scores and sizes; shard_clusters)
+-- with the pool-wide dedup decisions and, in download mode, what the images gave (download
+-- status, CLIP score of poolsieve's scorer, eval near-duplicates; NULL in metadata mode).
+-- ineligible_reason: why a row can never be trained on whatever the filter (NULL: eligible):
+-- dropped by URL dedup; in download mode also image not downloaded, image not embedded, or an
+-- eval near-duplicate. $mode: 'download' or 'metadata' (DataComp's filtering track).
+-- A features row is joined on (shard, row_idx, uid): a shard whose features are missing or
+-- older than its rows gets NULL features, which the YAML's not_null tests catch.
 SELECT
     r.uid,
     r.shard,
     r.row_idx,
     r.url,
     r.text,
-    CASE
-        WHEN trim(coalesce(r.text, '')) = '' THEN 0
-        ELSE len(string_split(regexp_replace(trim(r.text), '\s+', ' ', 'g'), ' '))
-    END AS caption_words,
-    length(coalesce(r.text, '')) AS caption_chars,
+    f.caption_words,
+    f.caption_chars,
     d.keep AS dedup_keep,
     d.reason AS dedup_reason,
     d.duplicate_of,
     s.status AS download_status,
     s.error_category AS download_error,
-    coalesce(s.original_width, r.original_width) AS width,
-    coalesce(s.original_height, r.original_height) AS height,
+    coalesce(s.original_width, f.meta_width) AS width,
+    coalesce(s.original_height, f.meta_height) AS height,
     e.clip_score,
-    l.language,
-    l.language_confidence,
+    f.language,
+    f.language_confidence,
     x.max_similarity AS eval_max_similarity,
     x.nearest_eval,
     coalesce(x.flagged, false) AS eval_near_duplicate,
@@ -30,15 +33,23 @@ SELECT
     coalesce(c.exemplar_cluster, false) AS exemplar_cluster,
     CASE
         WHEN NOT d.keep THEN d.reason
+        WHEN $mode = 'metadata' THEN NULL
         WHEN s.status IS DISTINCT FROM 'success' THEN 'download_failed'
         WHEN e.clip_score IS NULL THEN 'not_embedded'
         WHEN x.flagged THEN 'eval_near_duplicate'
-    END AS ineligible_reason
+    END AS ineligible_reason,
+    f.clip_b32_score,
+    f.clip_l14_score,
+    f.language_cld3,
+    f.language_cld3_confidence,
+    f.meta_width,
+    f.meta_height
 FROM {{ source('rows') }} r
 JOIN {{ source('decisions') }} d ON d.shard = r.shard AND d.row_idx = r.row_idx
+LEFT JOIN {{ source('features') }} f
+    ON f.shard = r.shard AND f.row_idx = r.row_idx AND f.uid = r.uid
 LEFT JOIN {{ source('download_status') }} s ON d.keep AND s.uid = r.uid
 LEFT JOIN {{ source('embeddings') }} e ON d.keep AND e.uid = r.uid
-LEFT JOIN {{ source('languages') }} l ON l.uid = r.uid
 LEFT JOIN {{ source('decontamination') }} x ON d.keep AND x.uid = r.uid
-LEFT JOIN {{ source('image_clusters') }} c ON d.keep AND c.uid = r.uid
+LEFT JOIN {{ source('clusters') }} c ON d.keep AND c.uid = r.uid
 WHERE d.reason IS DISTINCT FROM 'duplicate_uid'

@@ -11,6 +11,13 @@ by the curation resource's ``param_profile``) replaces some of them, e.g. ``tiny
 pool scored by a tiny CLIP, whose cosines sit higher than OpenAI B/32's. Parameters are always
 bound, never pasted into SQL.
 
+Some parameters name the pool_features column a rule reads (``score_column``, ``language_column``,
+``size_source``); the SQL picks the column with a CASE over the bound value, and
+:data:`COLUMN_CHOICES` lists the values allowed, checked here with an error naming the YAML. A
+subset refuses to run when the column chosen holds no value on any eligible row (a profile made
+for another pool: metadata mode has no ``clip_score``, a pool without gcld3 no ``language_cld3``),
+instead of dropping every row for a missing value.
+
 The subset file is DataComp's: a numpy structured array of dtype ``u8,u8`` holding
 (int(uid[:16], 16), int(uid[16:], 16)) of every kept uid, sorted ascending -- the same order as
 sorting the hex strings. DataComp's resharder silently selects the wrong samples from an unsorted
@@ -33,6 +40,26 @@ from poolsieve.sqlrunner import SqlProject
 FILTER_LAYER = "filters"
 DECISIONS_MODEL = "strategy_decisions"
 SUBSET_DTYPE = np.dtype("u8,u8")
+
+
+#: parameters naming the pool_features column a filter reads -> allowed value -> that column
+COLUMN_CHOICES: dict[str, dict[str, str]] = {
+    "score_column": {c: c for c in ("clip_score", "clip_b32_score", "clip_l14_score")},
+    "language_column": {c: c for c in ("language", "language_cld3")},
+    "size_source": {"image": "width", "metadata": "meta_width"},
+}
+#: what to do when a chosen column is empty over the pool
+EMPTY_COLUMN_HINTS = {
+    "clip_score": "poolsieve's scorer scored no row (metadata mode has no clip_score: use the "
+    "pool's clip_b32_score / clip_l14_score, e.g. param_profile datacomp)",
+    "clip_b32_score": "the pool's parquet has no clip_b32_similarity_score",
+    "clip_l14_score": "the pool's parquet has no clip_l14_similarity_score",
+    "language": "no caption language was detected",
+    "language_cld3": "gcld3 did not run: set laion_language_detector=gcld3 "
+    "(POOLSIEVE_LAION_LANGUAGE_DETECTOR)",
+    "width": "no image size is known",
+    "meta_width": "the pool's parquet states no sizes (original_width / original_height)",
+}
 
 
 def strategy_names(project: SqlProject | None = None) -> list[str]:
@@ -59,6 +86,7 @@ def strategy_params(project: SqlProject, name: str, profile: str = "") -> dict:
             **model.spec.get("params", {}),
             **model.spec.get("profiles", {}).get(profile, {}),
         }
+        _check_choices(model, own, profile)
         for key, value in own.items():
             if key in params and params[key] != value:
                 raise ValueError(
@@ -66,6 +94,52 @@ def strategy_params(project: SqlProject, name: str, profile: str = "") -> dict:
                 )
             params[key] = value
     return params
+
+
+def _yaml(model) -> str:
+    return str(model.path.with_suffix(".yml"))
+
+
+def _check_choices(model, own: dict, profile: str) -> None:
+    for key, allowed in COLUMN_CHOICES.items():
+        if key in own and own[key] not in allowed:
+            where = (
+                f"profile {profile!r}: "
+                if key in model.spec.get("profiles", {}).get(profile, {})
+                else ""
+            )
+            raise ValueError(
+                f"{_yaml(model)}: {where}{key} {own[key]!r} is not one of {sorted(allowed)}"
+            )
+
+
+def empty_chosen_columns(
+    conn: duckdb.DuckDBPyConnection, project: SqlProject, name: str, params: dict
+) -> list[str]:
+    """One message per column a choice parameter picks that no eligible pool_features row
+    fills ([] when the pool has no eligible row: an empty pool is not a configuration error)."""
+    eligible = "FROM pool_features WHERE ineligible_reason IS NULL"
+    if not conn.execute(f"SELECT count(*) {eligible}").fetchone()[0]:
+        return []
+    problems = []
+    for key, allowed in COLUMN_CHOICES.items():
+        if key not in params:
+            continue
+        column = allowed[params[key]]  # one of a fixed set of names, so safe to quote here
+        if not conn.execute(f'SELECT count("{column}") {eligible}').fetchone()[0]:
+            origin = next(m for m in project.plan([name]) if key in _own_params(m))
+            problems.append(
+                f"filter {name}: {key} {params[key]!r} ({_yaml(origin)}) reads "
+                f"pool_features.{column}, empty on every eligible row: "
+                f"{EMPTY_COLUMN_HINTS[column]}"
+            )
+    return problems
+
+
+def _own_params(model) -> set[str]:
+    return set(model.spec.get("params", {})) | {
+        k for p in model.spec.get("profiles", {}).values() for k in p
+    }
 
 
 def strategy_hash(project: SqlProject, name: str, profile: str = "") -> str:
@@ -133,6 +207,9 @@ def build_subset(
         raise FileNotFoundError(f"no pool_features at {features_parquet}: materialize it first")
     params = strategy_params(project, name, profile)
     conn.read_parquet(literal_path(features_parquet)).create_view("pool_features")
+    empty = empty_chosen_columns(conn, project, name, params)
+    if empty:
+        raise ValueError("; ".join(empty))
     sources = {"pool_features": "pool_features", "filter": name}
     project.run(conn, [name, DECISIONS_MODEL], sources, params)
     out = lake.partition_dir("subset", name)

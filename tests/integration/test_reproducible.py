@@ -44,6 +44,9 @@ def _run_to_subsets(lake: Path, base_url: str) -> dict[str, str]:
         instance.add_dynamic_partitions(SHARDS.name, world.truth["shards"])
         runs = [run_job(defs, instance, "scorer_job")]
         runs += [run_job(defs, instance, "shard_job", s) for s in world.truth["shards"]]
+        runs.append(run_job(defs, instance, "centroids_job"))
+        shards = world.truth["shards"]
+        runs += [run_job(defs, instance, "shard_clusters_job", s) for s in shards]
         runs.append(run_job(defs, instance, "features_job"))
         job = defs.resolve_job_def("strategy_job")
         selection = [dg.AssetKey("filter_sql"), dg.AssetKey("subset")]

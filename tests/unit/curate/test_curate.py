@@ -1,4 +1,4 @@
-"""The DataComp loop's pieces: resharding, metrics on known embeddings, language ID, clusters."""
+"""The DataComp loop's pieces: resharding, metrics on known embeddings, clusters."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 
 from poolsieve.curate.clusters import exemplar_clusters
-from poolsieve.curate.language import detector
 from poolsieve.curate.metrics import Evaluation, classification_metrics, retrieval_metrics
 from poolsieve.curate.reshard import reshard
 
 
-def _tar(path, uids):
+def _tar(path, uids, keys=None):
     with tarfile.open(path, "w") as tf:
-        for i, uid in enumerate(uids):
+        for i, uid in zip(keys or range(len(uids)), uids, strict=True):
             for suffix, data in (
                 ("jpg", f"image-{uid}".encode()),
                 ("txt", f"caption {uid}".encode()),
@@ -68,6 +67,19 @@ def test_reshard_is_deterministic_and_replaces_its_folder(tmp_path, inputs):
     assert not list((tmp_path / "out").glob("*.tar"))
 
 
+def test_reshard_follows_keys_not_the_order_downloads_finished(tmp_path):
+    """img2dataset writes a sample when its download ends: the same shard's tar can hold its keys
+    in another order on another run; the training shards must not."""
+    runs = [[0, 1, 2, 3], [2, 0, 3, 1]]
+    written = []
+    for n, order in enumerate(runs):
+        uids = [f"u{k}" for k in order]
+        tar = _tar(tmp_path / f"run{n}.tar", uids, keys=order)
+        out = reshard([tar], ["u0", "u1", "u2", "u3"], tmp_path / f"out{n}")
+        written.append([t.read_bytes() for t in out.tars])
+    assert written[0] == written[1]
+
+
 def test_classification_metrics_on_known_embeddings():
     classes = np.eye(3)
     images = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]], float)
@@ -94,18 +106,6 @@ def test_average_is_the_mean_of_main_metrics():
     result = Evaluation({"classification": {"top1": 0.5}, "retrieval": {"mean_recall@1": 0.1}})
     assert result.average == pytest.approx(0.3)
     assert result.flat()["classification/top1"] == 0.5
-
-
-@pytest.mark.parametrize("name", ["lingua", "langid"])
-def test_language_detectors_ship_their_models(name):
-    found = detector(name)(["the red star is on a striped background", "", "Ein roter Kreis"])
-    assert found[0][0] == "en" and found[1] == ("", 0.0)
-    assert found[2][0] != "en"
-
-
-def test_unknown_detector_is_refused():
-    with pytest.raises(ValueError, match="unknown language detector"):
-        detector("fasttext")
 
 
 def test_exemplar_clusters_mark_the_clusters_exemplars_fall_in():

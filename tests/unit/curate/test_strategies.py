@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from poolsieve.curate.strategies import (
@@ -26,37 +24,7 @@ from poolsieve.curate.strategies import (
 )
 from poolsieve.lake import Lake
 from poolsieve.sqlrunner import SqlProject, column_test_failures
-
-DEFAULTS = {
-    "shard": "s0",
-    "url": "http://x/1.jpg",
-    "text": "a red star on a plain background",
-    "dedup_keep": True,
-    "dedup_reason": None,
-    "duplicate_of": None,
-    "download_status": "success",
-    "download_error": None,
-    "width": 400,
-    "height": 300,
-    "clip_score": 0.5,
-    "language": "en",
-    "language_confidence": 0.9,
-    "eval_max_similarity": 0.1,
-    "nearest_eval": "x",
-    "eval_near_duplicate": False,
-    "image_cluster": 0,
-    "exemplar_cluster": True,
-    "ineligible_reason": None,
-}
-
-
-def feature_row(i: int, **overrides) -> dict:
-    row = {"uid": f"{i:032x}", "row_idx": i, **DEFAULTS, **overrides}
-    text = row["text"] or ""
-    row.setdefault("caption_words", len(text.split()))
-    row.setdefault("caption_chars", len(text))
-    return row
-
+from tests.unit.curate.pool_rows import decide, feature_row, write_features
 
 ROWS = [
     feature_row(1),
@@ -75,18 +43,11 @@ ROWS = [
 
 
 def _features(tmp_path, rows) -> str:
-    path = tmp_path / "pool_features.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return str(path)
+    return write_features(tmp_path, rows)
 
 
 def _decide(tmp_path, name, rows=ROWS, profile="", project=None) -> dict[int, str | None]:
-    with duckdb.connect() as conn:
-        result = build_subset(
-            conn, Lake(tmp_path / "lake"), _features(tmp_path, rows), name, profile, project
-        )
-    decisions = pq.read_table(result.files["decisions"]).to_pylist()
-    return {int(d["uid"], 16): (None if d["keep"] else d["reason"]) for d in decisions}
+    return decide(tmp_path, name, rows, profile, project)
 
 
 INELIGIBLE = {2: "duplicate_url", 3: "download_failed", 4: "eval_near_duplicate"}
@@ -128,12 +89,8 @@ def test_image_based_needs_an_exemplar_cluster(tmp_path):
 def _scores(tmp_path, scores, fraction):
     rows = [feature_row(i, clip_score=s) for i, s in enumerate(scores, start=1)]
     project = SqlProject()
-    model = project.model("clip_score_top30")
-    model.spec["params"] = {"fraction": fraction}
-    try:
-        return _decide(tmp_path, "clip_score_top30", rows, project=project)
-    finally:
-        model.spec["params"] = {"fraction": 0.3}
+    project.model("clip_score_top30").spec["params"]["fraction"] = fraction
+    return _decide(tmp_path, "clip_score_top30", rows, project=project)
 
 
 def test_top_fraction_keeps_ties_at_the_threshold(tmp_path):
@@ -210,9 +167,10 @@ def test_unknown_strategy_and_missing_features_fail_clearly(tmp_path):
 
 def test_a_profile_replaces_some_params_and_an_unknown_one_is_refused():
     project = SqlProject()
-    assert param_profiles(project) == ["tiny-cpu"]
-    assert strategy_params(project, "laion", "tiny-cpu") == {"min_score": 0.92}
-    assert strategy_params(project, "laion") == {"min_score": 0.28}
+    assert param_profiles(project) == ["datacomp", "tiny-cpu"]
+    default = {"score_column": "clip_score", "language_column": "language"}
+    assert strategy_params(project, "laion", "tiny-cpu") == {"min_score": 0.92, **default}
+    assert strategy_params(project, "laion") == {"min_score": 0.28, **default}
     assert strategy_params(project, "no_filter", "tiny-cpu") == {}  # no such profile: params
     with pytest.raises(ValueError, match="unknown parameter profile 'tiny_cpu'"):
         strategy_params(project, "basic", "tiny_cpu")

@@ -12,10 +12,14 @@ def test_definitions_hold_the_graph():
     assert keys == {
         "pool_shard",
         "url_dedup",
+        "shard_features",
         "shard_images",
         "scorer",
         "clip_embeddings",
         "eval_decontamination",
+        "metadata_embeddings",
+        "image_centroids",
+        "shard_clusters",
         "pool_features",
         "filter_sql",
         "subset",
@@ -29,7 +33,21 @@ def test_definitions_hold_the_graph():
     assert parents["shard_images"] == {"url_dedup"}
     assert parents["clip_embeddings"] == {"shard_images", "scorer"}
     assert parents["eval_decontamination"] == {"shard_images"}
-    assert parents["pool_features"] == {"clip_embeddings", "eval_decontamination", "scorer"}
+    assert parents["shard_features"] == {"pool_shard"}
+    assert parents["metadata_embeddings"] == {"pool_shard"}
+    assert parents["image_centroids"] == {"clip_embeddings", "metadata_embeddings", "scorer"}
+    assert parents["shard_clusters"] == {
+        "image_centroids",
+        "clip_embeddings",
+        "metadata_embeddings",
+    }
+    assert parents["pool_features"] == {
+        "shard_features",
+        "shard_clusters",
+        "clip_embeddings",
+        "eval_decontamination",
+        "scorer",
+    }
     assert parents["subset"] == {"pool_features", "filter_sql"}
     assert graph.get(dg.AssetKey("filter_sql")).is_observable  # a filter is observed data
     assert parents["leaderboard"] == {"evaluation"}
@@ -39,8 +57,12 @@ def test_definitions_hold_the_graph():
     for job in (
         "ingest_job",
         "shard_job",
+        "metadata_shard_job",
         "scorer_job",
+        "centroids_job",
+        "shard_clusters_job",
         "features_job",
+        "subset_job",
         "strategy_job",
         "observe_filters_job",
     ):

@@ -16,7 +16,7 @@ from tests.conftest import row, write_datacomp
 
 
 def _tick(instance, resources, cursor=None):
-    lake = {"lake": resources.lake}
+    lake = {"lake": resources.lake, "curation": resources.curation}
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources=lake) as context:
         result = pool_source_sensor(context)
     assert result.dynamic_partitions_requests == []  # the sensor registers them itself
@@ -36,7 +36,9 @@ def _write(source_dir, name, first_uid):
 def _schedule_tick(instance, resources):
     """One schedule evaluation; the context is closed after it (left open, Dagster keeps the
     instance's state storage as the current one after the instance is gone)."""
-    with dg.build_schedule_context(instance=instance, resources={"lake": resources.lake}) as ctx:
+    with dg.build_schedule_context(
+        instance=instance, resources={"lake": resources.lake, "curation": resources.curation}
+    ) as ctx:
         return pool_refresh_schedule(ctx)
 
 
@@ -187,3 +189,21 @@ def test_scorer_comes_first_then_the_shards(resources, source_dir):
         assert [r.partition_key for r in second.run_requests] == ["a.parquet"]
         assert dg.AssetKey("clip_embeddings") in second.run_requests[0].asset_selection
         assert [r.partition_key for r in _schedule_tick(fresh, resources)] == ["a.parquet"]
+
+
+def test_metadata_mode_runs_no_download_and_needs_no_scorer(tmp_path, source_dir, lake):
+    from poolsieve.lake import METADATA_SHARD_ASSETS
+
+    _write(source_dir, "a.parquet", 1)
+    fields = {"lake_dir": str(lake.root), "source": str(source_dir), "duckdb_threads": 2}
+    metadata = resources_from_env(env={}, lake=fields, curation={"mode": "metadata"})
+    with dg.instance_for_test() as fresh:  # no scorer materialized
+        first = _tick(fresh, metadata)
+        (request,) = first.run_requests
+        assert [k.to_user_string() for k in request.asset_selection] == METADATA_SHARD_ASSETS
+        fresh.report_runless_asset_event(dg.AssetMaterialization("image_centroids"))
+        _write(source_dir, "b.parquet", 10)
+        (later,) = _tick(fresh, metadata, first.cursor).run_requests
+        assert later.asset_selection[-1] == dg.AssetKey(
+            "shard_clusters"
+        )  # assigned, not re-trained
