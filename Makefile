@@ -84,5 +84,9 @@ bench-embed: setup   ## the embedding benchmark (TARS='lake/shard_images/*/*.tar
 bench-datacomp: setup   ## the demo's strategy comparison over 3 training seeds (~40 min on 2 cores)
 	$(PY) bench/datacomp_demo/run.py --seeds $(or $(SEEDS),0,1,2)
 
+.PHONY: bench-pool
+bench-pool: setup   ## DataComp small's pool (12.8M rows) through the graph vs polars (ROWS=1280000 FILES=16 for a quick run)
+	$(PY) bench/pool/run.py --rows $(or $(ROWS),12800000) --files $(or $(FILES),128) --npz-link
+
 clean:
 	rm -rf lake .dagster_home
