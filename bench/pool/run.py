@@ -390,6 +390,8 @@ def report(result: dict) -> str:
         )
     checks = result["checks"]["checks"]
     lines += ["", "checks"] + [f"  {'ok  ' if v else 'FAIL'} {k}" for k, v in checks.items()]
+    if result.get("code", {}).get("changed"):
+        lines.append(f"  changed during the run: {', '.join(result['code']['changed'])}")
     lines += ["", "targets"] + [
         f"  {'met   ' if v['met'] else 'MISSED'} {k}: {v['value']}"
         for k, v in result["targets"].items()
@@ -432,22 +434,36 @@ def targets(result: dict) -> dict:
     return out
 
 
+def resource_default(field: str):
+    """The curation resource's default for ``field`` (the polars script uses the same value)."""
+    from poolsieve.pipelines.resources import CurationResource
+
+    return CurationResource.model_fields[field].default
+
+
 CODE_DIRS = ["poolsieve", "assets", "pipelines", "dbt_like_sql", "bench/pool"]
 
 
 def code_fingerprint() -> dict:
-    """sha256 over the code the benchmark runs (the tree is edited while it runs: compare the
-    fingerprints taken at the start and at the end) and the commit it sits on."""
+    """sha256 over the code the benchmark runs, whole and per file (the tree may be edited while
+    it runs: the start and end fingerprints say whether, and which files), and the commit."""
     root = HERE.parent.parent
-    digest = hashlib.sha256()
+    digest, files = hashlib.sha256(), {}
     for folder in CODE_DIRS:
         for path in sorted((root / folder).rglob("*")):
             if path.suffix in (".py", ".sql", ".yml") and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+                name, content = str(path.relative_to(root)), path.read_bytes()
+                digest.update(name.encode() + content)
+                files[name] = hashlib.sha256(content).hexdigest()[:12]
     head = subprocess.run(
         ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
-    return {"sha256": digest.hexdigest()[:12], "head": head}
+    return {"sha256": digest.hexdigest()[:12], "head": head, "files": files}
+
+
+def changed_files(start: dict, end: dict) -> list[str]:
+    a, b = start.get("files", {}), end.get("files", {})
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def main(argv=None) -> None:
@@ -466,14 +482,18 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--refresh-rows", type=int, default=100_000)
     parser.add_argument("--profile", default="datacomp")
-    parser.add_argument("--k", type=int, default=36)
-    parser.add_argument("--centroid-sample", type=int, default=1_000_000)
+    parser.add_argument("--k", type=int, default=0, help="default: curation.image_clusters")
+    parser.add_argument(
+        "--centroid-sample", type=int, default=0, help="default: curation.centroid_sample"
+    )
     parser.add_argument("--duckdb-memory", default="")
     parser.add_argument("--skip", default="", help="comma-separated: baseline, refresh")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args(argv)
     args.npz_files = args.npz_files or max(1, args.files // 8)
+    args.k = args.k or resource_default("image_clusters")
+    args.centroid_sample = args.centroid_sample or resource_default("centroid_sample")
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
     data, manifest = pool(args)
@@ -504,9 +524,8 @@ def main(argv=None) -> None:
         )
         generate.reset_appended(data)
     result["code"] = {"start": code_at_start, "end": code_fingerprint()}
-    result["checks"]["checks"]["code unchanged during the run"] = (
-        code_at_start == result["code"]["end"]
-    )
+    result["code"]["changed"] = changed_files(code_at_start, result["code"]["end"])
+    result["checks"]["checks"]["code unchanged during the run"] = not result["code"]["changed"]
     result["targets"] = targets(result)
     result["bench_wall_s"] = round(time.perf_counter() - started, 1)
     text = report(result)
