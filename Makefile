@@ -1,11 +1,11 @@
-# poolsieve - the README's commands. `make demo` and `make test` work on a fresh clone.
+# poolsieve - the README's commands. `make demo` and `make ci` work on a fresh clone.
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup browser postgres demo test test-unit test-integration test-e2e test-hostile test-fast dev screenshots lint format bench-dedup bench-embed bench-datacomp clean
+.PHONY: setup browser postgres demo ci test test-slow test-unit test-integration test-e2e test-hostile test-fast dev screenshots lint format bench-dedup bench-embed bench-datacomp clean
 
 setup: $(STAMP) browser postgres
 
@@ -40,8 +40,14 @@ demo: setup          ## generate the demo pool and run the main job on it
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/poolsieve demo
 
-test: setup          ## every test, slow ones included (what CI runs)
+ci: setup            ## every test, the slow ones included: what CI's .ci/run runs (~30 min on 2 cores)
 	$(PY) -m pytest
+
+test: setup          ## every test but the slow ones (marked slow; make ci runs them): under 20 min
+	$(PY) -m pytest -m "not slow"
+
+test-slow: setup     ## only the slow ones: fault injection, reproducibility, whole demo, browser, hostile, wheel
+	$(PY) -m pytest -m slow
 
 test-unit: setup     ## the unit lane: no CLIP training, no img2dataset, no server (~1 min)
 	$(PY) -m pytest tests/unit

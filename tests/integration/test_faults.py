@@ -113,6 +113,7 @@ def _steps(instance, run_id: str) -> tuple[list[str], list[str]]:
     return started, [e.step_key for e in logs if e.dagster_event.is_step_success]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_sigkill_during_training_download_and_embedding_then_rerun_gives_the_clean_outputs(
     tmp_path,

@@ -69,6 +69,7 @@ def _run_to_subsets(lake: Path, base_url: str) -> dict[str, str]:
 
 
 @pytest.mark.timeout(1500)
+@pytest.mark.slow
 def test_the_same_world_and_seed_give_byte_identical_embeddings_features_and_subsets(tmp_path):
     base_url = f"http://127.0.0.1:{free_port()}"  # one URL for both worlds: same rows, same uids
     first = _run_to_subsets(tmp_path / "a" / "lake", base_url)
