@@ -19,7 +19,7 @@ Embeddings come from ``source``: ``scorer`` (clip_embeddings' embeddings.parquet
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,18 +93,33 @@ def check_source(source: str) -> str:
     return source
 
 
-def shard_embeddings(lake: Lake, shard: str, source: str) -> tuple[list[str], np.ndarray]:
-    """One shard's (uids, unit float32 image embeddings) from ``source``."""
+def shard_embeddings(
+    lake: Lake, shard: str, source: str, take: np.ndarray | None = None
+) -> tuple[list[str], np.ndarray]:
+    """One shard's (uids, unit float32 image embeddings) from ``source``; ``take`` (ascending
+    positions in shard_uids' order): only those rows."""
     if check_source(source) == "scorer":
         path = upstream_file(lake, "clip_embeddings", shard, "embeddings.parquet")
         table = pq.read_table(path, columns=["uid", "image_emb"])
+        if take is not None:
+            table = table.take(pa.array(take, pa.int64()))
         flat = table["image_emb"].combine_chunks()
         emb = np.asarray(flat.flatten(), np.float32).reshape(-1, flat.type.list_size)
         return table["uid"].to_pylist(), _unit_in_place(emb)
     from poolsieve.curate.metadata import image_embeddings
 
-    uids, emb = image_embeddings(lake, shard, source)
+    uids, emb = image_embeddings(lake, shard, source, take)
     return list(uids), _unit_in_place(emb)
+
+
+def shard_uids(lake: Lake, shard: str, source: str) -> list[str]:
+    """The uids of shard_embeddings' rows, in its order, without reading any embedding."""
+    if check_source(source) == "scorer":
+        path = upstream_file(lake, "clip_embeddings", shard, "embeddings.parquet")
+        return pq.read_table(path, columns=["uid"])["uid"].to_pylist()
+    from poolsieve.curate.metadata import npz_row_uids
+
+    return npz_row_uids(lake, shard)[0]
 
 
 def _unit_in_place(emb: np.ndarray) -> np.ndarray:
@@ -112,14 +127,6 @@ def _unit_in_place(emb: np.ndarray) -> np.ndarray:
     emb = np.require(emb, np.float32, ["C", "W"])
     emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     return emb
-
-
-def pool_embeddings(
-    lake: Lake, shards: Sequence[str], source: str
-) -> Iterator[tuple[str, list[str], np.ndarray]]:
-    """(shard, uids, embeddings) per shard, one shard in memory at a time."""
-    for shard in shards:
-        yield (shard, *shard_embeddings(lake, shard, source))
 
 
 # --- the seeded, order-independent sample -----------------------------------------------------
@@ -190,6 +197,70 @@ def sample_embeddings(
     if kept is None or not len(kept.hashes):
         raise ValueError("no image embeddings to cluster: every shard is empty")
     return kept
+
+
+@dataclass
+class _Keys:
+    """Sample candidates without embeddings: key (hash, uid, shard) and row position."""
+
+    hashes: np.ndarray
+    uids: np.ndarray
+    shards: np.ndarray
+    positions: np.ndarray
+
+
+def _bottom_keys(lake: Lake, shards: Sequence[str], source: str, limit: int, seed: int):
+    """The ``limit`` smallest (hash, uid, shard) keys over every shard's rows (uids only), and
+    how many rows there are."""
+    kept, rows = _Keys(*(np.zeros(0, t) for t in (np.uint64, str, str, np.int64))), 0
+    for shard in shards:
+        uids = shard_uids(lake, shard, source)
+        rows += len(uids)
+        h = uid_hashes(uids, seed)
+        idx = np.flatnonzero(h <= kept.hashes[-1]) if len(kept.hashes) >= limit else None
+        idx = np.arange(len(uids)) if idx is None else idx
+        both = _Keys(
+            np.concatenate([kept.hashes, h[idx]]),
+            np.concatenate([kept.uids, np.asarray([uids[i] for i in idx], dtype=str)]),
+            np.concatenate([kept.shards, np.full(len(idx), shard)]),
+            np.concatenate([kept.positions, idx.astype(np.int64)]),
+        )
+        order = np.lexsort((both.shards, both.uids, both.hashes))[:limit]
+        kept = _Keys(*(a[order] for a in vars(both).values()))
+    return kept, rows
+
+
+def _candidate_embeddings(lake: Lake, keys: _Keys, source: str) -> np.ndarray:
+    """The embeddings of ``keys``' rows (read shard by shard, only those rows), in key order."""
+    emb = None
+    for shard in dict.fromkeys(keys.shards.tolist()):
+        at = np.flatnonzero(keys.shards == shard)
+        at = at[np.argsort(keys.positions[at], kind="stable")]
+        _, rows = shard_embeddings(lake, shard, source, keys.positions[at])
+        emb = np.zeros((len(keys.hashes), rows.shape[1]), np.float32) if emb is None else emb
+        emb[at] = rows
+    return emb
+
+
+def sample_pool(lake: Lake, shards: Sequence[str], source: str, size: int, seed: int) -> Sample:
+    """sample_embeddings' sample of the pool, read in two passes: every shard's uids (hashed),
+    then the embeddings of the sampled rows only. Rows with a zero embedding are skipped, so the
+    candidates are a margin larger than ``size`` (doubled until enough are not zero)."""
+    if size < 1:
+        raise ValueError(f"curation.centroid_sample must be at least 1, got {size}")
+    limit = size + size // 8 + 64
+    while True:
+        keys, rows = _bottom_keys(lake, shards, source, limit, seed)
+        if not len(keys.hashes):
+            raise ValueError("no image embeddings to cluster: every shard is empty")
+        emb = _candidate_embeddings(lake, keys, source)
+        nonzero = np.flatnonzero(np.any(emb != 0, axis=1))
+        if len(nonzero) >= size or len(keys.hashes) == rows:
+            if not len(nonzero):
+                raise ValueError("no image embeddings to cluster: every shard is empty")
+            take = nonzero[:size]
+            return Sample(keys.hashes[take], keys.uids[take], keys.shards[take], emb[take], rows)
+        limit *= 2
 
 
 # --- k-means and assignment ------------------------------------------------------------------
@@ -297,9 +368,7 @@ def build_centroids(
 ) -> CentroidsResult:
     """Sample, train, find the exemplar clusters; write centroids.npy and exemplar_clusters.json."""
     source = check_source(settings.source)
-    sample = sample_embeddings(
-        pool_embeddings(lake, shards, source), settings.sample, settings.seed
-    )
+    sample = sample_pool(lake, shards, source, settings.sample, settings.seed)
     centroids = train_centroids(sample.emb, settings.k, settings.seed)
     dims = centroids.shape[1]
     ex = load_exemplars(exemplars, dims, source, embed)

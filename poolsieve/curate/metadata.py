@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -182,7 +183,8 @@ def _source_rows(fs, parquet: str) -> int:
 
 def _scores(lake: Lake, shard: str, rows: int) -> dict[str, np.ndarray]:
     """Per pair prefix, the source's score of every source row (NaN: quarantined or absent)."""
-    table = pq.read_table(upstream_file(lake, "pool_shard", shard, "rows.parquet"))
+    columns = ["row_idx", *SCORE_COLUMNS.values()]
+    table = pq.read_table(upstream_file(lake, "pool_shard", shard, "rows.parquet"), columns=columns)
     row_idx = table["row_idx"].to_numpy()
     if len(row_idx) and int(row_idx.max()) >= rows:
         raise NpzError(
@@ -288,9 +290,12 @@ def recorded_problem(lake: Lake, shard: str) -> str:
     return ""
 
 
-def image_embeddings(lake: Lake, shard: str, key: str = "l14_img") -> tuple[list[str], np.ndarray]:
+def image_embeddings(
+    lake: Lake, shard: str, key: str = "l14_img", take: np.ndarray | None = None
+) -> tuple[list[str], np.ndarray]:
     """(uids, float32 [n, d] unit rows) of ``key`` for ``shard``'s normalized rows (pool_shard's
-    rows.parquet), in row_idx order: npz row = source row_idx. A zero row stays zero."""
+    rows.parquet), in row_idx order: npz row = source row_idx. A zero row stays zero. ``take``
+    (ascending positions in that order) reads only those rows (image_centroids' sample)."""
     info = read_info(lake, shard)
     if key not in info["keys"]:
         raise ValueError(f"shard {shard!r}: {info['path']} has no {key!r} (it has {info['keys']})")
@@ -300,15 +305,55 @@ def image_embeddings(lake: Lake, shard: str, key: str = "l14_img") -> tuple[list
             f"{info['path']} changed since metadata_embeddings validated it: re-materialize "
             f"metadata_embeddings for shard {shard!r}"
         )
+    uids, row_idx = npz_row_uids(lake, shard)
+    if take is not None:
+        uids, row_idx = [uids[i] for i in take], row_idx[take]
+    emb = read_npz_rows(fs, path, key, row_idx, info["dims"][key])
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb /= np.where(norms > 0, norms, 1.0)
+    return uids, emb
+
+
+def npz_row_uids(lake: Lake, shard: str) -> tuple[list[str], np.ndarray]:
+    """(uids, source row_idx) of ``shard``'s normalized rows, in row_idx order (the order
+    image_embeddings returns rows in)."""
     table = pq.read_table(
         upstream_file(lake, "pool_shard", shard, "rows.parquet"), columns=["uid", "row_idx"]
     ).sort_by("row_idx")
-    row_idx = table["row_idx"].to_numpy()
+    return table["uid"].to_pylist(), table["row_idx"].to_numpy()
+
+
+def read_npz_rows(fs, path: str, key: str, row_idx: np.ndarray, dim: int) -> np.ndarray:
+    """Rows ``row_idx`` (ascending) of array ``key`` as float32. A local .npz whose member is
+    stored uncompressed (np.savez; DataComp's files) is memory-mapped, so only the rows asked
+    for are read; any other is streamed in row batches."""
     with open_npz(fs, path) as npz:
-        emb = _select_rows(npz.batches(key), row_idx, info["dims"][key])
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    emb /= np.where(norms > 0, norms, 1.0)
-    return table["uid"].to_pylist(), emb
+        mapped = _mapped_member(fs, path, npz, key)
+        if mapped is not None:
+            return np.asarray(mapped[row_idx], dtype=np.float32).reshape(len(row_idx), dim)
+        return _select_rows(npz.batches(key), row_idx, dim)
+
+
+def _mapped_member(fs, path: str, npz: NpzReader, key: str) -> np.ndarray | None:
+    """A read-only memmap of ``key`` when the file is local and the member is stored as a
+    C-order 2-D array; None otherwise."""
+    if _full(fs, path) != path or key not in npz.names:
+        return None
+    zinfo = npz.zf.getinfo(npz.names[key])
+    if zinfo.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as raw:
+        raw.seek(zinfo.header_offset)
+        local = raw.read(30)
+        if local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        raw.seek(zinfo.header_offset + 30 + name_len + extra_len)
+        member = _read_header(raw)
+        start = raw.tell()
+    if member.fortran or len(member.shape) != 2 or member.dtype.hasobject:
+        return None
+    return np.memmap(path, member.dtype, "r", offset=start, shape=member.shape)
 
 
 def _select_rows(batches: Iterator[np.ndarray], row_idx: np.ndarray, dim: int) -> np.ndarray:

@@ -19,6 +19,8 @@ from poolsieve.curate.clusters import (
     load_exemplars,
     nearest_centroid,
     sample_embeddings,
+    sample_pool,
+    shard_embeddings,
     uid_hashes,
     unit,
 )
@@ -66,6 +68,29 @@ def test_the_sample_is_the_smallest_hashes_whatever_the_batches():
     assert np.array_equal(by_shard.hashes, all_hashes[:100])
     assert uid_hashes(["a", "ab"], 3)[0] == uid_hashes(["a"], 3)[0]  # not the batch's width
     assert uid_hashes(["a"], 3)[0] != uid_hashes(["a"], 4)[0]  # the seed picks another sample
+
+
+@pytest.mark.parametrize("zeros", [0, 50, 1000])
+def test_the_two_pass_sample_equals_the_one_pass_sample(tmp_path, zeros):
+    """sample_pool reads only the sampled rows' embeddings; rows without one (zero) are skipped
+    as sample_embeddings skips them, even when so many are zero that the candidates run out."""
+    rng = np.random.default_rng(4)
+    pool = _pool(rng, shards=4, rows=300, dims=8)
+    flat = rng.permutation(1200)[:zeros]
+    for i in flat:
+        pool[i // 300][2][i % 300] = 0
+    lake = Lake(tmp_path)
+    for shard, uids, emb in pool:
+        _write_shard(lake, shard, uids, emb)
+    shards = [p[0] for p in pool]
+    for size in (1, 150, 1200):
+        expected = sample_embeddings(
+            [(s, *shard_embeddings(lake, s, "scorer")) for s in shards], size=size, seed=2
+        )
+        found = sample_pool(lake, shards[::-1], "scorer", size=size, seed=2)
+        assert found.uids.tolist() == expected.uids.tolist()
+        assert found.shards.tolist() == expected.shards.tolist()
+        assert np.array_equal(found.emb, expected.emb) and found.rows_read == 1200
 
 
 def test_centroids_do_not_depend_on_the_order_of_shards_or_rows(tmp_path):
