@@ -40,9 +40,9 @@ def pool_shard(context: dg.AssetExecutionContext, lake: LakeResource):
     if not fs.exists(path):
         raise dg.Failure(f"source file {path} for shard {shard!r} is gone from {lake.source_url}")
     info, sha256 = fs.info(path), file_sha256(path, fs)
-    seq = shard_seq(lake, shard)
     replace = context.run.tags.get(REPLACE_CHANGED_TAG) == "true"
-    with lake.connect() as conn:
+    with lake.connect() as conn:  # one catalog connection for the whole step
+        seq = shard_seq(lake, shard, conn)
         if "file" not in fs.protocol:
             conn.register_filesystem(fs)
             path = lake.source_url.rstrip("/") + "/" + shard
@@ -54,14 +54,13 @@ def pool_shard(context: dg.AssetExecutionContext, lake: LakeResource):
             registry.record_source(conn, shard, sha256)
         except (SourceFileError, registry.ShardIdentityError) as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
-    if previous not in (None, sha256):
-        context.log.warning(f"{shard}: replaced the rows of its earlier content ({previous})")
-    with lake.connect_memory() as mem:
         written = {
             "pool_shard_rows": result.files["rows"],
             "pool_shard_quarantine": result.files["quarantine"],
         }
-        failures = file_test_failures(mem, PROJECT, written)
+        failures = file_test_failures(conn, PROJECT, written)  # the files as written
+    if previous not in (None, sha256):
+        context.log.warning(f"{shard}: replaced the rows of its earlier content ({previous})")
     context.log.info(
         f"{shard}: read {result.rows_read}, normalized {result.rows_normalized}, "
         f"quarantined {result.rows_quarantined} {result.quarantine_reasons}"

@@ -41,6 +41,7 @@ def shard_features(
             "language_detector": settings.language_detector,
             "laion_language_detector": settings.laion_language_detector,
             "batch_rows": settings.batch_rows,
+            "language_workers": settings.language_workers,
             "path": dg.MetadataValue.path(str(result.path)),
         },
         check_results=[

@@ -46,6 +46,19 @@ def shard_images(
     downloader: DownloaderResource,
 ):
     """img2dataset over the rows url_dedup kept (DataComp's settings): one status row per uid."""
+    return download_asset(context, lake, downloader, "shard_images")
+
+
+def download_asset(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    downloader: DownloaderResource,
+    asset: str,
+    uids: set[str] | None = None,
+) -> dg.MaterializeResult:
+    """Download one shard's kept rows (``uids``: only those) into ``asset``'s folder; its
+    metadata and checks (rows conserved, success rate). Shared by shard_images and
+    selected_images, which declare the same two checks."""
     shard = context.partition_key
     report = throttled(context.log.info)
     with failing_clearly(FileNotFoundError):
@@ -56,25 +69,15 @@ def shard_images(
             progress=lambda done, total: report(done, total, f"{shard}: downloaded"),
             project=PROJECT,
             log=context.log.debug,  # img2dataset's own progress lines: the run log, not the console
+            uids=uids,
+            asset=asset,
         )
     context.log.info(
         f"{shard}: {result.success}/{result.total} images in {result.seconds:.1f} s; "
         f"errors {result.errors}"
     )
     return dg.MaterializeResult(
-        metadata={
-            "rows_in": rows.num_rows,
-            "success": result.success,
-            "failed": result.failed,
-            "success_rate": dg.MetadataValue.float(result.success / max(result.total, 1)),
-            **reason_counts("errors", result.errors, sorted({*COMMON_ERRORS, *result.errors})),
-            "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
-            "images_per_s": dg.MetadataValue.float(round(result.total / result.seconds, 1)),
-            "tars": [str(p.name) for p in result.tars],
-            "verify_sha256": downloader.verify_sha256,
-            "images_path": dg.MetadataValue.path(str(result.out_dir)),
-            "status_path": dg.MetadataValue.path(str(result.status_path)),
-        },
+        metadata=download_metadata(result, rows.num_rows, downloader.verify_sha256),
         check_results=[
             conservation_check(
                 ROWS_CONSERVED, rows.num_rows, {"success": result.success, "failed": result.failed}
@@ -84,9 +87,26 @@ def shard_images(
     )
 
 
+def download_metadata(result, rows_in: int, verify_sha256: bool) -> dict:
+    """A download's materialization metadata (counts, error categories, speed, paths)."""
+    return {
+        "rows_in": rows_in,
+        "success": result.success,
+        "failed": result.failed,
+        "success_rate": dg.MetadataValue.float(result.success / max(result.total, 1)),
+        **reason_counts("errors", result.errors, sorted({*COMMON_ERRORS, *result.errors})),
+        "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
+        "images_per_s": dg.MetadataValue.float(round(result.total / max(result.seconds, 1e-9), 1)),
+        "tars": [str(p.name) for p in result.tars],
+        "verify_sha256": verify_sha256,
+        "images_path": dg.MetadataValue.path(str(result.out_dir)),
+        "status_path": dg.MetadataValue.path(str(result.status_path)),
+    }
+
+
 def _success_rate_check(result, floor: float) -> dg.AssetCheckResult:
     """A warning (not blocking: the failures are recorded per uid) when too few images arrived."""
-    rate = result.success / max(result.total, 1)
+    rate = result.success / max(result.total, 1) if result.total else 1.0
     return dg.AssetCheckResult(
         check_name=SUCCESS_RATE,
         passed=rate >= floor,

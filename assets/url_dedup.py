@@ -37,11 +37,10 @@ COMPLETE = "compared_with_all_earlier_shards"
 def url_dedup(context: dg.AssetExecutionContext, lake: LakeResource):
     """Keep/drop per row of one shard; dropped rows name the uid they duplicate (duplicate_of)."""
     shard = context.partition_key
-    with lake.connect() as conn:
+    with lake.connect() as conn:  # one catalog connection for the whole step
         result = dedup_shards(conn, lake.store, [shard], PROJECT)[shard]
         order = registry.pool_order(conn)
-    with lake.connect_memory() as mem:
-        failures = file_test_failures(mem, PROJECT, {DECISIONS: result.files["decisions"]})
+        failures = file_test_failures(conn, PROJECT, {DECISIONS: result.files["decisions"]})
     known = result.registered_shards
     seq = order.index(shard)
     earlier = order[:seq]

@@ -17,6 +17,13 @@ fastText agree on English / not English (what DataComp's rules read).
 ``fasttext-list`` is not a detector: it is fasttext-predict's list API (``multilinePredict``) on
 the same lines, the batch call ``fasttext`` does not use because with numpy 2 it returns the labels
 without their probabilities; it shows what one call per caption costs against it.
+
+``pair`` (fastText then gcld3, as shard_features called them before), ``pair-w1`` and
+``pair-wN`` (both through ``LanguageIdentifier`` with N worker processes; ``pair-w0``: one per
+core) are not in the default list: ``--detectors pair,pair-w1,pair-w2``. They read the captions
+made distinct (a copy number appended: the identifier answers a repeated caption once, which the
+repeated sample would overrate); ``CPU s`` of ``pair-wN`` (N > 1) is this process's only (the
+workers' is not counted), and the first run includes starting the workers.
 """
 
 from __future__ import annotations
@@ -36,7 +43,11 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from poolsieve.curate.language import detector, fasttext_model_path  # noqa: E402
+from poolsieve.curate.language import (  # noqa: E402
+    LanguageIdentifier,
+    detector,
+    fasttext_model_path,
+)
 
 SAMPLE = ROOT / "tests" / "data" / "laion_sample_1000.parquet"
 SPACES = ("\t", "\n", "\u00a0", "\u2003")
@@ -95,8 +106,32 @@ def fasttext_list(texts: list[str]) -> list[str]:
     return model.f.multilinePredict(lines, 1, 0.0, "replace")
 
 
+def pair_separately(texts: list[str]) -> list[tuple[str, float]]:
+    """shard_features' two detectors as it called them before issue 12: one after the other,
+    each preparing every caption (answers zipped, for the length check)."""
+    return list(zip(detector("fasttext")(texts), detector("gcld3")(texts), strict=True))
+
+
+def pair_identifier(workers: int):
+    """shard_features' two detectors as it calls them now: ``LanguageIdentifier`` (captions
+    prepared once, repeats identified once) over ``workers`` processes (1: this one)."""
+    languages = LanguageIdentifier(["fasttext", "gcld3"], workers, min_texts=1)
+
+    def detect(texts: list[str]) -> list[tuple[str, float]]:
+        found = languages.start(texts)()
+        return list(zip(found["fasttext"], found["gcld3"], strict=True))
+
+    return detect
+
+
 def contender(name: str):
-    return fasttext_list if name == "fasttext-list" else detector(name)
+    if name == "fasttext-list":
+        return fasttext_list
+    if name == "pair":
+        return pair_separately
+    if name.startswith("pair-w"):
+        return pair_identifier(int(name.removeprefix("pair-w") or 0))
+    return detector(name)
 
 
 def time_detector(name: str, texts: list[str], args: argparse.Namespace) -> dict:
@@ -170,6 +205,8 @@ def main() -> None:
     results = []
     for name in names:
         rows = texts[: args.slow_rows] if name in SLOW and args.slow_rows else texts
+        if name.startswith("pair"):
+            rows = [f"{text} {i}" for i, text in enumerate(rows)]
         results.append(time_detector(name, rows, args))
         print(f"{name}: {results[-1]['captions_per_s']:,.0f} captions/s", file=sys.stderr)
     shares = english_shares(names, real)

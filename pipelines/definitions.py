@@ -3,6 +3,7 @@
 import dagster as dg
 from poolsieve.assets.clip_embeddings import clip_embeddings
 from poolsieve.assets.clip_model import clip_model
+from poolsieve.assets.download_selection import download_selection
 from poolsieve.assets.eval_decontamination import eval_decontamination
 from poolsieve.assets.evaluation import evaluation
 from poolsieve.assets.filter_sql import filter_sql
@@ -12,6 +13,7 @@ from poolsieve.assets.metadata_embeddings import metadata_embeddings
 from poolsieve.assets.pool_features import pool_features
 from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.scorer import scorer
+from poolsieve.assets.selected_images import selected_images
 from poolsieve.assets.shard_clusters import shard_clusters
 from poolsieve.assets.shard_features import shard_features
 from poolsieve.assets.shard_images import shard_images
@@ -26,10 +28,13 @@ from poolsieve.pipelines.jobs import (
     metadata_shard_job,
     observe_filters_job,
     scorer_job,
+    selected_images_job,
+    selection_job,
     shard_clusters_job,
     shard_job,
     strategy_job,
     subset_job,
+    training_job,
 )
 from poolsieve.pipelines.refresh import (
     dedup_recheck_sensor,
@@ -56,6 +61,8 @@ def build_defs(resources: Resources) -> dg.Definitions:
             pool_features,
             filter_sql,
             subset,
+            download_selection,
+            selected_images,
             train_shards,
             clip_model,
             evaluation,
@@ -71,6 +78,9 @@ def build_defs(resources: Resources) -> dg.Definitions:
             features_job,
             strategy_job,
             subset_job,
+            selection_job,
+            selected_images_job,
+            training_job,
             leaderboard_job,
             observe_filters_job,
         ],

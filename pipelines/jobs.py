@@ -35,6 +35,8 @@ scorer_job = dg.define_asset_job(
 )
 
 STRATEGY_ASSETS = ["subset", "train_shards", "clip_model", "evaluation"]
+#: per strategy after the downloads of metadata mode (the subsets are already there)
+TRAINING_ASSETS = ["train_shards", "clip_model", "evaluation"]
 
 centroids_job = dg.define_asset_job(
     "centroids_job",
@@ -59,7 +61,20 @@ subset_job = dg.define_asset_job(
     "subset_job",
     selection=dg.AssetSelection.assets("filter_sql", "subset"),
     description="Per strategy (filter): observe the filter's SQL, then its subset (metadata "
-    "mode stops here: training needs the subsets' images).",
+    "mode stops here unless curation.download_selection downloads the subsets' images).",
+)
+
+selection_job = dg.define_asset_job(
+    "selection_job",
+    selection=dg.AssetSelection.assets("download_selection"),
+    description="Metadata mode, after the subsets: the uids to download (curation."
+    "download_selection: the chosen strategies' kept uids, or every kept row).",
+)
+
+selected_images_job = dg.define_asset_job(
+    "selected_images_job",
+    selection=dg.AssetSelection.assets("selected_images"),
+    description="Metadata mode, per shard: download the kept rows download_selection chose.",
 )
 
 strategy_job = dg.define_asset_job(
@@ -67,6 +82,13 @@ strategy_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("filter_sql", *STRATEGY_ASSETS),
     description="Per strategy (filter): observe the filter's SQL, then subset, train shards, "
     "CLIP training, evaluation.",
+)
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
+    description="Per strategy, metadata mode after selected_images: train shards, CLIP "
+    "training, evaluation (the subset as it is).",
 )
 
 observe_filters_job = dg.define_asset_job(

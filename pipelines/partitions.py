@@ -44,14 +44,17 @@ def add_partitions(instance: dg.DagsterInstance, keys: list[str], attempts: int 
             time.sleep(0.05 * (attempt + 1))
 
 
-def shard_seq(lake, shard: str) -> int:
+def shard_seq(lake, shard: str, conn=None) -> int:
     """A shard's position in pool order, from the lake (enrolling it if it was added as a
-    partition by hand, e.g. in the UI)."""
-    with lake.connect() as conn:
-        try:
-            return registry.enroll(conn, source_identity(lake.source_url), [shard])[shard]
-        except registry.ShardIdentityError as err:
-            raise dg.Failure(description=str(err), allow_retries=False) from None
+    partition by hand, e.g. in the UI); ``conn``: an open connection to the lake's catalog
+    (default: one is opened for this)."""
+    if conn is None:
+        with lake.connect() as own:
+            return shard_seq(lake, shard, own)
+    try:
+        return registry.enroll(conn, source_identity(lake.source_url), [shard])[shard]
+    except registry.ShardIdentityError as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
 
 
 def _strategies() -> dg.StaticPartitionsDefinition:

@@ -183,6 +183,11 @@ class CurationResource(dg.ConfigurableResource):
         "POOLSIEVE_LAION_LANGUAGE_DETECTOR",
         "the second detector, whose answer is language_cld3 (LAION-2B's rule); empty: none",
     )
+    language_workers: int = setting(
+        0,
+        "POOLSIEVE_LANGUAGE_WORKERS",
+        "processes identifying caption languages within a shard; 0: one per core, 1: in-process",
+    )
     image_clusters: int = setting(36, "POOLSIEVE_IMAGE_CLUSTERS", "k-means k of image_based")
     cluster_embeddings: str = setting(
         "scorer",
@@ -199,13 +204,59 @@ class CurationResource(dg.ConfigurableResource):
         "trusted set",
     )
 
+    download_selection: str = setting(
+        "none",
+        "POOLSIEVE_DOWNLOAD_SELECTION",
+        "metadata mode, after the subsets: none (stop there), selected (download the uids the "
+        "download_strategies keep, then train and evaluate) or all (every url_dedup-kept row)",
+    )
+    download_strategies: str = setting(
+        "",
+        "POOLSIEVE_DOWNLOAD_STRATEGIES",
+        "the strategies whose kept uids download_selection=selected downloads, comma-separated; "
+        "empty: every strategy",
+    )
+
     def exemplar_tars(self, trusted_dir: str) -> list[Path]:
         folder = self.exemplar_dir or trusted_dir
         return sorted(Path(folder).glob("*.tar")) if folder else []
 
+    def selection(self, known: list[str]) -> tuple[str, list[str]]:
+        """(download_selection, the strategies it downloads for), checked against ``known`` (the
+        strategy names): a clear ValueError names a bad value."""
+        return check_selection(self.download_selection, self.download_strategies, known)
+
     def feature_settings(self) -> FeatureSettings:
         """What shard_features computes and pool_features counts as eligible."""
-        return FeatureSettings(self.language_detector, self.laion_language_detector, self.mode)
+        return FeatureSettings(
+            self.language_detector,
+            self.laion_language_detector,
+            self.mode,
+            language_workers=self.language_workers,
+        )
+
+
+#: curation.download_selection's values (metadata mode: what is downloaded after the subsets)
+DOWNLOAD_SELECTIONS = ("none", "selected", "all")
+
+
+def check_selection(selection: str, strategies: str, known: list[str]) -> tuple[str, list[str]]:
+    """``selection`` checked and ``strategies`` (comma-separated, empty: every one of ``known``)
+    as a list; a ValueError names the setting and the values it takes."""
+    value = selection.strip().lower()
+    if value not in DOWNLOAD_SELECTIONS:
+        raise ValueError(
+            f"curation.download_selection (POOLSIEVE_DOWNLOAD_SELECTION) is {selection!r}; "
+            f"expected one of {', '.join(DOWNLOAD_SELECTIONS)}"
+        )
+    names = list(dict.fromkeys(n.strip() for n in strategies.split(",") if n.strip()))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"curation.download_strategies (POOLSIEVE_DOWNLOAD_STRATEGIES) names unknown "
+            f"strategies {unknown}; known: {sorted(known)}"
+        )
+    return value, names or list(known)
 
 
 class TrainingResource(dg.ConfigurableResource):

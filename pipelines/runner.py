@@ -7,9 +7,11 @@ progress line per partition; ``poolsieve run`` calls it, and so may commands oth
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+from dataclasses import dataclass
 
 from poolsieve.pipelines.definitions import build_defs
 from poolsieve.pipelines.instance import get_instance, run_tags
@@ -20,13 +22,50 @@ from poolsieve.pipelines.partitions import (
     register_shards,
 )
 from poolsieve.pipelines.resources import Resources
+from poolsieve.pipelines.uptodate import UpToDate, listing_signatures
 
 from poolsieve.lake import Lake, sweep_temporaries
 from poolsieve.pool.registry import ShardIdentityError
 
 
+@dataclass
+class Session:
+    """One ``poolsieve run``: the definitions, the instance, the lake and what is up to date
+    (``plan``; None with ``--force``: everything runs). ``ran``: something was materialized in
+    this run, so the pool-wide steps after it (pool_features, the subsets, the selection, the
+    leaderboard) run too."""
+
+    defs: object
+    instance: object
+    store: Lake
+    plan: UpToDate | None = None
+    ran: bool = False
+
+    def each(self, name: str, keys: list, tags: dict | None = None, always=False) -> list:
+        """Run job ``name`` for the keys that are not up to date (all when ``always``); the keys
+        that failed."""
+        job = self.defs.resolve_job_def(name)
+        todo = list(keys) if self.plan is None or always else self.plan.pending(job, keys)
+        if len(todo) < len(keys):
+            print(
+                f"  {name}: {len(keys) - len(todo)} of {len(keys)} up to date, skipped "
+                f"(--force runs them)"
+            )
+        if not todo:
+            return []
+        self.ran = True
+        failed = _run_each(job, self.instance, todo, tags)
+        if self.plan is not None:
+            self.plan.refresh()
+        return failed
+
+    def one(self, name: str, always: bool = False) -> bool:
+        """Run the unpartitioned job ``name`` unless it is up to date; whether it succeeded."""
+        return not self.each(name, [None], always=always)
+
+
 def run_main_job(
-    resources: Resources, job_name: str = "all", replace_changed: bool = False
+    resources: Resources, job_name: str = "all", replace_changed: bool = False, force: bool = False
 ) -> tuple[int, dict]:
     """Register the source's files as shards and run the main job on them, in pool order.
 
@@ -36,11 +75,18 @@ def run_main_job(
     shards, ``ingest_job`` runs ingest + dedup only. The downloader's image hosts stay up
     (``hosts_up``) for the whole loop over shards. Returns the exit status and
     poolsieve.audit.report.lake_counts. ``replace_changed``: shards whose source file's content
-    changed since they were ingested are re-ingested (otherwise they fail, naming the file)."""
+    changed since they were ingested are re-ingested (otherwise they fail, naming the file).
+    Steps already materialized and up to date are skipped (pipelines.uptodate), unless
+    ``force``."""
     from poolsieve.audit.report import lake_counts, lake_summary
     from poolsieve.pool.sources import SourceError, scan_source
 
     lake = resources.lake
+    try:
+        selection = resources.curation.selection(STRATEGIES.get_partition_keys())
+    except ValueError as err:
+        print(f"poolsieve: {err}", file=sys.stderr)
+        return 1, lake_counts(lake.store.root)
     defs, instance = build_defs(resources), get_instance()
     try:
         listing = scan_source(lake.source_url)
@@ -63,16 +109,20 @@ def run_main_job(
     needs_scorer = job_name != "ingest_job" and _needs_scorer(resources)
     if needs_scorer and not _ensure_scorer(defs, instance, lake.store):
         return 1, lake_counts(lake.store.root)
-    shard_job = defs.resolve_job_def(_shard_job_name(job_name, metadata))
+    plan = None if force else UpToDate(instance, defs, listing_signatures(listing))
+    session = Session(defs, instance, lake.store, plan)
     tags = {REPLACE_CHANGED_TAG: "true"} if replace_changed else {}
+    shards = sorted(seqs, key=seqs.__getitem__)
     with resources.downloader.hosts_up():
-        failed = _run_each(shard_job, instance, sorted(seqs, key=seqs.__getitem__), tags)
+        failed = session.each(_shard_job_name(job_name, metadata), shards, tags)
     counts = lake_counts(lake.store.root)
     print(lake_summary(counts))
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
     elif job_name == "all":
-        failed = _curate(defs, instance, lake.store, metadata)
+        downloads = metadata and selection[0] != "none"  # the selection's images, after subsets
+        with resources.downloader.hosts_up() if downloads else contextlib.nullcontext():
+            failed = _curate(session, metadata, selection)
     return (1 if failed else 0), counts
 
 
@@ -83,28 +133,60 @@ def _sweep(store: Lake) -> None:
         print(f"poolsieve: removed {len(removed)} temporaries left by crashed runs in {store.root}")
 
 
-def _curate(defs, instance, store: Lake, metadata: bool = False) -> list[str]:
+def _curate(session: Session, metadata: bool = False, selection=("none", [])) -> list[str]:
     """image_centroids, shard_clusters per shard, pool_features, then per strategy subset ->
     train_shards -> clip_model -> evaluation, then the leaderboard; returns what failed. In
-    metadata mode it stops at the subsets (training needs their images downloaded)."""
-    from poolsieve.curate.leaderboard import build_leaderboard
-
-    failed = _clusters(defs, instance, store)
+    metadata mode the subsets come first; with ``selection`` (CurationResource.selection: the
+    setting and its strategies) none it stops there, otherwise the selection's images are
+    downloaded (download_selection, selected_images per shard) and the strategies whose images
+    were downloaded (every one for ``all``) are trained and evaluated."""
+    failed = _clusters(session)
     if failed:
         return failed
-    if not _run_one(defs.resolve_job_def("features_job"), instance, None):
+    if not session.one("features_job", always=session.ran):
         return ["pool_features"]
     strategies = STRATEGIES.get_partition_keys()
-    if metadata:
-        print(f"poolsieve: metadata mode: the subsets of {len(strategies)} strategies")
-        failed = _run_each(defs.resolve_job_def("subset_job"), instance, strategies)
-        print(f"poolsieve: subsets in {store.root / 'subset'} (training needs their images)")
+    print(f"poolsieve: the subsets of {len(strategies)} strategies")
+    failed = session.each("subset_job", strategies, always=session.ran)
+    if metadata and (selection[0] == "none" or failed):
+        print(
+            f"poolsieve: subsets in {session.store.root / 'subset'} (training needs their images)"
+        )
         return failed
-    print(f"poolsieve: training and evaluating {len(strategies)} strategies")
-    failed = _run_each(defs.resolve_job_def("strategy_job"), instance, strategies)
-    if not _run_one(defs.resolve_job_def("leaderboard_job"), instance, None):
+    trained = strategies
+    if metadata:
+        failed = _download_selected(session, selection[0])
+        if failed:
+            return failed
+        trained = strategies if selection[0] == "all" else selection[1]
+    trained = [s for s in trained if s not in failed]
+    print(f"poolsieve: training and evaluating {len(trained)} strategies")
+    failed += session.each("training_job", trained)
+    return _leaderboard(session, trained, failed)
+
+
+def _download_selected(session: Session, selection: str) -> list[str]:
+    """Metadata mode: download_selection, then selected_images per ingested shard (failed
+    downloads are recorded per uid, never fatal); returns what failed."""
+    print(f"poolsieve: metadata mode: downloading the images of the selection ({selection})")
+    if not session.one("selection_job", always=session.ran):
+        return ["download_selection"]
+    shards = [
+        s
+        for s in session.instance.get_dynamic_partitions(SHARDS.name)
+        if session.store.partition_dir("url_dedup", s).is_dir()
+    ]
+    failed = session.each("selected_images_job", shards)
+    return [f"selected_images[{s}]" for s in failed]
+
+
+def _leaderboard(session: Session, strategies: list[str], failed: list[str]):
+    """The leaderboard over ``strategies`` (printed); ``failed`` plus anything that failed."""
+    from poolsieve.curate.leaderboard import build_leaderboard
+
+    if not session.one("leaderboard_job", always=session.ran):
         return [*failed, "leaderboard"]
-    board = build_leaderboard(store, strategies)
+    board = build_leaderboard(session.store, strategies)
     print("\nleaderboard (same samples seen and seed for every strategy)\n" + board.markdown())
     return failed
 
@@ -124,17 +206,17 @@ def _needs_scorer(resources: Resources) -> bool:
     return curation.cluster_embeddings == "scorer" or not curation.exemplar_dir.endswith(".npy")
 
 
-def _clusters(defs, instance, store: Lake) -> list[str]:
+def _clusters(session: Session) -> list[str]:
     """The image centroids (once, on a sample of the pool), then each ingested shard's clusters;
     returns what failed."""
-    if not _run_one(defs.resolve_job_def("centroids_job"), instance, None):
+    if not session.one("centroids_job"):
         return ["image_centroids"]
     shards = [
         s
-        for s in instance.get_dynamic_partitions(SHARDS.name)
-        if store.partition_dir("pool_shard", s).is_dir()
+        for s in session.instance.get_dynamic_partitions(SHARDS.name)
+        if session.store.partition_dir("pool_shard", s).is_dir()
     ]
-    failed = _run_each(defs.resolve_job_def("shard_clusters_job"), instance, shards)
+    failed = session.each("shard_clusters_job", shards)
     return [f"shard_clusters[{s}]" for s in failed]
 
 

@@ -37,7 +37,9 @@ def cmd_run(args) -> int:
     from poolsieve.pipelines.runner import run_main_job
 
     resources = _resources(args, lake={"source": args.source})
-    return run_main_job(resources, args.job, replace_changed=args.replace_changed)[0]
+    return run_main_job(
+        resources, args.job, replace_changed=args.replace_changed, force=args.force
+    )[0]
 
 
 def _registered_shards(instance) -> list[str]:
@@ -197,6 +199,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="re-ingest a shard whose source file's content changed since it was ingested "
         "(without it such a shard fails, naming the file: its rows are not silently replaced)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run every step for every shard and strategy, even those already materialized and "
+        "up to date (by default a run skips them: only new or changed files, stale assets and "
+        "what follows them run)",
     )
 
 

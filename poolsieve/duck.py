@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from poolsieve.sqlrunner import SqlProject
+from poolsieve.sqlrunner import SqlProject, read_macros
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ def connect(
     conn.execute("SET threads = $n", {"n": settings.threads})
     conn.execute("SET preserve_insertion_order = false")
     conn.execute("SET enable_progress_bar = false")
-    (project or SqlProject()).load_macros(conn)
+    macros = project.macro_sql if project is not None else read_macros()
+    if macros.strip():  # the macros only: the models and their YAML are not needed to connect
+        conn.execute(macros)
     return conn
 
 

@@ -66,15 +66,20 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def read_macros(root: Path | None = None) -> str:
+    """The ``CREATE MACRO`` text of ``root/macros/*.sql`` (the project's by default), without
+    loading the models and their YAML (a connection needs only this)."""
+    root = Path(root) if root is not None else sql_dir()
+    return "\n".join(p.read_text() for p in sorted((root / "macros").glob("*.sql")))
+
+
 class SqlProject:
     """All models and macros under one folder, ordered by their refs."""
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root is not None else sql_dir()
         self.models = self._load_models()
-        self.macro_sql = "\n".join(
-            p.read_text() for p in sorted((self.root / "macros").glob("*.sql"))
-        )
+        self.macro_sql = read_macros(self.root)
 
     def _load_models(self) -> dict[str, Model]:
         models: dict[str, Model] = {}
@@ -179,29 +184,38 @@ def _materialization(model: Model) -> str:
     return kind.upper()
 
 
-def column_test_failures(conn: duckdb.DuckDBPyConnection, model: Model, relation: str) -> list[str]:
-    """Run the column tests declared in the model's YAML against ``relation``; [] when all pass."""
+def column_test_failures(
+    conn: duckdb.DuckDBPyConnection, model: Model, relation: str, label: str | None = None
+) -> list[str]:
+    """Run the column tests declared in the model's YAML against ``relation``; [] when all pass.
+    Failures name ``label`` (default: the relation)."""
     failures = []
     for column in model.spec.get("columns", []):
         for test in column.get("tests", []):
-            failures += _run_column_test(conn, relation, column["name"], test)
+            failures += _run_column_test(conn, relation, column["name"], test, label)
     return failures
 
 
 def file_test_failures(
     conn: duckdb.DuckDBPyConnection, project: SqlProject, files: dict[str, str | Path]
 ) -> list[str]:
-    """The YAML column tests of each model, run on the parquet file it was written to."""
+    """The YAML column tests of each model, run on the parquet file it was written to. Each
+    file is registered as a temporary view (never a view in the connection's catalog), so any
+    connection will do, the lake's catalog included."""
     failures = []
     for name, path in files.items():
-        conn.read_parquet(literal_path(path)).create_view(name, replace=True)
-        failures += column_test_failures(conn, project.model(name), name)
+        view = f"file_test__{name}"  # the model's own relation may exist in this connection
+        conn.register(view, conn.read_parquet(literal_path(path)))
+        try:
+            failures += column_test_failures(conn, project.model(name), view, label=name)
+        finally:
+            conn.unregister(view)
     return failures
 
 
-def _run_column_test(conn, relation: str, column: str, test) -> list[str]:
+def _run_column_test(conn, relation: str, column: str, test, label=None) -> list[str]:
     kind, arg = (test, None) if isinstance(test, str) else next(iter(test.items()))
-    rel, col = _quote(relation), _quote(column)
+    rel, col, label = _quote(relation), _quote(column), label or relation
     if kind == "not_null":
         bad = conn.execute(f"SELECT count(*) FROM {rel} WHERE {col} IS NULL").fetchall()[0][0]
     elif kind == "unique":
@@ -215,5 +229,5 @@ def _run_column_test(conn, relation: str, column: str, test) -> list[str]:
             {"values": list(arg["values"])},
         ).fetchall()[0][0]
     else:
-        raise SqlProjectError(f"unknown column test {kind!r} on {relation}.{column}")
-    return [f"{relation}.{column}: {kind} failed for {bad} rows"] if bad else []
+        raise SqlProjectError(f"unknown column test {kind!r} on {label}.{column}")
+    return [f"{label}.{column}: {kind} failed for {bad} rows"] if bad else []

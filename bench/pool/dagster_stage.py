@@ -97,9 +97,14 @@ def definitions(res):
 
 def step_seconds(instance, run_id: str) -> float:
     """Seconds the run's steps computed: STEP_START to STEP_SUCCESS/STEP_FAILURE per step."""
+    return sum(step_durations(instance, run_id).values())
+
+
+def step_durations(instance, run_id: str) -> dict[str, float]:
+    """step key (the asset) -> seconds from its STEP_START to its STEP_SUCCESS/STEP_FAILURE."""
     import dagster as dg
 
-    started, total = {}, 0.0
+    started, total = {}, {}
     ends = {dg.DagsterEventType.STEP_SUCCESS.value, dg.DagsterEventType.STEP_FAILURE.value}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
@@ -108,7 +113,7 @@ def step_seconds(instance, run_id: str) -> float:
         if event.event_type_value == dg.DagsterEventType.STEP_START.value:
             started[event.step_key] = entry.timestamp
         elif event.event_type_value in ends and event.step_key in started:
-            total += entry.timestamp - started.pop(event.step_key)
+            total[event.step_key] = entry.timestamp - started.pop(event.step_key)
     return total
 
 
@@ -230,11 +235,49 @@ def run_stages(stages: list[str], cfg: dict) -> dict:
     return out
 
 
+def run_cli(cfg: dict) -> dict:
+    """The whole path as ``poolsieve run`` runs it (pipelines.runner.run_main_job: one run per
+    shard of the shard job, then the pool-wide steps; what is up to date skipped), measured as
+    one stage; per asset, the seconds its steps computed and its share of each run's overhead
+    (run wall - step compute, split evenly over the run's steps)."""
+    from poolsieve.pipelines.runner import run_main_job
+
+    started = time.perf_counter()
+    session = Session(cfg)
+    known = {r.run_id for r in session.instance.get_runs()}
+    out = {"setup_s": round(time.perf_counter() - started, 3)}
+    with Stage("cli", cfg.get("rows", {}).get("ingest", 0)) as measured:
+        status, _ = run_main_job(session.res, "all")
+    runs = [r for r in session.instance.get_runs() if r.run_id not in known]
+    out.update(status=status, process=measured.result, runs=len(runs), vm_hwm_mb=round(vm_hwm_mb()))
+    out["assets"] = _per_asset(session.instance, runs)
+    Path(cfg["result"]).write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _per_asset(instance, runs) -> dict:
+    assets = {}
+    for run in runs:
+        steps = step_durations(instance, run.run_id)
+        stats = instance.get_run_stats(run.run_id)
+        wall = (stats.end_time or 0) - (stats.start_time or 0)
+        overhead = max(wall - sum(steps.values()), 0.0) / max(len(steps), 1)
+        for key, seconds in steps.items():
+            a = assets.setdefault(key, {"steps_s": 0.0, "overhead_s": 0.0, "runs": 0})
+            a["steps_s"] += seconds
+            a["overhead_s"] += overhead
+            a["runs"] += 1
+    return {k: {n: round(v, 3) for n, v in a.items()} for k, a in sorted(assets.items())}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stages", required=True, help=f"comma-separated, of {STAGES}")
+    parser.add_argument("--stages", default="", help=f"comma-separated, of {STAGES}")
+    parser.add_argument("--cli", action="store_true", help="the whole path as poolsieve run")
     parser.add_argument("--config", required=True, type=Path)
     args = parser.parse_args(argv)
+    if args.cli:
+        sys.exit(run_cli(json.loads(args.config.read_text()))["status"])
     stages = args.stages.split(",")
     unknown = [s for s in stages if s not in STAGES]
     if unknown:

@@ -9,7 +9,11 @@ says so against the pinned release.
 from __future__ import annotations
 
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.definitions.data_version import (
+    CachingStaleStatusResolver,
+    StaleCauseCategory,
+    StaleStatus,
+)
 from dagster._core.definitions.temporal_context import TemporalContext
 from dagster._time import get_current_datetime
 
@@ -22,3 +26,15 @@ def stale_status_resolver(instance, graph) -> CachingStaleStatusResolver:
     now = TemporalContext(effective_dt=get_current_datetime(), last_event_id=None)
     view = AssetGraphView(temporal_context=now, instance=instance, asset_graph=graph)
     return CachingStaleStatusResolver(instance, graph, view)
+
+
+def code_changed(resolver: CachingStaleStatusResolver, key, partition: str | None) -> bool:
+    """Whether one of the partition's stale causes is a code version change (its own or an
+    upstream's), rather than new upstream data."""
+    causes = resolver.get_stale_causes(key, partition)
+    return any(c.category == StaleCauseCategory.CODE for c in causes)
+
+
+def job_asset_keys(job) -> set:
+    """The asset keys a job materializes (observable sources excluded)."""
+    return set(job.asset_layer.executable_asset_keys)

@@ -100,7 +100,8 @@ def _download_into(work: Path, table: pa.Table, settings, progress, log) -> Path
     work.mkdir()
     images = work / "images"
     refused = refuse_bad_urls(table, settings)
-    todo = table.filter(pa.array([u not in refused for u in table.column("uid").to_pylist()]))
+    keep = [u not in refused for u in table.column("uid").to_pylist()]
+    todo = table.filter(pa.array(keep, pa.bool_()))  # typed: an empty list has no type
     if todo.num_rows:
         has_bboxes = "face_bboxes" in todo.column_names
         run_img2dataset(
@@ -171,11 +172,16 @@ def download_kept(
     progress: Progress | None = None,
     project: SqlProject | None = None,
     log: Log | None = None,
+    uids: set[str] | None = None,
+    asset: str = "shard_images",
 ) -> tuple[DownloadResult, pa.Table]:
-    """Download the kept rows of ``shard`` into its lake folder; returns the result and the rows."""
+    """Download the kept rows of ``shard`` into ``asset``'s lake folder; returns the result and
+    the rows. ``uids``: only the kept rows with these uids (metadata mode's selection)."""
     with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
         rows = kept_rows(conn, lake, shard, project or SqlProject())
-    out_dir = lake.partition_dir("shard_images", shard)
+    if uids is not None:
+        rows = rows.filter(pc.is_in(rows.column("uid"), pa.array(sorted(uids), pa.string())))
+    out_dir = lake.partition_dir(asset, shard)
     result = download_shard(rows, out_dir, settings, progress, log)
     return result, rows
 

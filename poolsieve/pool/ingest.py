@@ -111,7 +111,8 @@ SHARD_FILES = {"rows": "pool_shard_rows", "quarantine": "pool_shard_quarantine"}
 def _stage(conn, lake: Lake, shard: str, path: str, layout: SourceLayout, params, project):
     """Run staging over the file and write both shard files, committing them only once both
     are written (a file that fails half-way leaves the shard's previous files as they were)."""
-    canonical_relation(conn, path, layout).create_view("raw_shard", replace=True)
+    # a temporary view: create_view would write one into the lake's catalog on every shard
+    conn.register("raw_shard", canonical_relation(conn, path, layout))
     sql_params = {**params.as_sql(), "shard": shard, "uid_derived": layout.uid_derived}
     project.run(conn, STAGING_MODELS, {"raw_shard": "raw_shard"}, sql_params)
     out = lake.partition_dir("pool_shard", shard)

@@ -203,12 +203,21 @@ def registered_shards(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """shard -> shard_seq for every ingested shard (catalogs written before shard_registry
     existed know their shards from their rows)."""
     ensure_registry(conn)
-    return dict(
-        conn.execute(
-            "SELECT shard, shard_seq FROM shard_registry "
-            "UNION SELECT DISTINCT shard, shard_seq FROM url_registry"
-        ).fetchall()
-    )
+    query = "SELECT shard, shard_seq FROM shard_registry"
+    if not _registry_rows_recorded(conn):
+        query += " UNION SELECT DISTINCT shard, shard_seq FROM url_registry"
+    return dict(conn.execute(query).fetchall())
+
+
+def _registry_rows_recorded(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether shard_registry accounts for every url_registry row (replace_shard records a
+    shard's count in the transaction that writes its rows), so the registry, which grows with
+    the pool, need not be scanned for shards recorded nowhere else. Two counts: no scan."""
+    recorded, stored = conn.execute(
+        "SELECT (SELECT coalesce(sum(rows), 0) FROM shard_registry), "
+        "(SELECT count(*) FROM url_registry)"
+    ).fetchall()[0]
+    return recorded == stored
 
 
 def pool_order(conn: duckdb.DuckDBPyConnection) -> list[str]:

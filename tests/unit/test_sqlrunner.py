@@ -1,6 +1,7 @@
 """The dbt-like runner: ordering by refs, errors, bound parameters, YAML column tests."""
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from poolsieve.images.download import kept_rows
@@ -119,6 +120,10 @@ def test_project_models_pass_their_yaml_tests_on_real_output(tmp_path, conn, lak
     dedup_shards(conn, lake, ["a", "b"])
     project = SqlProject()
     assert kept_rows(conn, lake, "a", project).column("uid").to_pylist() == [uid(1)]  # 4: dup URL
+    conn.read_parquet(lake.asset_files("url_dedup", "decisions.parquet")).create_view("decided")
+    conn.register("chosen", pa.table({"uid": [uid(1), uid(9)], "strategy": ["s", "t"]}))
+    sources = {"decisions": "decided", "subset_uids": "chosen"}
+    project.run(conn, ["download_selection"], sources, {"everything": False})
     failures = []
     for name, model in project.models.items():
         if model.layer in (
@@ -167,3 +172,18 @@ def test_yaml_tests_run_on_the_parquet_a_model_was_written_to(tmp_path):
     assert any("uid" in f and "unique" in f for f in failures), failures
     assert any("uid" in f and "not_null" in f for f in failures), failures
     assert not [f for f in failures if "row_idx" in f or "url" in f]
+
+
+def test_yaml_tests_on_files_leave_the_catalog_and_the_models_relations_alone(tmp_path):
+    """On the lake's catalog, beside the model's own TEMP view: no view is written into the
+    catalog, the model's relation stays, and failures name the model."""
+    rows = tmp_path / "rows.parquet"
+    table = {"uid": ["a", "a"], "row_idx": [0, 1], "url": ["u", "v"], "url_norm": ["u", "v"]}
+    duckdb.from_arrow(pa.table(table)).write_parquet(str(rows))
+    with duckdb.connect(str(tmp_path / "catalog.duckdb")) as conn:
+        conn.execute("CREATE TEMP VIEW pool_shard_rows AS SELECT 1 AS model_view")
+        failures = file_test_failures(conn, SqlProject(), {"pool_shard_rows": rows})
+        assert failures == ["pool_shard_rows.uid: unique failed for 1 rows"]
+        assert conn.execute("SELECT * FROM pool_shard_rows").fetchall() == [(1,)]
+        stored = conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT temporary").fetchall()
+        assert [v for (v,) in stored if "pool_shard" in v or "file_test" in v] == []

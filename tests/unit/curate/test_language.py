@@ -7,7 +7,13 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from poolsieve.curate.language import DETECTORS, detector, fasttext_model_path
+from poolsieve.curate.language import (
+    DETECTORS,
+    LanguageIdentifier,
+    detector,
+    fasttext_model_path,
+    identify,
+)
 from tests.conftest import LAION_SAMPLE
 
 CAPTIONS = {
@@ -86,3 +92,29 @@ def test_a_batch_of_10k_real_captions(name):
 def test_unknown_detector_is_refused():
     with pytest.raises(ValueError, match="unknown language detector 'cld2'"):
         detector("cld2")
+
+
+def test_identify_answers_every_text_as_each_detector_does_alone():
+    texts = [*CAPTIONS.values(), *BLANKS, "Das Haus\nthe house", *CAPTIONS.values()]
+    found = identify(sorted(DETECTORS), texts)
+    alone = {name: detector(name)(texts) for name in sorted(DETECTORS)}
+    # lingua's confidence moves in a double's last bits with the batch a text is in, whatever
+    # the batch (features store it as float32); the others answer a text the same in any batch
+    assert [code for code, _ in found.pop("lingua")] == [c for c, _ in alone.pop("lingua")]
+    assert found == alone
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_worker_processes_answer_as_this_process_does(workers):
+    texts = pq.read_table(LAION_SAMPLE, columns=["TEXT"]).column("TEXT").to_pylist()
+    texts = texts[:300] + BLANKS + texts[:50]
+    with LanguageIdentifier(["fasttext", "", "gcld3"], workers, min_texts=1) as languages:
+        found = languages.start(texts)()
+    assert found == identify(["fasttext", "gcld3"], texts)
+
+
+def test_language_workers_refuse_a_bad_count_or_detector():
+    with pytest.raises(ValueError, match="0 \\(one per core\\) or more"):
+        LanguageIdentifier(["fasttext"], -1)
+    with pytest.raises(ValueError, match="unknown language detector 'cld2'"):
+        LanguageIdentifier(["fasttext", "cld2"], 2)

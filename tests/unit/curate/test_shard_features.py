@@ -8,17 +8,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from poolsieve.curate.language import LanguageIdentifier
 from poolsieve.curate.shard_features import (
     FEATURES_FILE,
     SCHEMA,
     FeatureSettings,
     build_shard_features,
     caption_counts,
+    caption_counts_arrow,
     features_of,
     recorded_detectors,
 )
 from poolsieve.pool.ingest import ingest_shard
-from tests.conftest import row, write_datacomp
+from tests.conftest import LAION_SAMPLE, row, write_datacomp
 
 #: hand-made captions and what DataComp counts for them (words = len(text.split()), chars = len)
 CAPTIONS = [
@@ -58,6 +60,90 @@ def test_every_unicode_whitespace_splits_and_nothing_else_does():
     words, chars = caption_counts(texts)
     assert words == [len(t.split()) for t in texts]
     assert set(chars) == {3}
+    fast_words, fast_chars = caption_counts_arrow(pa.array(texts))
+    assert fast_words.to_pylist() == words and fast_chars.to_pylist() == chars
+
+
+def _fast_equals_python(column: pa.Array | pa.ChunkedArray):
+    words, chars = caption_counts_arrow(column)
+    assert (words.type, chars.type) == (pa.int32(), pa.int32())
+    assert (words.to_pylist(), chars.to_pylist()) == caption_counts(column.to_pylist())
+
+
+def test_vectorized_counts_are_pythons_on_every_code_point_alone_and_in_runs():
+    points = [c for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    _fast_equals_python(pa.array([chr(c) for c in points]))
+    _fast_equals_python(pa.array([f"{chr(c)}{chr(c)}x{chr(c)}y" for c in points]))
+
+
+TRICKY = [t for t, _, _ in CAPTIONS] + [
+    "\x1c\x1d\x1e\x1f",
+    "a\x1fb",
+    "\x85",
+    "x\x85",
+    "\u00a0\u00a0a",
+    "a\u2003\u2003b\u3000",
+    "\u3000\u3000",
+    "tab\tsep\vvt\fff\rcr",
+    "– dash “quotes” … ellipsis",  # E2 80 xx bytes that are not whitespace
+    "、。「日本」",  # E3 80 xx bytes that are not whitespace
+    "\u2000\u200a\u200b\u2028\u2029\u202f\u205f\u2060\u1680\u180e",
+    "ends with a space ",
+    None,
+    "",
+]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["plain", "sliced", "chunked", "large_string", "string_view"],
+)
+def test_vectorized_counts_are_pythons_on_tricky_captions(shape):
+    column = pa.array(TRICKY * 3)
+    column = {
+        "plain": column,
+        "sliced": column.slice(5, 2 * len(TRICKY)),
+        "chunked": pa.chunked_array([column.slice(0, 7), column.slice(7, 0), column.slice(7)]),
+        "large_string": column.cast(pa.large_string()),
+        "string_view": column.cast(pa.string_view()),
+    }[shape]
+    _fast_equals_python(column)
+
+
+def test_vectorized_counts_of_no_or_only_missing_captions():
+    _fast_equals_python(pa.array([], pa.string()))
+    _fast_equals_python(pa.nulls(3, pa.string()))
+    _fast_equals_python(pa.nulls(3))
+
+
+def _laion_captions() -> list[str | None]:
+    real = pq.read_table(LAION_SAMPLE, columns=["TEXT"]).column("TEXT").to_pylist()
+    spaces = ["\t", "\n", "\u00a0", "\u2003", "\u3000", "\x1c", "\x85", "  "]
+    varied = [t.replace(" ", spaces[i % len(spaces)], 1) for i, t in enumerate(real) if t]
+    return real + varied + [t + "\n" for t in real if t]
+
+
+def test_vectorized_counts_are_pythons_on_real_captions():
+    _fast_equals_python(pa.array(_laion_captions()))
+
+
+def test_features_are_the_same_with_one_or_two_language_workers():
+    captions = _laion_captions()
+    captions += captions[:500] + ["", None, " \t"]  # repeats are identified once, answered for each
+    batch = _batch(captions)
+    settings = FeatureSettings("fasttext", "gcld3")
+    alone = features_of(batch, settings)
+    with LanguageIdentifier(["fasttext", "gcld3"], workers=2, min_texts=1) as two:
+        together = features_of(batch, settings, two)
+        again = features_of(batch.slice(0, 700), settings, two)  # the same processes, reused
+    assert together.equals(alone)
+    assert again.equals(alone.slice(0, 700))
+    assert set(together.column("language").to_pylist()) > {"en", "de", ""}
+
+
+def test_settings_refuse_negative_language_workers():
+    with pytest.raises(ValueError, match="language_workers must be 0"):
+        FeatureSettings(language_workers=-1)
 
 
 def _batch(texts, **columns):

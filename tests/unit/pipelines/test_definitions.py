@@ -23,6 +23,8 @@ def test_definitions_hold_the_graph():
         "pool_features",
         "filter_sql",
         "subset",
+        "download_selection",
+        "selected_images",
         "train_shards",
         "clip_model",
         "evaluation",
@@ -51,6 +53,8 @@ def test_definitions_hold_the_graph():
     assert parents["subset"] == {"pool_features", "filter_sql"}
     assert graph.get(dg.AssetKey("filter_sql")).is_observable  # a filter is observed data
     assert parents["leaderboard"] == {"evaluation"}
+    assert parents["download_selection"] == {"subset", "url_dedup"}
+    assert parents["selected_images"] == {"url_dedup", "download_selection"}
     assert graph.get(dg.AssetKey("scorer")).partitions_def is None
     strategies = graph.get(dg.AssetKey("clip_model")).partitions_def.get_partition_keys()
     assert set(strategies) == set(strategy_names())
@@ -64,6 +68,9 @@ def test_definitions_hold_the_graph():
         "features_job",
         "subset_job",
         "strategy_job",
+        "selection_job",
+        "selected_images_job",
+        "training_job",
         "observe_filters_job",
     ):
         assert defs.resolve_job_def(job) is not None

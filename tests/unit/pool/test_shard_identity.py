@@ -110,3 +110,14 @@ def test_a_file_changed_under_its_name_is_replaced_only_when_the_run_says_so(
     shard_event = replaced.get_asset_materialization_events()[0].materialization
     assert shard_event.metadata["replaced_source_sha256"].value != ""
     assert shard_event.metadata["rows_normalized"].value == 2
+
+
+def test_registered_shards_of_a_catalog_from_before_shard_registry_come_from_their_rows(conn):
+    registry.ensure_registry(conn)
+    conn.execute(
+        "INSERT INTO shard_registry (shard, shard_seq, rows) VALUES ('y', 1, 1), ('z', 2, 0)"
+    )
+    conn.execute("INSERT INTO url_registry VALUES ('x', 0, 0, 1, 1, 0), ('y', 1, 0, 2, 2, 0)")
+    assert registry.registered_shards(conn) == {"x": 0, "y": 1, "z": 2}  # x: rows only
+    conn.execute("INSERT INTO shard_registry (shard, shard_seq, rows) VALUES ('x', 0, 1)")
+    assert registry.registered_shards(conn) == {"x": 0, "y": 1, "z": 2}  # every row recorded
