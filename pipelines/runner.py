@@ -59,6 +59,11 @@ class Session:
             self.plan.refresh()
         return failed
 
+    def shards_with(self, asset: str) -> list[str]:
+        """The registered shards, in pool order, that ``asset`` has a folder for in the lake."""
+        shards = self.instance.get_dynamic_partitions(SHARDS.name)
+        return [s for s in shards if self.store.partition_dir(asset, s).is_dir()]
+
     def one(self, name: str, always: bool = False) -> bool:
         """Run the unpartitioned job ``name`` unless it is up to date; whether it succeeded."""
         return not self.each(name, [None], always=always)
@@ -171,12 +176,7 @@ def _download_selected(session: Session, selection: str) -> list[str]:
     print(f"poolsieve: metadata mode: downloading the images of the selection ({selection})")
     if not session.one("selection_job", always=session.ran):
         return ["download_selection"]
-    shards = [
-        s
-        for s in session.instance.get_dynamic_partitions(SHARDS.name)
-        if session.store.partition_dir("url_dedup", s).is_dir()
-    ]
-    failed = session.each("selected_images_job", shards)
+    failed = session.each("selected_images_job", session.shards_with("url_dedup"))
     return [f"selected_images[{s}]" for s in failed]
 
 
@@ -211,12 +211,7 @@ def _clusters(session: Session) -> list[str]:
     returns what failed."""
     if not session.one("centroids_job"):
         return ["image_centroids"]
-    shards = [
-        s
-        for s in session.instance.get_dynamic_partitions(SHARDS.name)
-        if session.store.partition_dir("pool_shard", s).is_dir()
-    ]
-    failed = session.each("shard_clusters_job", shards)
+    failed = session.each("shard_clusters_job", session.shards_with("pool_shard"))
     return [f"shard_clusters[{s}]" for s in failed]
 
 
