@@ -176,7 +176,10 @@ def _download_selected(session: Session, selection: str) -> list[str]:
     print(f"poolsieve: metadata mode: downloading the images of the selection ({selection})")
     if not session.one("selection_job", always=session.ran):
         return ["download_selection"]
+    from poolsieve.audit.report import selection_summary
+
     failed = session.each("selected_images_job", session.shards_with("url_dedup"))
+    print(selection_summary(session.store.root))
     return [f"selected_images[{s}]" for s in failed]
 
 

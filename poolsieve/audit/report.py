@@ -43,6 +43,23 @@ def lake_counts(root: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
+def selection_summary(root: Path) -> str:
+    """Metadata mode: the downloads of the selection (selected_images' status files), by outcome."""
+    lake, conn = Lake(root), duckdb.connect()
+    download = _by_reason(
+        conn,
+        lake.asset_files("selected_images", STATUS_FILE),
+        "coalesce(error_category, 'success')",
+    )
+    success = download.pop("success", 0)
+    lines = ["", "selection downloads (all shards)"]
+    lines.append(f"  selected             {success + sum(download.values()):>10}")
+    lines.append(f"  downloaded           {success:>10}")
+    lines.append(f"  download failed      {sum(download.values()):>10}")
+    lines += [f"    {reason:<18} {n:>10}" for reason, n in sorted(download.items())]
+    return "\n".join(lines)
+
+
 def lake_summary(counts: dict) -> str:
     """Rows read / quarantined per reason / kept / dropped per reason, from lake_counts."""
     quarantined = counts["quarantine"]

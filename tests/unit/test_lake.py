@@ -76,3 +76,23 @@ def test_sweep_removes_temporaries_of_gone_writers_and_keeps_live_ones(tmp_path)
     removed = sweep_temporaries(lake.root)
     assert sorted(removed) == sorted([dead, dead_file, old_unnamed])
     assert live.exists() and young_other_host.exists() and not dead.exists()
+
+
+def test_selection_summary_counts_the_selection_downloads_by_outcome(tmp_path):
+    from poolsieve.audit.report import selection_summary
+    from poolsieve.images.status import STATUS_FILE
+
+    lake = Lake(tmp_path)
+    for shard, errors in [("a.parquet", [None, None, "http_404"]), ("b.parquet", ["timeout"])]:
+        folder = lake.partition_dir("selected_images", shard)
+        folder.mkdir(parents=True)
+        table = pa.table(
+            {
+                "uid": [f"{shard}{i}" for i in range(len(errors))],
+                "error_category": pa.array(errors, pa.string()),
+            }
+        )
+        pq.write_table(table, folder / STATUS_FILE)
+    lines = [line.split() for line in selection_summary(lake.root).splitlines() if line.strip()]
+    assert ["selected", "4"] in lines and ["downloaded", "2"] in lines
+    assert ["download", "failed", "2"] in lines and ["http_404", "1"] in lines
