@@ -16,7 +16,7 @@ from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.pipelines.resources import CurationResource, LakeResource
 
 from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
-from poolsieve.sqlrunner import SqlProject, column_test_failures
+from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()
 INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_duplicate"]
@@ -34,7 +34,7 @@ def pool_features(
     context: dg.AssetExecutionContext, lake: LakeResource, curation: CurationResource
 ):
     """The shards' features, dedup decisions, download status, CLIP scores, decontamination and
-    image clusters, one row per uid: a union, nothing per row recomputed."""
+    image clusters, one row per uid: one part per shard, rewritten only when its inputs changed."""
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     # the shards ingested into this lake (an instance may have served other lakes)
     shards = [s for s in registered if lake.store.partition_dir("pool_shard", s).is_dir()]
@@ -42,8 +42,10 @@ def pool_features(
         settings = curation.feature_settings()
         with lake.connect() as conn:
             result = build_pool_features(conn, lake.store, shards, settings, PROJECT)
-            failures = column_test_failures(conn, PROJECT.model("pool_features"), "pool_features")
-    context.log.info(f"pool_features: {result.rows} uids, {result.eligible} eligible")
+    context.log.info(
+        f"pool_features: {result.rows} uids, {result.eligible} eligible; "
+        f"{len(result.rebuilt)} shard parts rewritten, {len(result.reused)} unchanged"
+    )
     if len(result.detectors) > 1:
         context.log.warning(
             f"pool_features: shards' languages come from different detectors {result.detectors}: "
@@ -63,9 +65,10 @@ def pool_features(
             "image_clusters": result.k,
             "clusters_with_exemplars": result.exemplar_clusters,
             "shards": len(shards),
+            "shards_rewritten": len(result.rebuilt),
             "shards_without_clusters": result.unclustered_shards,
             "path": dg.MetadataValue.path(str(result.path)),
             "catalog_table": "pool_features",
         },
-        check_results=[yaml_check(YAML_TESTS, failures)],
+        check_results=[yaml_check(YAML_TESTS, result.failures)],
     )

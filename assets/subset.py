@@ -1,7 +1,6 @@
 """subset: one filter's decision per uid and the DataComp subset file (one partition per filter)."""
 
 import dagster as dg
-import pyarrow.parquet as pq
 from poolsieve.assets.filter_sql import filter_sql
 from poolsieve.assets.metadata import (
     INPUT_ERRORS,
@@ -17,13 +16,14 @@ from poolsieve.assets.pool_features import INELIGIBLE, pool_features
 from poolsieve.pipelines.partitions import STRATEGIES
 from poolsieve.pipelines.resources import CurationResource, LakeResource
 
+from poolsieve.curate.features import features_rows
 from poolsieve.curate.strategies import (
     DECISIONS_MODEL,
     build_subset,
     read_subset_npy,
 )
 from poolsieve.lake import file_sha256
-from poolsieve.sqlrunner import SqlProject, column_test_failures
+from poolsieve.sqlrunner import SqlProject
 
 SUBSET_FILE_OK = "subset_file_sorted_and_typed"
 
@@ -44,15 +44,10 @@ SUBSET_FILE_OK = "subset_file_sorted_and_typed"
 def subset(context: dg.AssetExecutionContext, lake: LakeResource, curation: CurationResource):
     """Sorted u8,u8 .npy of kept uids + decisions.parquet (uid, keep, reason) for one filter."""
     name = context.partition_key
-    features = lake.store.root / "pool_features" / "pool_features.parquet"
+    features = lake.store.root / "pool_features"  # a folder of per-shard parts
     project = SqlProject()  # the filters as they are now (filter_sql observed the same files)
     with failing_clearly(*INPUT_ERRORS), lake.connect_memory() as conn:
         result = build_subset(conn, lake.store, features, name, curation.param_profile, project)
-        failures = [
-            f
-            for model in (name, DECISIONS_MODEL)
-            for f in column_test_failures(conn, project.model(model), model)
-        ]
     context.log.info(f"{name}: kept {result.kept}/{result.rows}; dropped {result.reasons}")
     filter_reasons = sorted(set(result.reasons) - set(INELIGIBLE))
     kept_sha = file_sha256(result.files["npy"])
@@ -74,10 +69,10 @@ def subset(context: dg.AssetExecutionContext, lake: LakeResource, curation: Cura
             _file_check(result),
             conservation_check(
                 ROWS_CONSERVED,
-                pq.read_metadata(features).num_rows,
+                features_rows(features),
                 {"kept": result.kept, **result.reasons},
             ),
-            yaml_check(YAML_TESTS, failures),
+            yaml_check(YAML_TESTS, result.failures),
         ],
     )
 

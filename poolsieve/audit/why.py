@@ -28,9 +28,10 @@ from poolsieve.audit.events import (
     newer_than,
     read_by,
 )
+from poolsieve.curate.features import part_files
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.status import STATUS_FILE
-from poolsieve.lake import SHARD_ASSETS, Lake, literal_path
+from poolsieve.lake import SHARD_ASSETS, Lake
 from poolsieve.sqlrunner import SqlProject
 
 #: source -> (asset, file, columns of an empty stand-in when nothing is materialized yet)
@@ -75,14 +76,11 @@ def _view(conn, name: str, files: list[str], columns: str) -> None:
 
 def _register(conn, lake: Lake) -> None:
     for name, (asset, file, columns) in SOURCES.items():
-        _view(conn, name, lake.asset_files(asset, file), columns)
-    features = lake.root / "pool_features" / "pool_features.parquet"
-    _view(
-        conn,
-        "pool_features",
-        [literal_path(features)] if features.is_file() else [],
-        FEATURES_COLUMNS,
-    )
+        files = lake.asset_files(asset, file)
+        if name == "download_status":  # metadata mode downloads the selection into selected_images
+            files += lake.asset_files("selected_images", file)
+        _view(conn, name, files, columns)
+    _view(conn, "pool_features", part_files(lake.root / "pool_features"), FEATURES_COLUMNS)
     subsets = lake.asset_files("subset", "decisions.parquet")
     if subsets:
         conn.sql(

@@ -27,15 +27,18 @@ file, so ``write_subset_npy`` always sorts and ``read_subset_npy`` refuses unsor
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from poolsieve.lake import Lake, commit, literal_path, tmp_path_for, write_bytes_atomic
+from poolsieve.curate.features import part_files
+from poolsieve.lake import Lake, commit, tmp_path_for, write_bytes_atomic
 from poolsieve.pool.ingest import write_parquet
-from poolsieve.sqlrunner import SqlProject
+from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 FILTER_LAYER = "filters"
 DECISIONS_MODEL = "strategy_decisions"
@@ -119,14 +122,14 @@ def empty_chosen_columns(
     """One message per column a choice parameter picks that no eligible pool_features row
     fills ([] when the pool has no eligible row: an empty pool is not a configuration error)."""
     eligible = "FROM pool_features WHERE ineligible_reason IS NULL"
-    if not conn.execute(f"SELECT count(*) {eligible}").fetchone()[0]:
+    if not conn.execute(f"SELECT count(*) {eligible}").fetchall()[0][0]:
         return []
     problems = []
     for key, allowed in COLUMN_CHOICES.items():
         if key not in params:
             continue
         column = allowed[params[key]]  # one of a fixed set of names, so safe to quote here
-        if not conn.execute(f'SELECT count("{column}") {eligible}').fetchone()[0]:
+        if not conn.execute(f'SELECT count("{column}") {eligible}').fetchall()[0][0]:
             origin = next(m for m in project.plan([name]) if key in _own_params(m))
             problems.append(
                 f"filter {name}: {key} {params[key]!r} ({_yaml(origin)}) reads "
@@ -189,54 +192,146 @@ class SubsetResult:
     params: dict = field(default_factory=dict)
     sql_hash: str = ""
     files: dict[str, Path] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
 
 
 def build_subset(
     conn: duckdb.DuckDBPyConnection,
     lake: Lake,
-    features_parquet: Path,
+    features: Path,
     name: str,
     profile: str = "",
     project: SqlProject | None = None,
 ) -> SubsetResult:
-    """Run filter ``name`` over pool_features; write decisions.parquet and subset.npy."""
+    """Run filter ``name`` over pool_features (its folder of parts, or one file); write
+    decisions.parquet and subset.npy. The decisions are computed once, sorted by uid, and every
+    output and count is read from that one table (``SubsetResult.failures``: the YAML tests)."""
     project = project or SqlProject()
     if name not in strategy_names(project):
         raise ValueError(f"unknown strategy {name!r}; known: {strategy_names(project)}")
-    if not Path(features_parquet).is_file():
-        raise FileNotFoundError(f"no pool_features at {features_parquet}: materialize it first")
+    parts = part_files(features)
+    if not parts:
+        raise FileNotFoundError(f"no pool_features at {features}: materialize it first")
     params = strategy_params(project, name, profile)
-    conn.read_parquet(literal_path(features_parquet)).create_view("pool_features")
+    conn.read_parquet(parts).create_view("pool_features", replace=True)
     empty = empty_chosen_columns(conn, project, name, params)
     if empty:
         raise ValueError("; ".join(empty))
     sources = {"pool_features": "pool_features", "filter": name}
     project.run(conn, [name, DECISIONS_MODEL], sources, params)
     out = lake.partition_dir("subset", name)
-    decisions = write_parquet(
-        conn, f'SELECT * FROM "{DECISIONS_MODEL}" ORDER BY uid', out / "decisions.parquet"
+    # the join runs once, into a table; the written file (sorted once) gives the .npy's pairs
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {DECIDED} AS "
+        f'SELECT uid, keep, reason FROM "{DECISIONS_MODEL}"'
     )
-    kept = [
-        u for (u,) in conn.execute(f'SELECT uid FROM "{DECISIONS_MODEL}" WHERE keep').fetchall()
-    ]
-    npy = write_subset_npy(out / "subset.npy", kept)
+    decisions = write_parquet(
+        conn,
+        f"SELECT uid, {KEEP} AS keep, reason FROM {DECIDED} ORDER BY uid",
+        out / "decisions.parquet",
+    )
+    hi, lo, keep = decided_pairs(decisions)
+    npy = _write_pairs(out / "subset.npy", hi[keep], lo[keep])
     counts = dict(
         conn.execute(
-            f"SELECT coalesce(reason, 'keep'), count(*) FROM \"{DECISIONS_MODEL}\" GROUP BY 1"
+            f"SELECT coalesce(reason, 'keep'), count(*) FROM {DECIDED} GROUP BY 1"
         ).fetchall()
     )
     counts.pop("keep", None)
     result = SubsetResult(
         name,
-        len(kept) + sum(counts.values()),
-        len(kept),
+        len(keep),
+        int(keep.sum()),
         dict(sorted(counts.items())),
         params,
         strategy_hash(project, name, profile),
         {"decisions": Path(decisions), "npy": npy, "summary": out / "summary.json"},
+        failures=_test_failures(conn, project, name, hi, lo),
     )
     summary = {
         k: getattr(result, k) for k in ("strategy", "rows", "kept", "reasons", "params", "sql_hash")
     }
     write_bytes_atomic(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
     return result
+
+
+#: the decisions, materialized once
+DECIDED = "_subset_decided"
+#: keep as written: DuckDB marks a column it knows holds no NULL (a table's statistics) as
+#: required in parquet; decisions.parquet has always had an optional ``keep`` (the same bytes).
+#: uid read from the table stays required, as it was when pool_features was one file.
+KEEP = "CASE WHEN keep THEN true WHEN NOT keep THEN false END"
+#: hex digit (either case) -> its value; 255: not a hex digit
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _digit in "0123456789abcdef":
+    _NIBBLE[ord(_digit)] = _NIBBLE[ord(_digit.upper())] = int(_digit, 16)
+
+
+def decided_pairs(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hi, lo, keep) of a decisions file, in its row order: each uid's two 64-bit halves
+    (DataComp's pair), decoded from the 32 hex characters in bulk; a uid of any other form
+    fails, named."""
+    table = pq.read_table(path, columns=["uid", "keep"])
+    uid = pa.concat_arrays([c.cast(pa.large_string()) for c in table.column("uid").chunks])
+    uid = uid if len(uid) else pa.array([], pa.large_string())
+    offsets = np.frombuffer(uid.buffers()[1], dtype=np.int64)[
+        uid.offset : uid.offset + len(uid) + 1
+    ]
+    lengths = np.diff(offsets)
+    digits = np.frombuffer(uid.buffers()[2] or b"", dtype=np.uint8)[offsets[0] : offsets[-1]]
+    bad = np.flatnonzero(lengths != 32)
+    nibbles = _NIBBLE[digits.reshape(-1, 32)] if not len(bad) and uid.null_count == 0 else None
+    if nibbles is None or (nibbles == 255).any():
+        row = int(bad[0]) if len(bad) else int(np.flatnonzero((nibbles == 255).any(axis=1))[0])
+        raise ValueError(f"{path}: row {row}: uid {uid[row].as_py()!r} is not 32 hex characters")
+    halves = []
+    for part in (nibbles[:, :16], nibbles[:, 16:]):
+        value = np.zeros(len(part), dtype=np.uint64)
+        for column in range(16):
+            value = (value << np.uint64(4)) | part[:, column].astype(np.uint64)
+        halves.append(value)
+    keep = table.column("keep").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    return halves[0], halves[1], keep
+
+
+def _write_pairs(path: Path, hi: np.ndarray, lo: np.ndarray) -> Path:
+    """The subset file from sorted halves (sorted again if they are not)."""
+    pairs = np.empty(len(hi), dtype=SUBSET_DTYPE)
+    pairs["f0"], pairs["f1"] = hi, lo
+    if not is_sorted(pairs):
+        pairs = np.sort(pairs, order=["f0", "f1"])
+    tmp = tmp_path_for(path)
+    with open(tmp, "wb") as handle:
+        np.save(handle, pairs)
+    commit(tmp, path)
+    return path
+
+
+def _test_failures(conn, project: SqlProject, name: str, hi, lo) -> list[str]:
+    """The filter's and the decisions' YAML tests. ``unique`` on uid is checked once, on the
+    sorted decisions (adjacent pairs), instead of by hashing every uid twice: the decisions
+    join the filter to pool_features (unique uids, its own test) on uid, so when they have as
+    many rows as the filter and no repeat, the filter's uids are unique too; otherwise the
+    filter's own test runs."""
+    repeats = int(np.count_nonzero((hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])))
+    filter_rows = conn.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
+    failures = column_test_failures(
+        conn, _without_uid_unique(project.model(DECISIONS_MODEL)), DECIDED
+    )
+    failures = [f.replace(DECIDED, DECISIONS_MODEL) for f in failures]
+    if repeats:
+        failures.append(f"{DECISIONS_MODEL}.uid: unique failed for {repeats} rows")
+    model = project.model(name)
+    if filter_rows == len(hi) and not repeats:
+        model = _without_uid_unique(model)
+    return column_test_failures(conn, model, name) + failures
+
+
+def _without_uid_unique(model):
+    columns = [
+        {**c, "tests": [t for t in c.get("tests", []) if t != "unique"]}
+        if c.get("name") == "uid"
+        else c
+        for c in model.spec.get("columns", [])
+    ]
+    return replace(model, spec={**model.spec, "columns": columns})

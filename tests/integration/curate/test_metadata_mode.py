@@ -24,6 +24,7 @@ from poolsieve.pipelines.definitions import build_defs
 from poolsieve.pipelines.partitions import register_shards
 from poolsieve.pipelines.resources import resources_from_env
 
+from poolsieve.curate.features import part_paths
 from poolsieve.curate.language import fasttext_model_path
 from poolsieve.curate.strategies import pairs_to_uids, read_subset_npy, strategy_names
 from tests.conftest import row
@@ -229,7 +230,7 @@ def _has_vocabulary_word() -> pl.Expr:
 
 def test_metadata_mode_reproduces_datacomps_baselines(run, lake, source_dir, tmp_path):
     assert not (lake.root / "shard_images").exists()  # nothing downloaded
-    features = pl.read_parquet(lake.root / "pool_features" / "pool_features.parquet")
+    features = pl.concat([pl.read_parquet(p) for p in part_paths(lake.root / "pool_features")])
     assert features["download_status"].null_count() == len(features) == 3 * ROWS
     df = _source(source_dir)
     expected = _datacomp(df, _in_exemplar_cluster(lake, source_dir, tmp_path / "exemplars.npy"))
