@@ -267,7 +267,8 @@ def _run_one(job, instance, key: str | None, step: str = "", tags: dict | None =
         tags={**run_tags(), **(tags or {})},
     )
     status = "ok" if result.success else "FAILED"
-    print(f"  {step:<8}{key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
+    label = f"{step} " if step else ""
+    print(f"  {label:<8}{key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:

@@ -360,7 +360,7 @@ def table(stages: dict) -> list[str]:
 
 def path_totals(path: dict) -> dict:
     stages, process = path["stages"], path["process"]
-    runs = sum(s["runs"] for s in stages.values())
+    runs = process.get("runs") or sum(s["runs"] for s in stages.values())  # cli: the real count
     overhead = sum(s["overhead_s"] for s in stages.values())
     return {
         "wall_s": process["wall_s"],
