@@ -62,6 +62,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from words import MIX, NEUTRAL, SPACELESS, vocabulary  # noqa: E402
 
+from poolsieve_demo.rows import SCHEMA as DATACOMP_SCHEMA  # noqa: E402
+
 GEN_VERSION = 1
 SOURCE = "source"
 EXEMPLARS = "exemplars_l14.npy"
@@ -459,19 +461,8 @@ def write_exemplars(out: Path, seed: int, count: int = 1000) -> Path:
 # ---------------------------------------------------------------- one file
 
 
-SCHEMA = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("url", pa.string()),
-        ("text", pa.string()),
-        ("original_width", pa.int64()),
-        ("original_height", pa.int64()),
-        ("clip_b32_similarity_score", pa.float32()),
-        ("clip_l14_similarity_score", pa.float32()),
-        ("face_bboxes", pa.list_(pa.list_(pa.float64()))),
-        ("sha256", pa.string()),
-    ]
-)
+#: DataComp's metadata parquet schema, as the demo world writes it
+SCHEMA = DATACOMP_SCHEMA
 
 
 def _apply_invalid(cols: dict, bad: np.ndarray, ids: np.ndarray) -> dict:
