@@ -31,7 +31,7 @@ def eval_decontamination(
     shard = context.partition_key
     report = throttled(context.log.info)
     with failing_clearly(*INPUT_ERRORS):
-        evals = eval_features(eval_sets.eval_path, lake.store.root / "eval_features")
+        evals = eval_features(eval_sets.eval_path, lake.store.path("eval_features"))
         result = decontaminate_shard(
             lake.store,
             shard,

@@ -15,6 +15,7 @@ from poolsieve.curate.metadata import (
     validate_npz,
     write_info,
 )
+from poolsieve.lake import remove
 
 NPZ_RECORDED = "npz_recorded"
 
@@ -40,7 +41,7 @@ def metadata_embeddings(
     shard = context.partition_key
     fs, _, path = npz_location(lake.source_url, shard)
     if not _needed(curation) and not fs.exists(path):
-        (lake.store.partition_dir(ASSET, shard) / INFO_FILE).unlink(missing_ok=True)
+        remove(lake.store.partition_dir(ASSET, shard) / INFO_FILE)
         context.log.info(f"{shard}: no .npz at {path}; download mode does not need one")
         return dg.MaterializeResult(
             metadata={"npz": "none", "expected_path": path},

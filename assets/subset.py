@@ -44,7 +44,7 @@ SUBSET_FILE_OK = "subset_file_sorted_and_typed"
 def subset(context: dg.AssetExecutionContext, lake: LakeResource, curation: CurationResource):
     """Sorted u8,u8 .npy of kept uids + decisions.parquet (uid, keep, reason) for one filter."""
     name = context.partition_key
-    features = lake.store.root / "pool_features"  # a folder of per-shard parts
+    features = lake.store.path("pool_features")  # a folder of per-shard parts
     project = SqlProject()  # the filters as they are now (filter_sql observed the same files)
     with failing_clearly(*INPUT_ERRORS), lake.connect_memory() as conn:
         result = build_subset(conn, lake.store, features, name, curation.param_profile, project)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -45,7 +46,15 @@ def setting(default: Any, env: str, description: str) -> Any:
 class LakeResource(dg.ConfigurableResource):
     """Where the lake is, which pool feeds it, and the limits of every DuckDB connection."""
 
-    lake_dir: str = setting(DEFAULT_LAKE, "POOLSIEVE_LAKE", "lake folder")
+    lake_dir: str = setting(
+        DEFAULT_LAKE, "POOLSIEVE_LAKE", "lake folder, or an fsspec URL (s3://bucket/prefix)"
+    )
+    lake_cache: str = setting(
+        "", "POOLSIEVE_LAKE_CACHE", "this machine's working copy of a remote lake; empty: ~/.cache"
+    )
+    lake_options: str = setting(
+        "", "POOLSIEVE_LAKE_OPTIONS", "fsspec storage options of a remote lake, as JSON"
+    )
     source: str = setting("", "POOLSIEVE_SOURCE", "pool parquet: a folder or an fsspec URL")
     duckdb_memory_limit: str = setting("2GB", "POOLSIEVE_DUCKDB_MEMORY", "DuckDB memory_limit")
     duckdb_threads: int = setting(2, "POOLSIEVE_DUCKDB_THREADS", "DuckDB threads")
@@ -57,7 +66,7 @@ class LakeResource(dg.ConfigurableResource):
     @property
     def store(self) -> Lake:
         """The lake's folder layout (one folder per asset and partition, the catalog)."""
-        return Lake(Path(self.lake_dir))
+        return Lake.at(self.lake_dir, self.lake_cache or None, lake_options(self.lake_options))
 
     @property
     def source_url(self) -> str:
@@ -81,6 +90,19 @@ class LakeResource(dg.ConfigurableResource):
         """A connection to the lake's catalog (waits, bounded, if another run holds it)."""
         self.store.root.mkdir(parents=True, exist_ok=True)
         return connect(self.store.catalog, self.duck_settings)
+
+
+def lake_options(text: str) -> dict:
+    """POOLSIEVE_LAKE_OPTIONS: a JSON object of fsspec storage options (empty: none)."""
+    if not text.strip():
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"POOLSIEVE_LAKE_OPTIONS is not JSON ({err}): {text[:80]!r}") from err
+    if not isinstance(options, dict):
+        raise ValueError(f"POOLSIEVE_LAKE_OPTIONS must be a JSON object, not {text[:80]!r}")
+    return options
 
 
 class DownloaderResource(dg.ConfigurableResource):

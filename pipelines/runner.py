@@ -91,36 +91,36 @@ def run_main_job(
         selection = resources.curation.selection(STRATEGIES.get_partition_keys())
     except ValueError as err:
         print(f"poolsieve: {err}", file=sys.stderr)
-        return 1, lake_counts(lake.store.root)
+        return 1, lake_counts(lake.store)
     defs, instance = build_defs(resources), get_instance()
     try:
         listing = scan_source(lake.source_url)
     except SourceError as err:
         print(f"poolsieve: {err}", file=sys.stderr)
-        return 1, lake_counts(lake.store.root)
+        return 1, lake_counts(lake.store)
     if not listing.files:
         print(
             f"poolsieve: no *.parquet files in {lake.source_url}: nothing to run", file=sys.stderr
         )
-        return 1, lake_counts(lake.store.root)
+        return 1, lake_counts(lake.store)
     _sweep(lake.store)
     try:
         seqs = register_shards(instance, lake, [f.key for f in listing.files])
     except ShardIdentityError as err:
         print(f"poolsieve: {err}", file=sys.stderr)
-        return 1, lake_counts(lake.store.root)
+        return 1, lake_counts(lake.store)
     print(f"poolsieve: {len(listing.files)} shards in {lake.source_url}; lake {lake.lake_dir}")
     metadata = resources.curation.mode == "metadata"
     needs_scorer = job_name != "ingest_job" and _needs_scorer(resources)
     if needs_scorer and not _ensure_scorer(defs, instance, lake.store):
-        return 1, lake_counts(lake.store.root)
+        return 1, lake_counts(lake.store)
     plan = None if force else UpToDate(instance, defs, listing_signatures(listing))
     session = Session(defs, instance, lake.store, plan)
     tags = {REPLACE_CHANGED_TAG: "true"} if replace_changed else {}
     shards = sorted(seqs, key=seqs.__getitem__)
     with resources.downloader.hosts_up():
         failed = session.each(_shard_job_name(job_name, metadata), shards, tags)
-    counts = lake_counts(lake.store.root)
+    counts = lake_counts(lake.store)
     print(lake_summary(counts))
     if failed:
         print(f"poolsieve: {len(failed)} shard(s) failed: {failed}", file=sys.stderr)
@@ -155,7 +155,7 @@ def _curate(session: Session, metadata: bool = False, selection=("none", [])) ->
     failed = session.each("subset_job", strategies, always=session.ran)
     if metadata and (selection[0] == "none" or failed):
         print(
-            f"poolsieve: subsets in {session.store.root / 'subset'} (training needs their images)"
+            f"poolsieve: subsets in {session.store.location}/subset (training needs their images)"
         )
         return failed
     trained = strategies
@@ -179,7 +179,7 @@ def _download_selected(session: Session, selection: str) -> list[str]:
     from poolsieve.audit.report import selection_summary
 
     failed = session.each("selected_images_job", session.shards_with("url_dedup"))
-    print(selection_summary(session.store.root))
+    print(selection_summary(session.store))
     return [f"selected_images[{s}]" for s in failed]
 
 

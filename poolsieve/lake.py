@@ -1,4 +1,8 @@
-"""The lake: one root folder holding every asset's files plus the DuckDB catalog.
+"""The lake: one root holding every asset's files plus the DuckDB catalog.
+
+The root is a local folder, or any fsspec URL (``s3://bucket/prefix``): then ``Lake.root`` is
+this machine's working copy of it and poolsieve.mirror moves files between the two (reads pull,
+commits push), so the code below and every asset see local paths either way.
 
 Layout (one folder per asset and partition, so re-materializing a partition replaces exactly it)::
 
@@ -15,6 +19,7 @@ at start) removes those of writers that are gone and leaves those of running wri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +31,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from poolsieve import mirror as mirrors
 
 #: the assets that write one folder per shard (lake/<asset>/<shard>/), in pipeline order
 SHARD_ASSETS = [
@@ -47,25 +54,85 @@ def shard_assets(mode: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Lake:
+    """The lake at ``root``; with ``remote`` (an fsspec URL), ``root`` is its working copy."""
+
     root: Path
+    remote: str | None = None
+    options: tuple = ()  # fsspec storage options of ``remote``, as sorted (key, value) pairs
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
+        if self.remote is not None:  # an absolute working copy: pushes find it by path
+            object.__setattr__(self, "root", Path(os.path.abspath(self.root)))
+            mirrors.register(mirrors.Mirror(self.root, self.remote, self.options))
+
+    @classmethod
+    def at(cls, location: str | Path, cache: str | Path | None = None, options=None) -> Lake:
+        """The lake at ``location``: a folder, or an fsspec URL whose working copy is ``cache``
+        (default: ``~/.cache/poolsieve/lakes/<hash of the URL>``)."""
+        location = str(location)
+        if not is_remote(location):
+            return cls(Path(location.removeprefix("file://")))
+        digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+        cache = Path(cache) if cache else Path.home() / ".cache/poolsieve/lakes" / digest
+        return cls(cache, location.rstrip("/"), tuple(sorted((options or {}).items())))
+
+    @property
+    def location(self) -> str:
+        """Where the lake is: its URL, or its folder."""
+        return self.remote or str(self.root)
+
+    @property
+    def mirror(self) -> mirrors.Mirror | None:
+        return mirrors.mirror_of(self.root) if self.remote else None
 
     @property
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
 
+    def path(self, *parts: str) -> Path:
+        """A file or folder of the lake, brought up to date in the working copy first."""
+        local = self.root.joinpath(*parts)
+        if self.remote is not None:
+            self.mirror.pull(local)
+        return local
+
     def partition_dir(self, asset: str, partition: str) -> Path:
         """The folder of one asset partition (partition keys may hold '/', so they are quoted)."""
-        return self.root / asset / quote(partition, safe="")
+        return self.path(asset, quote(partition, safe=""))
 
     def asset_files(self, asset: str, filename: str) -> list[str]:
         """``filename`` of every partition of ``asset`` that has it, as literal paths for DuckDB;
         folders under a hidden (temporary) name, a crash's leftovers, are not partitions."""
-        folder = self.root / asset
-        found = folder.glob(f"*/{filename}") if folder.is_dir() else []
-        return sorted(literal_path(p) for p in found if not p.parent.name.startswith("."))
+        return sorted(literal_path(p) for p in self.glob(f"{asset}/*/{filename}"))
+
+    def glob(self, pattern: str) -> list[Path]:
+        """Lake files matching ``pattern`` (relative to the root), up to date in the working
+        copy; names under a hidden (temporary) folder or file are not the lake's."""
+        if self.remote is None:
+            found = self.root.glob(pattern)
+        else:
+            found = [self.path(rel) for rel in self.mirror.glob(pattern)]
+        return sorted(p for p in found if not _hidden(p.relative_to(self.root)))
+
+
+def is_remote(location: str) -> bool:
+    """Whether ``location`` is an fsspec URL other than a local file (``s3://``, ``gs://``...)."""
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and scheme not in ("", "file", "local")
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def remove(path: Path) -> None:
+    """Remove a lake file or folder, from the remote lake too when there is one."""
+    path = Path(path)
+    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    mirror = mirrors.mirror_of(path)
+    if mirror is not None:
+        mirror.remove(path)
 
 
 #: the characters DuckDB's file readers take as a glob pattern
@@ -140,8 +207,24 @@ def _alive(pid: int) -> bool:
 
 
 def commit(tmp: Path, final: Path) -> None:
-    """Atomically move a finished temporary file into place."""
+    """Atomically move a finished temporary file into place (and into the remote lake)."""
     os.replace(tmp, final)
+    mirror = mirrors.mirror_of(final)
+    if mirror is not None:
+        mirror.push_file(Path(final))
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path):
+    """A temporary path to write ``final`` through: committed when the block ends, removed if it
+    raises (for writers that want a path: pyarrow, matplotlib)."""
+    tmp = tmp_path_for(final)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    commit(tmp, final)
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> None:
@@ -178,6 +261,9 @@ def replace_dir(new: Path, final: Path) -> None:
     os.rename(new, final)
     if old is not None:
         shutil.rmtree(old)
+    mirror = mirrors.mirror_of(final)
+    if mirror is not None:
+        mirror.push_dir(Path(final))
 
 
 def write_json(final: Path, doc: dict) -> None:

@@ -128,3 +128,18 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(lane)
         if lane == "hostile":
             item.add_marker("slow")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 (tests/s3.py), one per test session."""
+    from tests.s3 import moto_server
+
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_lake_url(s3_server) -> str:
+    """An empty lake in a new bucket of the loopback S3 server."""
+    return f"s3://{s3_server.bucket()}/lake"

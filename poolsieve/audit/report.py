@@ -14,11 +14,11 @@ from poolsieve.lake import Lake
 EMB_FILE = "embeddings.parquet"
 
 
-def lake_counts(root: Path) -> dict[str, dict[str, int]]:
+def lake_counts(lake: Lake | Path) -> dict[str, dict[str, int]]:
     """Counts over every shard: {"quarantine": {reason: n}, "dedup": {"keep": n, reason: n}}
     and, once images are downloaded, "download" ({outcome: n}, see images.download.outcome_counts),
     "embedded" and "decontamination" ({"compared": n, "flagged": n})."""
-    lake = Lake(root)
+    lake = lake if isinstance(lake, Lake) else Lake(lake)
     conn = duckdb.connect()
     normalized = _count(conn, lake.asset_files("pool_shard", "rows.parquet"))
     dropped = _by_reason(conn, lake.asset_files("url_dedup", "decisions.parquet"))
@@ -43,9 +43,10 @@ def lake_counts(root: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
-def selection_summary(root: Path) -> str:
+def selection_summary(lake: Lake | Path) -> str:
     """Metadata mode: the downloads of the selection (selected_images' status files), by outcome."""
-    lake, conn = Lake(root), duckdb.connect()
+    lake = lake if isinstance(lake, Lake) else Lake(lake)
+    conn = duckdb.connect()
     download = _by_reason(
         conn,
         lake.asset_files("selected_images", STATUS_FILE),

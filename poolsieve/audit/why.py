@@ -80,7 +80,7 @@ def _register(conn, lake: Lake) -> None:
         if name == "download_status":  # metadata mode downloads the selection into selected_images
             files += lake.asset_files("selected_images", file)
         _view(conn, name, files, columns)
-    _view(conn, "pool_features", part_files(lake.root / "pool_features"), FEATURES_COLUMNS)
+    _view(conn, "pool_features", part_files(lake.path("pool_features")), FEATURES_COLUMNS)
     subsets = lake.asset_files("subset", "decisions.parquet")
     if subsets:
         conn.sql(

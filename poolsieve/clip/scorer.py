@@ -79,7 +79,7 @@ class ScorerInfo:
 
 
 def scorer_path(lake: Lake) -> Path:
-    return lake.root / "scorer" / SCORER_FILE
+    return lake.path("scorer", SCORER_FILE)
 
 
 def trusted_shards(trusted_dir: str | Path) -> tuple[list[Path], int]:
@@ -129,7 +129,7 @@ def _trained(lake: Lake, settings: ScorerSettings, progress) -> ScorerInfo:
     if settings.samples_seen:
         overrides["samples_seen"] = settings.samples_seen
     config = scale_config(settings.scale, **overrides)
-    run = train_clip(config, tars, num_samples, lake.root / "scorer", TRAINED_RUN, progress)
+    run = train_clip(config, tars, num_samples, lake.path("scorer"), TRAINED_RUN, progress)
     training = ScorerTraining(
         scale=settings.scale,
         trusted_samples=num_samples,

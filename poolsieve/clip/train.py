@@ -21,6 +21,7 @@ from pathlib import Path
 
 from poolsieve.clip.offline import OFFLINE_ENV
 from poolsieve.clip.train_log import StepLog, parse_step, read_steps
+from poolsieve.lake import replace_dir
 
 # open_clip_train's webdataset reader renames these keys to image/text; no CLI flag changes them.
 WDS_IMAGE_KEYS = ("jpg", "png", "jpeg", "webp")
@@ -280,6 +281,5 @@ def train_clip(
         raise TrainingFailed(
             f"trainer exited cleanly but wrote no {_checkpoint(staging / name, config)}"
         )
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging / name, final)
+    replace_dir(staging / name, final)
     return _finished(final, config, seconds)

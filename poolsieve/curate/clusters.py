@@ -349,7 +349,7 @@ def load_exemplars(
 
 
 def centroids_dir(lake: Lake) -> Path:
-    return lake.root / "image_centroids"
+    return lake.path("image_centroids")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -43,7 +43,7 @@ from poolsieve.curate.shard_features import FEATURES_FILE, FeatureSettings, reco
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.decontamination import RESULT_SCHEMA as DECONTAM_SCHEMA
 from poolsieve.images.status import STATUS_FILE, STATUS_SCHEMA
-from poolsieve.lake import Lake, literal_path, upstream_file, write_bytes_atomic
+from poolsieve.lake import Lake, literal_path, remove, upstream_file, write_bytes_atomic
 from poolsieve.pool.ingest import write_parquet
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
@@ -105,7 +105,7 @@ class FeaturesResult:
 
 
 def folder(lake: Lake) -> Path:
-    return lake.root / FOLDER
+    return lake.path(FOLDER)
 
 
 def part_path(lake: Lake, shard: str) -> Path:
@@ -246,8 +246,8 @@ def _drop_removed(lake: Lake, shards: list[str]) -> None:
     wanted = {part_path(lake, s).name for s in shards}
     for part in part_paths(folder(lake)):
         if part.name not in wanted:
-            part.with_suffix(".json").unlink(missing_ok=True)
-            part.unlink()
+            remove(part.with_suffix(".json"))
+            remove(part)
 
 
 def build_pool_features(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from poolsieve.lake import Lake, write_bytes_atomic
+from poolsieve.lake import Lake, atomic_file, write_bytes_atomic
 
 HEADLINE = [
     "classification/top1",
@@ -84,7 +84,8 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     ax.set_title("accuracy vs subset size (same samples seen)")
     accuracy = folder / "accuracy_vs_size.png"
     fig.tight_layout()
-    fig.savefig(accuracy, dpi=100)
+    with atomic_file(accuracy) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     reasons = sorted({k for r in rows for k in r["dropped"]})
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -98,19 +99,21 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     drops = folder / "drops_per_reason.png"
     fig.tight_layout()
-    fig.savefig(drops, dpi=100)
+    with atomic_file(drops) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return {"accuracy_plot": accuracy, "drops_plot": drops}
 
 
 def build_leaderboard(lake: Lake, strategies: list[str]) -> Leaderboard:
     rows, missing = collect(lake, strategies)
-    folder = lake.root / "leaderboard"
+    folder = lake.path("leaderboard")
     folder.mkdir(parents=True, exist_ok=True)
     flat = [{k: (json.dumps(v) if k == "dropped" else v) for k, v in r.items()} for r in rows]
     table = folder / "leaderboard.parquet"
     if flat:
-        pq.write_table(pa.Table.from_pylist(flat), table)
+        with atomic_file(table) as tmp:
+            pq.write_table(pa.Table.from_pylist(flat), tmp)
     write_bytes_atomic(folder / "leaderboard.md", (to_markdown(rows) + "\n").encode())
     files = {"table": table, "markdown": folder / "leaderboard.md"}
     if rows:

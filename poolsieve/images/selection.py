@@ -39,7 +39,7 @@ class SelectionResult:
 
 
 def selection_path(lake: Lake) -> Path:
-    return lake.root / SELECTION_ASSET / SELECTION_FILE
+    return lake.path(SELECTION_ASSET, SELECTION_FILE)
 
 
 def subset_uids(lake: Lake, strategies: list[str]) -> pa.Table:
@@ -71,7 +71,7 @@ def build_selection(
     decisions = lake.asset_files("url_dedup", "decisions.parquet")
     if not decisions:
         raise FileNotFoundError(
-            f"no url_dedup decisions in {lake.root / 'url_dedup'}: ingest first"
+            f"no url_dedup decisions in {lake.location}/url_dedup: ingest first"
         )
     chosen = subset_uids(lake, strategies)
     conn.read_parquet(decisions).create_view("selection_decisions", replace=True)
