@@ -44,7 +44,7 @@ def image_centroids(
 ):
     """k-means centroids (a bounded sample, read shard by shard) and the exemplars' clusters."""
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
-    shards = [s for s in registered if lake.store.partition_dir("pool_shard", s).is_dir()]
+    shards = [s for s in registered if lake.store.has_partition("pool_shard", s)]
     settings = CentroidSettings(
         curation.image_clusters,
         curation.centroid_sample,

@@ -37,7 +37,7 @@ def pool_features(
     image clusters, one row per uid: one part per shard, rewritten only when its inputs changed."""
     registered = context.instance.get_dynamic_partitions(SHARDS.name)
     # the shards ingested into this lake (an instance may have served other lakes)
-    shards = [s for s in registered if lake.store.partition_dir("pool_shard", s).is_dir()]
+    shards = [s for s in registered if lake.store.has_partition("pool_shard", s)]
     with failing_clearly(*INPUT_ERRORS):
         settings = curation.feature_settings()
         with lake.connect() as conn:

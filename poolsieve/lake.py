@@ -101,6 +101,17 @@ class Lake:
         """The folder of one asset partition (partition keys may hold '/', so they are quoted)."""
         return self.path(asset, quote(partition, safe=""))
 
+    def partition_file(self, asset: str, partition: str, name: str) -> Path:
+        """One file of an asset partition (only it is brought here, not its folder)."""
+        return self.path(asset, quote(partition, safe=""), name)
+
+    def has_partition(self, asset: str, partition: str) -> bool:
+        """Whether ``asset`` has a folder for ``partition``, without bringing it here."""
+        local = self.root / asset / quote(partition, safe="")
+        if self.remote is None:
+            return local.is_dir()
+        return self.mirror.exists(local)
+
     def asset_files(self, asset: str, filename: str) -> list[str]:
         """``filename`` of every partition of ``asset`` that has it, as literal paths for DuckDB;
         folders under a hidden (temporary) name, a crash's leftovers, are not partitions."""
@@ -245,7 +256,7 @@ def file_sha256(path: str | Path, filesystem=None, chunk: int = 1 << 20) -> str:
 
 def upstream_file(lake: Lake, asset: str, shard: str, name: str) -> Path:
     """A file an earlier asset wrote for ``shard``; a clear error when it is not there yet."""
-    path = lake.partition_dir(asset, shard) / name
+    path = lake.partition_file(asset, shard, name)
     if not path.exists():
         raise FileNotFoundError(
             f"shard {shard!r} has no {asset} output ({path}): materialize {asset} for it first"

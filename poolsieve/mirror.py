@@ -83,6 +83,10 @@ class Mirror:
         if local.is_dir():
             _prune(local, set(found))
 
+    def exists(self, local: Path) -> bool:
+        """Whether the remote lake holds ``local`` (a file, or a folder with files)."""
+        return bool(self._listing_raw(self.remote(local)))
+
     def glob(self, pattern: str) -> list[str]:
         """Remote paths, relative to the lake, matching ``pattern`` (relative, fsspec glob)."""
         hits = self.fs.glob(f"{self.base}/{pattern}")

@@ -9,6 +9,7 @@ entry-point group (pyproject.toml).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from poolsieve.cli import add_run_options
@@ -60,7 +61,7 @@ def run_demo(args) -> int:
     from poolsieve_demo.resources import demo_resources, world_dir
     from poolsieve_demo.world import TRUTH_FILE
 
-    world = world_dir(args.lake)
+    world = world_dir(args.lake, os.environ.get("POOLSIEVE_LAKE_CACHE"))
     problem = _port_problem(args, world)
     if problem is not None:
         print(f"poolsieve demo: {problem}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from poolsieve.pipelines.resources import DownloaderResource, Resources, resourc
 
 from poolsieve.images.address import endpoints_for_hosts
 from poolsieve.images.settings import DownloadSettings
+from poolsieve.lake import Lake
 from poolsieve_demo.shared import shared_demo_server
 from poolsieve_demo.world import load_demo_world
 
@@ -26,9 +28,11 @@ from poolsieve_demo.world import load_demo_world
 PARAM_PROFILE = "tiny-cpu"
 
 
-def world_dir(lake_dir: str | Path) -> Path:
-    """Where the demo world of a lake lives."""
-    return Path(lake_dir) / "demo" / "world"
+def world_dir(lake_dir: str | Path, cache: str | Path | None = None) -> Path:
+    """Where the demo world of a lake lives: ``demo/world`` in the lake's folder, or in this
+    machine's working copy of a remote lake (the world is local test data: its image server
+    serves it from this machine)."""
+    return Lake.at(lake_dir, cache).root / "demo" / "world"
 
 
 class DemoDownloaderResource(DownloaderResource):
@@ -68,10 +72,13 @@ def demo_resources(
     """Every resource as production builds it from ``env`` (POOLSIEVE_* variables, see
     resources_from_env), with the world's paths, profile and downloader, and ``overrides``
     ({field: value} per key) on top."""
-    world = world_dir(lake_dir)
+    cache = overrides.get("lake", {}).get("lake_cache") or (os.environ if env is None else env).get(
+        "POOLSIEVE_LAKE_CACHE"
+    )
+    world = world_dir(lake_dir, cache)
     values = {
         "lake": {"lake_dir": str(lake_dir), "source": str(world / "source")},
-        "downloader": {"world_dir": str(world), "lock_dir": str(Path(lake_dir) / "locks")},
+        "downloader": {"world_dir": str(world), "lock_dir": str(world.parent.parent / "locks")},
         "scorer": {"trusted_dir": str(world / "trusted")},
         "eval_sets": {"eval_dir": str(world / "eval")},
         "curation": {"param_profile": PARAM_PROFILE},

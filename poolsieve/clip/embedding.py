@@ -40,8 +40,8 @@ class ShardEmbeddings:
 
 def shard_tars(lake: Lake, shard: str) -> list[Path]:
     """The shard's downloaded webdataset tars (its download must have finished)."""
-    folder = upstream_file(lake, "shard_images", shard, STATUS_FILE).parent
-    return sorted(folder.glob("*.tar"))
+    upstream_file(lake, "shard_images", shard, STATUS_FILE)  # the download finished
+    return sorted(lake.partition_dir("shard_images", shard).glob("*.tar"))
 
 
 def embed_shard(

@@ -138,7 +138,7 @@ def shard_inputs(lake: Lake, shard: str, mode: str = "download") -> dict[str, st
     one; FileNotFoundError names the first input not materialized."""
     needed = {**INPUTS, **(DOWNLOAD_INPUTS if mode == "download" else {})}
     files = {name: str(upstream_file(lake, a, shard, f)) for name, (a, f) in needed.items()}
-    clusters = lake.partition_dir(*CLUSTERS[:1], shard) / CLUSTERS[1]
+    clusters = lake.partition_file(CLUSTERS[0], shard, CLUSTERS[1])
     if clusters.is_file():
         files["clusters"] = str(clusters)
     return files
@@ -154,7 +154,7 @@ def input_files(lake: Lake, shards: list[str], mode: str = "download") -> dict[s
         f"{asset}[{shard}]"
         for asset, file in needed.values()
         for shard in shards
-        if not (lake.partition_dir(asset, shard) / file).exists()
+        if not lake.partition_file(asset, shard, file).exists()
     ]
     if missing:
         raise FileNotFoundError(
