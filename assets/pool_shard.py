@@ -9,7 +9,12 @@ from poolsieve.assets.metadata import (
     table_schema,
     yaml_check,
 )
-from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, shard_seq
+from poolsieve.pipelines.partitions import (
+    REPLACE_CHANGED_TAG,
+    SHARDS,
+    shard_seq,
+    step_registry_lake,
+)
 from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.lake import file_sha256
@@ -20,11 +25,13 @@ from poolsieve.schema import SourceFileError
 from poolsieve.sqlrunner import SqlProject, file_test_failures
 
 PROJECT = SqlProject()
+#: what the step's files come from: staging, and the registry's entries (its bucket files)
+SHARD_MODELS = [*STAGING_MODELS, registry.ENTRIES_MODEL]
 
 
 @dg.asset(
     partitions_def=SHARDS,
-    code_version=PROJECT.code_version(STAGING_MODELS),
+    code_version=PROJECT.code_version(SHARD_MODELS),
     group_name="pool",
     kinds={"duckdb", "parquet"},
     check_specs=[
@@ -41,17 +48,16 @@ def pool_shard(context: dg.AssetExecutionContext, lake: LakeResource):
         raise dg.Failure(f"source file {path} for shard {shard!r} is gone from {lake.source_url}")
     info, sha256 = fs.info(path), file_sha256(path, fs)
     replace = context.run.tags.get(REPLACE_CHANGED_TAG) == "true"
-    with lake.connect() as conn:  # one catalog connection for the whole step
-        seq = shard_seq(lake, shard, conn)
+    store = step_registry_lake(lake)
+    seq = shard_seq(lake, shard)
+    with lake.connect_memory() as conn:  # the registry is lake files: no catalog needed
         if "file" not in fs.protocol:
             conn.register_filesystem(fs)
             path = lake.source_url.rstrip("/") + "/" + shard
         try:
-            previous = registry.check_content(conn, shard, sha256, replace)
-            result = ingest_shard(
-                conn, lake.store, shard, seq, path, lake.ingest_params, PROJECT, fs
-            )
-            registry.record_source(conn, shard, sha256)
+            previous = registry.check_content(store, shard, sha256, replace)
+            result = ingest_shard(conn, store, shard, seq, path, lake.ingest_params, PROJECT, fs)
+            registry.record_source(store, shard, sha256)
         except (SourceFileError, registry.ShardIdentityError) as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
         written = {
@@ -81,7 +87,7 @@ def pool_shard(context: dg.AssetExecutionContext, lake: LakeResource):
             "source_extra_columns": result.layout.extra_columns,
             "uid_derived": result.layout.uid_derived,
             "dagster/column_schema": table_schema(result.columns),
-            "sql_hash": PROJECT.code_version(STAGING_MODELS),
+            "sql_hash": PROJECT.code_version(SHARD_MODELS),
             "rows_path": dg.MetadataValue.path(result.files["rows"]),
             "quarantine_path": dg.MetadataValue.path(result.files["quarantine"]),
         },

@@ -9,7 +9,7 @@ from poolsieve.assets.metadata import (
     yaml_check,
 )
 from poolsieve.assets.pool_shard import pool_shard
-from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.partitions import SHARDS, step_registry_lake
 from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.pool import registry
@@ -37,9 +37,10 @@ COMPLETE = "compared_with_all_earlier_shards"
 def url_dedup(context: dg.AssetExecutionContext, lake: LakeResource):
     """Keep/drop per row of one shard; dropped rows name the uid they duplicate (duplicate_of)."""
     shard = context.partition_key
-    with lake.connect() as conn:  # one catalog connection for the whole step
-        result = dedup_shards(conn, lake.store, [shard], PROJECT)[shard]
-        order = registry.pool_order(conn)
+    store = step_registry_lake(lake)
+    with lake.connect_memory() as conn:  # the registry is lake files: no catalog needed
+        result = dedup_shards(conn, store, [shard], PROJECT)[shard]
+        order = registry.pool_order(store)
         failures = file_test_failures(conn, PROJECT, {DECISIONS: result.files["decisions"]})
     known = result.registered_shards
     seq = order.index(shard)

@@ -9,6 +9,7 @@ import time
 
 import dagster as dg
 
+from poolsieve.lake import Lake
 from poolsieve.pool import registry
 from poolsieve.pool.sources import source_identity
 
@@ -21,10 +22,28 @@ def register_shards(instance: dg.DagsterInstance, lake, keys: list[str]) -> dict
     """Enrol ``keys`` (files of the lake resource's source, in the order given) in the lake's pool
     order and add the new ones as shard partitions; shard -> pool sequence number. Raises
     registry.ShardIdentityError when a name belongs to another source in this lake."""
-    with lake.connect() as conn:
-        seqs = registry.enroll(conn, source_identity(lake.source_url), keys)
+    seqs = registry.enroll(registry_lake(lake), source_identity(lake.source_url), keys)
     add_partitions(instance, sorted(keys, key=seqs.__getitem__))
     return seqs
+
+
+def registry_lake(lake) -> Lake:
+    """The lake resource's lake, its URL registry checked against the resource's partitions
+    setting (registry.RegistryLayoutError when they differ; a lake whose registry is in its
+    catalog is migrated first). ``registry_partitions`` 0: the lake's own partitioning (16 for a
+    new lake)."""
+    store = lake.store
+    registry.check_layout(store, lake.registry_partitions or None)
+    return store
+
+
+def step_registry_lake(lake) -> Lake:
+    """:func:`registry_lake` for a step: a registry partitioned otherwise fails the step
+    without retries (re-running cannot help)."""
+    try:
+        return registry_lake(lake)
+    except registry.RegistryLayoutError as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from None
 
 
 def add_partitions(instance: dg.DagsterInstance, keys: list[str], attempts: int = 5) -> None:
@@ -44,15 +63,11 @@ def add_partitions(instance: dg.DagsterInstance, keys: list[str], attempts: int 
             time.sleep(0.05 * (attempt + 1))
 
 
-def shard_seq(lake, shard: str, conn=None) -> int:
+def shard_seq(lake, shard: str) -> int:
     """A shard's position in pool order, from the lake (enrolling it if it was added as a
-    partition by hand, e.g. in the UI); ``conn``: an open connection to the lake's catalog
-    (default: one is opened for this)."""
-    if conn is None:
-        with lake.connect() as own:
-            return shard_seq(lake, shard, own)
+    partition by hand, e.g. in the UI)."""
     try:
-        return registry.enroll(conn, source_identity(lake.source_url), [shard])[shard]
+        return registry.enroll(lake.store, source_identity(lake.source_url), [shard])[shard]
     except registry.ShardIdentityError as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None
 

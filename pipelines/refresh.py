@@ -23,7 +23,7 @@ from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, register
 from poolsieve.pipelines.resources import CurationResource, LakeResource
 
 from poolsieve.lake import shard_assets
-from poolsieve.pool.registry import ShardIdentityError
+from poolsieve.pool.registry import RegistryLayoutError, ShardIdentityError
 from poolsieve.pool.sources import RefreshPlan, SourceListing, plan_refresh, scan_source
 
 REFRESH_CRON = os.environ.get("POOLSIEVE_REFRESH_CRON", "0 3 * * *")
@@ -102,7 +102,7 @@ def register_new(log, instance: dg.DagsterInstance, lake: LakeResource, plan: Re
         return plan
     try:
         register_shards(instance, lake, plan.new)
-    except ShardIdentityError as err:
+    except (ShardIdentityError, RegistryLayoutError) as err:
         log.error(f"pool refresh: new files {plan.new} not registered: {err}")
         return replace(plan, new=[])
     return plan

@@ -56,6 +56,11 @@ class LakeResource(dg.ConfigurableResource):
         "", "POOLSIEVE_LAKE_OPTIONS", "fsspec storage options of a remote lake, as JSON"
     )
     source: str = setting("", "POOLSIEVE_SOURCE", "pool parquet: a folder or an fsspec URL")
+    registry_partitions: int = setting(
+        0,
+        "POOLSIEVE_REGISTRY_PARTITIONS",
+        "URL registry bucket groups (a power of two up to 1024, fixed per lake); 0: the lake's own",
+    )
     duckdb_memory_limit: str = setting("2GB", "POOLSIEVE_DUCKDB_MEMORY", "DuckDB memory_limit")
     duckdb_threads: int = setting(2, "POOLSIEVE_DUCKDB_THREADS", "DuckDB threads")
     max_url_length: int = setting(2048, "POOLSIEVE_MAX_URL_LENGTH", "longer URLs: quarantined")

@@ -6,7 +6,8 @@ commits push), so the code below and every asset see local paths either way.
 
 Layout (one folder per asset and partition, so re-materializing a partition replaces exactly it)::
 
-    <root>/catalog.duckdb                     URL registry, shard table
+    <root>/catalog.duckdb                     this machine's views for ad-hoc SQL (not shared)
+    <root>/url_registry/                      URL registry, pool order, shard identity
     <root>/pool_shard/<shard>/rows.parquet    normalized rows
     <root>/pool_shard/<shard>/quarantine.parquet
     <root>/url_dedup/<shard>/decisions.parquet
@@ -174,7 +175,7 @@ def tmp_path_for(final: Path) -> Path:
 _TMP_NAME = re.compile(r"^\..+?(?:\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+))?\.[0-9a-f]{32}\.tmp$")
 
 
-def sweep_temporaries(root: Path, max_age_s: float = 6 * 3600, depth: int = 3) -> list[Path]:
+def sweep_temporaries(root: Path, max_age_s: float = 6 * 3600, depth: int = 4) -> list[Path]:
     """Remove temporaries a crashed writer left under ``root`` (``depth`` levels down): those
     of a process of this host that is gone, and any older than ``max_age_s`` (another host's, or
     unnamed). Returns what was removed."""

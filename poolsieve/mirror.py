@@ -75,13 +75,9 @@ class Mirror:
         if _local_only(self.local, local):
             return
         found = self._listing(self.remote(local))
-        if not found:
-            _remove_local(local)
-            return
         for rel, info in found.items():
             self._fetch(info, local / rel if rel else local)
-        if local.is_dir():
-            _prune(local, set(found))
+        self._prune(local, set(found))
 
     def exists(self, local: Path) -> bool:
         """Whether the remote lake holds ``local`` (a file, or a folder with files)."""
@@ -176,6 +172,23 @@ class Mirror:
         remote = self.remote(local)
         if self.fs.exists(remote):
             self.fs.rm(remote, recursive=True)
+        _index(self.local).forget_tree(local)
+
+    def _prune(self, local: Path, keep: set[str]) -> None:
+        """Remove what the working copy took from (or gave to) the remote lake and the remote
+        no longer holds. Files this machine wrote and has not pushed yet (a commit between its
+        rename and its upload) are not the index's, so a concurrent pull leaves them."""
+        index = _index(self.local)
+        if local.is_file() or not local.exists():
+            if "" not in keep and index.forget(local):
+                local.unlink(missing_ok=True)
+            return
+        for path in sorted(local.rglob("*"), reverse=True):
+            rel = path.relative_to(local).as_posix()
+            if path.is_file() and rel not in keep and index.forget(path):
+                path.unlink(missing_ok=True)
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
     def _listing_raw(self, remote: str) -> list[str]:
         try:
@@ -274,6 +287,15 @@ class _Index:
             (self._key(local), version, _stat(local)),
         )
 
+    def forget(self, local: Path) -> bool:
+        """Drop ``local``'s entry; whether there was one."""
+        cursor = self.conn.execute("DELETE FROM held WHERE path = ?", (self._key(local),))
+        return cursor.rowcount > 0
+
+    def forget_tree(self, local: Path) -> None:
+        key = self._key(local)
+        self.conn.execute("DELETE FROM held WHERE path = ? OR path LIKE ?", (key, f"{key}/%"))
+
     def _key(self, local: Path) -> str:
         return Path(local).relative_to(self.root).as_posix()
 
@@ -300,24 +322,6 @@ def _index(root: Path) -> _Index:
 def _local_only(root: Path, local: Path) -> bool:
     rel = Path(local).relative_to(root).parts
     return bool(rel) and rel[0] in LOCAL_ONLY
-
-
-def _remove_local(local: Path) -> None:
-    if local.is_dir():
-        _prune(local, set())
-    elif local.exists():
-        local.unlink()
-
-
-def _prune(folder: Path, keep: set[str]) -> None:
-    """Remove files under ``folder`` that the remote lake does not hold (hidden temporaries of
-    running writers stay)."""
-    for path in sorted(folder.rglob("*"), reverse=True):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_file() and rel not in keep and not path.name.startswith("."):
-            path.unlink()
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
 
 
 _MIRRORS: dict[Path, Mirror] = {}

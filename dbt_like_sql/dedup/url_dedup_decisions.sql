@@ -5,29 +5,26 @@
 --   duplicate_url: an earlier row with the same normalized URL is its uid's first occurrence.
 -- Only rows of shards at or before a decided row can beat it, so a shard's decisions do not
 -- depend on shards that came later or on the order in which shards were materialized.
--- Speed: both aggregations keep only keys seen more than once, so the joins back to the batch
--- build on small tables (most uids are unique; most URLs are too).
-WITH batch AS (
-    SELECT shard, shard_seq, row_idx, url_key, uid_key
-    FROM {{ source('url_registry') }}
-    WHERE list_contains($shards, shard)
+-- Inputs, gathered one bucket group at a time (poolsieve/pool/dedup.py): url_rows, every
+-- registry row sharing a URL with the decided rows (dedup_url_rows of each URL group, the decided
+-- rows included); uid_repeats, those rows' uids that more than one shard holds, with the first
+-- shard holding each (dedup_uid_repeats of each uid group).
+-- Speed: uid_repeats keeps only uids seen more than once and url_winner only URLs held by more
+-- than one candidate, so the joins back to the batch build on small tables.
+WITH url_rows AS (
+    SELECT shard, shard_seq, row_idx, url_key, uid_key, uid_hi, uid_lo
+    FROM {{ source('url_rows') }}
 ),
-url_rows AS (  -- every registered row sharing a URL with the batch (the batch included)
-    SELECT shard_seq, row_idx, url_key, uid_key
-    FROM {{ source('url_registry') }}
-    WHERE url_key IN (SELECT url_key FROM batch)
+batch AS (
+    SELECT * FROM url_rows WHERE list_contains($shards, shard)
 ),
-uid_repeats AS (  -- uids held by more than one shard, with the first shard holding each
-    SELECT uid_key, min(shard_seq) AS first_seq
-    FROM {{ source('url_registry') }}
-    WHERE uid_key IN (SELECT uid_key FROM url_rows)
-    GROUP BY uid_key
-    HAVING count(*) > 1
+uid_repeats AS (
+    SELECT uid_hi, uid_lo, first_seq FROM {{ source('uid_repeats') }}
 ),
 url_candidates AS (  -- url_rows whose uid is a first occurrence
     SELECT u.*
     FROM url_rows u
-    LEFT JOIN uid_repeats r ON r.uid_key = u.uid_key
+    LEFT JOIN uid_repeats r ON r.uid_hi = u.uid_hi AND r.uid_lo = u.uid_lo
     WHERE r.first_seq IS NULL OR r.first_seq = u.shard_seq
 ),
 url_winner AS (  -- URLs held by more than one candidate row, with the first such row
@@ -53,7 +50,7 @@ decided AS (
             WHEN w.winner_order < (b.shard_seq::BIGINT << 40) + b.row_idx THEN w.winner_uid_key
         END AS duplicate_of_key
     FROM batch b
-    LEFT JOIN uid_repeats r ON r.uid_key = b.uid_key
+    LEFT JOIN uid_repeats r ON r.uid_hi = b.uid_hi AND r.uid_lo = b.uid_lo
     LEFT JOIN url_winner w ON w.url_key = b.url_key
 )
 SELECT

@@ -87,7 +87,9 @@ def ingest_shard(
         raise  # the machine's limits, not the file's fault
     except duckdb.Error as err:
         raise _file_error(conn, source_path, layout, err) from err
-    registered = registry.replace_shard(conn, shard, shard_seq, "pool_shard_keys")
+    registered = registry.replace_shard(
+        lake, conn, shard, shard_seq, "pool_shard_keys", None, project
+    )
     reasons = _reason_counts(conn)
     reasons.pop(None, None)
     return IngestResult(

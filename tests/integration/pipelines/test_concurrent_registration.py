@@ -11,7 +11,7 @@ import time
 import dagster as dg
 from poolsieve.pipelines.partitions import SHARDS
 
-from poolsieve.duck import DuckSettings, connect
+from poolsieve.lake import Lake
 from poolsieve.pool import registry
 from tests.repo import REPO_ROOT
 
@@ -82,6 +82,4 @@ def test_concurrent_registration_of_the_same_files_succeeds_with_one_pool_order(
         assert seqs[0] == seqs[1] == {key: i for i, key in enumerate(KEYS)}
         with dg.DagsterInstance.from_config(str(tmp_path / f"home{round_}")) as instance:
             assert instance.get_dynamic_partitions(SHARDS.name) == KEYS
-        catalog = tmp_path / f"lake{round_}" / "catalog.duckdb"
-        with connect(catalog, DuckSettings(memory_limit="1GB", threads=1)) as conn:
-            assert registry.pool_order(conn) == KEYS
+        assert registry.pool_order(Lake(tmp_path / f"lake{round_}")) == KEYS

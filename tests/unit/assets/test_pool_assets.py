@@ -7,6 +7,7 @@ from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.partitions import SHARDS, register_shards
 
+from poolsieve.pool.dedup import DEDUP_MODELS
 from poolsieve.pool.ingest import STAGING_MODELS
 from poolsieve.sqlrunner import SqlProject
 from tests.conftest import materialize_pool, row, write_datacomp
@@ -48,7 +49,9 @@ def test_lineage_metadata_and_checks(instance, resources, source_dir):
     src = source_dir / "s1.parquet"
     assert shard_meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert shard_meta["source_size"] == src.stat().st_size
-    assert shard_meta["sql_hash"] == SqlProject().code_version(STAGING_MODELS)
+    assert shard_meta["sql_hash"] == SqlProject().code_version(
+        [*STAGING_MODELS, "registry_entries"]
+    )
     assert "url_norm" in [c.name for c in shard_meta["dagster/column_schema"].columns]
     assert dedup_meta["rows_kept"] == 1 and dedup_meta["dropped/duplicate_url"] == 1
     assert dedup_meta["earlier_shards_not_ingested"] == []
@@ -64,10 +67,10 @@ def test_quarantine_reasons_are_metadata(instance, resources, source_dir):
 def test_code_version_is_the_sql_hash():
     project = SqlProject()
     assert pool_shard.code_versions_by_key[dg.AssetKey("pool_shard")] == project.code_version(
-        STAGING_MODELS
+        [*STAGING_MODELS, "registry_entries"]
     )
     assert url_dedup.code_versions_by_key[dg.AssetKey("url_dedup")] == project.code_version(
-        ["url_dedup_decisions"]
+        DEDUP_MODELS
     )
 
 

@@ -2,6 +2,7 @@
 the lake's order, whichever Dagster instance materializes it."""
 
 import dagster as dg
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 from poolsieve.pipelines.partitions import REPLACE_CHANGED_TAG, SHARDS, register_shards
@@ -26,40 +27,34 @@ def _failure(result) -> str:
     )
 
 
-def test_enrol_numbers_names_in_the_order_given_and_is_idempotent(conn):
-    assert registry.enroll(conn, "/a", ["b", "a"]) == {"b": 0, "a": 1}
-    assert registry.enroll(conn, "/a", ["a", "c", "b"]) == {"a": 1, "c": 2, "b": 0}
-    assert registry.pool_order(conn) == ["b", "a", "c"]
+def test_enrol_numbers_names_in_the_order_given_and_is_idempotent(lake):
+    assert registry.enroll(lake, "/a", ["b", "a"]) == {"b": 0, "a": 1}
+    assert registry.enroll(lake, "/a", ["a", "c", "b"]) == {"a": 1, "c": 2, "b": 0}
+    assert registry.pool_order(lake) == ["b", "a", "c"]
 
 
-def test_a_name_of_another_source_is_refused_and_nothing_is_enrolled(conn):
-    registry.enroll(conn, "/pool/a", ["part-0.parquet"])
+def test_a_name_of_another_source_is_refused_and_nothing_is_enrolled(lake):
+    registry.enroll(lake, "/pool/a", ["part-0.parquet"])
     with pytest.raises(registry.ShardIdentityError, match="/pool/a") as err:
-        registry.enroll(conn, "/pool/b", ["new.parquet", "part-0.parquet"])
+        registry.enroll(lake, "/pool/b", ["new.parquet", "part-0.parquet"])
     assert "part-0.parquet" in str(err.value) and "/pool/b" in str(err.value)
-    assert registry.pool_order(conn) == ["part-0.parquet"]
+    assert registry.pool_order(lake) == ["part-0.parquet"]
 
 
-def test_a_catalog_from_before_pool_order_keeps_its_order_and_loses_clashing_numbers(conn):
-    registry.ensure_registry(conn)
-    conn.execute(
-        "INSERT INTO shard_registry (shard, shard_seq, rows) VALUES "
-        "('x', 0, 1), ('y', 0, 1), ('z', 1, 0)"  # two instances gave x and y the number 0
-    )
-    conn.execute("INSERT INTO url_registry VALUES ('x', 0, 0, 1, 1, 0), ('y', 0, 0, 1, 2, 0)")
-    assert registry.enroll(conn, "/s", ["w"]) == {"w": 3}
-    assert registry.pool_order(conn) == ["x", "y", "z", "w"]
-    seqs = dict(conn.execute("SELECT shard, shard_seq FROM url_registry").fetchall())
-    assert seqs == {"x": 0, "y": 1}
-
-
-def test_changed_content_is_refused_unless_replacing(conn):
-    assert registry.check_content(conn, "s", "aa" * 32, replace=False) is None
-    conn.execute("INSERT INTO shard_registry VALUES ('s', 0, 5, $sha)", {"sha": "aa" * 32})
-    assert registry.check_content(conn, "s", "aa" * 32, replace=False) == "aa" * 32
+def test_changed_content_is_refused_unless_replacing(lake, tmp_path):
+    assert registry.check_content(lake, "s", "aa" * 32, replace=False) is None
+    with duckdb.connect() as conn:
+        conn.execute(
+            "CREATE TABLE keys AS SELECT 0::BIGINT AS row_idx, 1::UHUGEINT AS url_key, "
+            "2::UHUGEINT AS uid_key"
+        )
+        registry.replace_shard(lake, conn, "s", 0, "keys", "aa" * 32)
+    assert registry.check_content(lake, "s", "aa" * 32, replace=False) == "aa" * 32
     with pytest.raises(registry.ShardIdentityError, match="--replace-changed"):
-        registry.check_content(conn, "s", "bb" * 32, replace=False)
-    assert registry.check_content(conn, "s", "bb" * 32, replace=True) == "aa" * 32
+        registry.check_content(lake, "s", "bb" * 32, replace=False)
+    assert registry.check_content(lake, "s", "bb" * 32, replace=True) == "aa" * 32
+    registry.record_source(lake, "s", "bb" * 32)
+    assert registry.check_content(lake, "s", "bb" * 32, replace=False) == "bb" * 32
 
 
 def test_a_second_source_with_the_same_names_does_not_replace_the_first(lake, tmp_path):
@@ -110,14 +105,3 @@ def test_a_file_changed_under_its_name_is_replaced_only_when_the_run_says_so(
     shard_event = replaced.get_asset_materialization_events()[0].materialization
     assert shard_event.metadata["replaced_source_sha256"].value != ""
     assert shard_event.metadata["rows_normalized"].value == 2
-
-
-def test_registered_shards_of_a_catalog_from_before_shard_registry_come_from_their_rows(conn):
-    registry.ensure_registry(conn)
-    conn.execute(
-        "INSERT INTO shard_registry (shard, shard_seq, rows) VALUES ('y', 1, 1), ('z', 2, 0)"
-    )
-    conn.execute("INSERT INTO url_registry VALUES ('x', 0, 0, 1, 1, 0), ('y', 1, 0, 2, 2, 0)")
-    assert registry.registered_shards(conn) == {"x": 0, "y": 1, "z": 2}  # x: rows only
-    conn.execute("INSERT INTO shard_registry (shard, shard_seq, rows) VALUES ('x', 0, 1)")
-    assert registry.registered_shards(conn) == {"x": 0, "y": 1, "z": 2}  # every row recorded
