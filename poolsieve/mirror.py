@@ -85,11 +85,13 @@ class Mirror:
 
     def glob(self, pattern: str) -> list[str]:
         """Remote paths, relative to the lake, matching ``pattern`` (relative, fsspec glob)."""
+        self.fs.invalidate_cache()
         hits = self.fs.glob(f"{self.base}/{pattern}")
         return sorted(PurePosixPath(h).relative_to(self.base).as_posix() for h in hits)
 
     def _listing(self, remote: str) -> dict[str, dict]:
         """relative name -> info of every file to take under ``remote`` ("" when it is a file)."""
+        self.fs.invalidate_cache()  # another machine may have written since: list afresh
         try:
             found = self.fs.find(remote, detail=True, withdirs=False)
         except FileNotFoundError:
@@ -100,7 +102,7 @@ class Mirror:
                 "POOLSIEVE_LAKE_OPTIONS and the store's credentials)"
             ) from err
         if list(found) == [remote]:
-            return {"": found[remote]}
+            return {"": found[remote]} if found[remote].get("type") == "file" else {}
         files = {PurePosixPath(p).relative_to(remote).as_posix(): i for p, i in found.items()}
         return _complete_files(files, self._complete_lists(remote, files))
 
@@ -191,6 +193,7 @@ class Mirror:
                 path.rmdir()
 
     def _listing_raw(self, remote: str) -> list[str]:
+        self.fs.invalidate_cache()
         try:
             found = self.fs.find(remote, withdirs=False)
         except FileNotFoundError:
