@@ -20,21 +20,26 @@ from poolsieve.assets.shard_images import shard_images
 from poolsieve.assets.subset import subset
 from poolsieve.assets.train_shards import train_shards
 from poolsieve.assets.url_dedup import url_dedup
+from poolsieve.pipelines.execution import Execution
 from poolsieve.pipelines.jobs import (
     centroids_job,
     features_job,
     ingest_job,
     leaderboard_job,
     metadata_shard_job,
+    metadata_shard_steps_job,
     observe_filters_job,
+    pool_shard_job,
     scorer_job,
     selected_images_job,
     selection_job,
     shard_clusters_job,
     shard_job,
+    shard_steps_job,
     strategy_job,
     subset_job,
     training_job,
+    url_dedup_job,
 )
 from poolsieve.pipelines.refresh import (
     dedup_recheck_sensor,
@@ -43,9 +48,33 @@ from poolsieve.pipelines.refresh import (
 )
 from poolsieve.pipelines.resources import Resources, resources_from_env
 
+JOBS = [
+    ingest_job,
+    shard_job,
+    metadata_shard_job,
+    scorer_job,
+    centroids_job,
+    shard_clusters_job,
+    features_job,
+    strategy_job,
+    subset_job,
+    selection_job,
+    selected_images_job,
+    training_job,
+    leaderboard_job,
+    observe_filters_job,
+    pool_shard_job,
+    url_dedup_job,
+    shard_steps_job,
+    metadata_shard_steps_job,
+]
 
-def build_defs(resources: Resources) -> dg.Definitions:
-    """The whole code location bound to one set of resources (the CLI and tests pass their own)."""
+
+def build_defs(resources: Resources, execution: Execution | None = None) -> dg.Definitions:
+    """The whole code location bound to one set of resources (the CLI and tests pass their own)
+    and to where its runs execute (default: the POOLSIEVE_RAY_* variables; in process when no
+    address is set)."""
+    execution = Execution.from_env() if execution is None else execution
     return dg.Definitions(
         assets=[
             pool_shard,
@@ -68,22 +97,7 @@ def build_defs(resources: Resources) -> dg.Definitions:
             evaluation,
             leaderboard,
         ],
-        jobs=[
-            ingest_job,
-            shard_job,
-            metadata_shard_job,
-            scorer_job,
-            centroids_job,
-            shard_clusters_job,
-            features_job,
-            strategy_job,
-            subset_job,
-            selection_job,
-            selected_images_job,
-            training_job,
-            leaderboard_job,
-            observe_filters_job,
-        ],
+        jobs=[execution.bind(job) for job in JOBS],
         sensors=[pool_source_sensor, dedup_recheck_sensor],
         schedules=[pool_refresh_schedule],
         resources=resources.as_dict(),

@@ -102,3 +102,47 @@ leaderboard_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("leaderboard"),
     description="The leaderboard over every evaluated strategy.",
 )
+
+
+def _after_ingest(assets: list[str]) -> list[str]:
+    return [a for a in assets if a != "pool_shard"]
+
+
+# On a Ray cluster (pipelines.execution) the shards' runs execute at the same time, but a shard's
+# url_dedup must see every earlier shard's rows: so the shard jobs run in two phases, each a run
+# per shard submitted at once, ingest for every shard first, then the rest.
+pool_shard_job = dg.define_asset_job(
+    "pool_shard_job",
+    selection=dg.AssetSelection.assets("pool_shard"),
+    description="Ingest one pool shard (the first phase of the shard jobs on Ray).",
+    tags={"poolsieve/catalog": "write"},
+)
+
+url_dedup_job = dg.define_asset_job(
+    "url_dedup_job",
+    selection=dg.AssetSelection.assets("url_dedup"),
+    description="Dedup one ingested shard (ingest_job's second phase on Ray).",
+    tags={"poolsieve/catalog": "write"},
+)
+
+shard_steps_job = dg.define_asset_job(
+    "shard_steps_job",
+    selection=dg.AssetSelection.assets(*_after_ingest(SHARD_ASSETS)),
+    description="shard_job after ingest: dedup, features, download, embed, decontaminate "
+    "(its second phase on Ray).",
+    tags={"poolsieve/catalog": "write"},
+)
+
+metadata_shard_steps_job = dg.define_asset_job(
+    "metadata_shard_steps_job",
+    selection=dg.AssetSelection.assets(*_after_ingest(METADATA_SHARD_ASSETS)),
+    description="metadata_shard_job after ingest (its second phase on Ray).",
+    tags={"poolsieve/catalog": "write"},
+)
+
+#: a shard job -> the jobs that make it up on Ray, in order (each run for every shard at once)
+RAY_PHASES = {
+    "shard_job": ["pool_shard_job", "shard_steps_job"],
+    "metadata_shard_job": ["pool_shard_job", "metadata_shard_steps_job"],
+    "ingest_job": ["pool_shard_job", "url_dedup_job"],
+}

@@ -1,20 +1,31 @@
 """Running the graph from the command line: the main job over a source, in pool order.
 
 ``run_main_job`` registers the source's files as shard partitions and materializes the graph
-job by job (``execute_in_process`` against the instance at ``$DAGSTER_HOME``), printing one
-progress line per partition; ``poolsieve run`` calls it, and so may commands other packages add.
+job by job against the instance at ``$DAGSTER_HOME``, printing one progress line per partition;
+``poolsieve run`` calls it, and so may commands other packages add. By default every run
+executes in this process (``execute_in_process``), one partition after another. With
+``POOLSIEVE_RAY_ADDRESS`` set (pipelines.execution) each run's steps execute on the Ray cluster
+(``execute_job`` of a reconstructable job: the job's Ray executor) and a job's partitions are
+submitted at once, at most ``POOLSIEVE_RAY_MAX_RUNS`` in flight; the shard jobs then run in two
+phases (jobs.RAY_PHASES: every shard's ingest, then the rest), since a shard's dedup must see
+every earlier shard.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
+import dagster as dg
 from poolsieve.pipelines.definitions import build_defs
+from poolsieve.pipelines.execution import Execution, reconstructable_job
 from poolsieve.pipelines.instance import get_instance, run_tags
+from poolsieve.pipelines.jobs import RAY_PHASES
 from poolsieve.pipelines.partitions import (
     REPLACE_CHANGED_TAG,
     SHARDS,
@@ -25,7 +36,16 @@ from poolsieve.pipelines.resources import Resources
 from poolsieve.pipelines.uptodate import UpToDate, listing_signatures
 
 from poolsieve.lake import Lake, sweep_temporaries
-from poolsieve.pool.registry import ShardIdentityError
+from poolsieve.pool.registry import RegistryLayoutError, ShardIdentityError
+
+
+@dataclass(frozen=True)
+class RayRuns:
+    """Runs whose steps execute on a Ray cluster: the settings, and the resources every step's
+    worker rebuilds the job with."""
+
+    execution: Execution
+    resources: Resources
 
 
 @dataclass
@@ -33,13 +53,14 @@ class Session:
     """One ``poolsieve run``: the definitions, the instance, the lake and what is up to date
     (``plan``; None with ``--force``: everything runs). ``ran``: something was materialized in
     this run, so the pool-wide steps after it (pool_features, the subsets, the selection, the
-    leaderboard) run too."""
+    leaderboard) run too. ``ray``: runs execute on a Ray cluster (None: in this process)."""
 
     defs: object
     instance: object
     store: Lake
     plan: UpToDate | None = None
     ran: bool = False
+    ray: RayRuns | None = None
 
     def each(self, name: str, keys: list, tags: dict | None = None, always=False) -> list:
         """Run job ``name`` for the keys that are not up to date (all when ``always``); the keys
@@ -54,15 +75,28 @@ class Session:
         if not todo:
             return []
         self.ran = True
-        failed = _run_each(job, self.instance, todo, tags)
+        if self.ray is None:
+            failed = _run_each(job, self.instance, todo, tags)
+        else:
+            failed = _run_each_on_ray(self.ray, job.name, self.instance, todo, tags)
         if self.plan is not None:
             self.plan.refresh()
+        return failed
+
+    def shards(self, name: str, keys: list, tags: dict | None = None) -> list:
+        """Run the shard job ``name`` for ``keys``; on Ray as its phases (jobs.RAY_PHASES), each
+        for the keys no earlier phase failed on; the keys that failed."""
+        if self.ray is None:
+            return self.each(name, keys, tags)
+        failed: list = []
+        for phase in RAY_PHASES[name]:
+            failed += self.each(phase, [k for k in keys if k not in failed], tags)
         return failed
 
     def shards_with(self, asset: str) -> list[str]:
         """The registered shards, in pool order, that ``asset`` has a folder for in the lake."""
         shards = self.instance.get_dynamic_partitions(SHARDS.name)
-        return [s for s in shards if self.store.partition_dir(asset, s).is_dir()]
+        return [s for s in shards if self.store.has_partition(asset, s)]
 
     def one(self, name: str, always: bool = False) -> bool:
         """Run the unpartitioned job ``name`` unless it is up to date; whether it succeeded."""
@@ -89,10 +123,12 @@ def run_main_job(
     lake = resources.lake
     try:
         selection = resources.curation.selection(STRATEGIES.get_partition_keys())
+        execution = Execution.from_env()
     except ValueError as err:
         print(f"poolsieve: {err}", file=sys.stderr)
         return 1, lake_counts(lake.store)
-    defs, instance = build_defs(resources), get_instance()
+    ray = RayRuns(execution, resources) if execution.on_ray else None
+    defs, instance = build_defs(resources, execution), get_instance()
     try:
         listing = scan_source(lake.source_url)
     except SourceError as err:
@@ -106,20 +142,22 @@ def run_main_job(
     _sweep(lake.store)
     try:
         seqs = register_shards(instance, lake, [f.key for f in listing.files])
-    except ShardIdentityError as err:
+    except (ShardIdentityError, RegistryLayoutError) as err:
         print(f"poolsieve: {err}", file=sys.stderr)
         return 1, lake_counts(lake.store)
     print(f"poolsieve: {len(listing.files)} shards in {lake.source_url}; lake {lake.lake_dir}")
     metadata = resources.curation.mode == "metadata"
     needs_scorer = job_name != "ingest_job" and _needs_scorer(resources)
-    if needs_scorer and not _ensure_scorer(defs, instance, lake.store):
+    if ray is not None:
+        print(f"poolsieve: steps run on the Ray cluster at {execution.address}")
+    if needs_scorer and not _ensure_scorer(defs, instance, lake.store, ray):
         return 1, lake_counts(lake.store)
     plan = None if force else UpToDate(instance, defs, listing_signatures(listing))
-    session = Session(defs, instance, lake.store, plan)
+    session = Session(defs, instance, lake.store, plan, ray=ray)
     tags = {REPLACE_CHANGED_TAG: "true"} if replace_changed else {}
     shards = sorted(seqs, key=seqs.__getitem__)
     with resources.downloader.hosts_up():
-        failed = session.each(_shard_job_name(job_name, metadata), shards, tags)
+        failed = session.shards(_shard_job_name(job_name, metadata), shards, tags)
     counts = lake_counts(lake.store)
     print(lake_summary(counts))
     if failed:
@@ -218,12 +256,14 @@ def _clusters(session: Session) -> list[str]:
     return [f"shard_clusters[{s}]" for s in failed]
 
 
-def _ensure_scorer(defs, instance, store: Lake) -> bool:
+def _ensure_scorer(defs, instance, store: Lake, ray: RayRuns | None = None) -> bool:
     from poolsieve.clip.scorer import scorer_path
 
     if scorer_path(store).is_file():
         return True
     print("poolsieve: no scorer yet; materializing it (training a tiny CLIP takes a few minutes)")
+    if ray is not None:
+        return not _run_each_on_ray(ray, "scorer_job", instance, [None])
     return _run_one(defs.resolve_job_def("scorer_job"), instance, None)
 
 
@@ -266,11 +306,72 @@ def _run_one(job, instance, key: str | None, step: str = "", tags: dict | None =
         run_config=console_run_config(),
         tags={**run_tags(), **(tags or {})},
     )
-    status = "ok" if result.success else "FAILED"
-    label = f"{step} " if step else ""
-    print(f"  {label:<8}{key or job.name:<40} {status:>6}  {time.monotonic() - start:6.1f}s")
+    _report(step, key or job.name, result.success, time.monotonic() - start)
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                print(f"    {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+        _print_failures(result.all_events)
     return result.success
+
+
+def _report(step: str, what: str, success: bool, seconds: float) -> None:
+    status = "ok" if success else "FAILED"
+    label = f"{step} " if step else ""
+    print(f"  {label:<8}{what:<40} {status:>6}  {seconds:6.1f}s")
+
+
+def _print_failures(events) -> None:
+    for event in events:
+        if event.is_step_failure:
+            print(f"    {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+
+
+def _run_each_on_ray(
+    ray: RayRuns, name: str, instance, keys: list, tags: dict | None = None
+) -> list:
+    """Submit a run of job ``name`` per key at once (at most ``max_runs`` in flight), its steps
+    executing on the cluster; a progress line as each ends, in the order they end. The keys
+    that failed.
+
+    Each run's coordinator is a process of its own (spawned; it only tails the event log and
+    submits steps): Dagster sets up a run's logging with ``logging.config.dictConfig``, which
+    deadlocks against another run logging from a thread of the same process."""
+    job = reconstructable_job(name, ray.resources, ray.execution)
+    ref, config = instance.get_ref(), console_run_config()
+    failed, start, total = [], time.monotonic(), len(keys)
+    workers = min(ray.execution.max_runs, total)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = {pool.submit(_ray_run, job, ref, key, tags, config): key for key in keys}
+        for i, future in enumerate(as_completed(runs), start=1):
+            key = runs[future]
+            success, seconds, events = future.result()
+            _report(f"[{i}/{total}]", key or name, success, seconds)
+            if not success:
+                failed.append(key)
+                _print_failures(events)
+            if i < total:
+                elapsed = time.monotonic() - start
+                print(
+                    f"  {'':<8}{name} {progress_bar(i, total)} {i}/{total} done in "
+                    f"{elapsed:.0f}s, ETA {elapsed / i * (total - i):.0f}s",
+                    flush=True,
+                )
+    return [k for k in keys if k in failed]
+
+
+def _ray_run(job, ref, key: str | None, tags: dict | None, config: dict) -> tuple:
+    """One run of the reconstructable ``job`` for ``key`` (its executor submits the steps to
+    Ray), in this coordinator process: success, seconds, the run's events when it failed. The
+    run's tags name this process (instance.run_tags), so a coordinator killed mid-run is
+    failed at the CLI's next start."""
+    start = time.monotonic()
+    partition = {"dagster/partition": key} if key is not None else {}
+    with dg.DagsterInstance.from_ref(ref) as instance:
+        result = dg.execute_job(
+            job, instance, run_config=config, tags={**run_tags(), **(tags or {}), **partition}
+        )
+        events = [] if result.success else _step_events(instance, result.run_id)
+    return result.success, time.monotonic() - start, events
+
+
+def _step_events(instance, run_id: str) -> list:
+    """The run's Dagster events from its event log (its steps wrote them from Ray's workers)."""
+    return [r.dagster_event for r in instance.all_logs(run_id) if r.is_dagster_event]

@@ -52,10 +52,11 @@ def cmd_why(args) -> int:
     import json
 
     from poolsieve.audit.why import explain_uid, format_explanation
-    from poolsieve.lake import Lake
+    from poolsieve.pipelines.resources import resources_from_env
     from poolsieve.pipelines.runner import get_instance
 
-    doc = explain_uid(Lake(Path(args.lake)), args.uid.strip().lower(), get_instance())
+    lake = resources_from_env(lake={"lake_dir": args.lake}).lake.store  # a folder or a URL
+    doc = explain_uid(lake, args.uid.strip().lower(), get_instance())
     if args.json:
         print(json.dumps(doc, indent=1, default=str))
     else:
@@ -185,7 +186,9 @@ def default_lake() -> str:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options of a command that runs the main job: --lake, --memory-limit, --job."""
-    p.add_argument("--lake", default=default_lake(), help="lake folder (default: %(default)s)")
+    p.add_argument(
+        "--lake", default=default_lake(), help="lake folder or fsspec URL (default: %(default)s)"
+    )
     p.add_argument("--memory-limit", default="2GB", help="DuckDB memory_limit")
     p.add_argument(
         "--job",

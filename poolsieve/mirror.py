@@ -16,7 +16,7 @@ local paths; what crosses the wire goes through this module only:
   moved into place). A folder replaced whole (``replace_dir``: a shard's images, a trained model)
   is first marked ``.poolsieve-writing``, then uploaded, then its stale objects removed, then
   marked complete with the list of its files (``.poolsieve-complete.json``); readers skip a
-  folder being written and take from a complete one only the files its list names.
+  folder being written.
 
 Not mirrored: the DuckDB catalog (each machine keeps its own: the registry, pool order and shard
 identity are lake files), DuckDB's spill folder and the lock files (``LOCAL_ONLY``).
@@ -104,19 +104,7 @@ class Mirror:
         if list(found) == [remote]:
             return {"": found[remote]} if found[remote].get("type") == "file" else {}
         files = {PurePosixPath(p).relative_to(remote).as_posix(): i for p, i in found.items()}
-        return _complete_files(files, self._complete_lists(remote, files))
-
-    def _complete_lists(self, remote: str, files: dict) -> dict[str, set[str] | None]:
-        """folder -> the files its completion list names (None: being written)."""
-        lists = {}
-        for rel in files:
-            folder, name = _split(rel)
-            if name == WRITING:
-                lists[folder] = None
-            elif name == COMPLETE and lists.get(folder, ()) is not None:
-                doc = json.loads(self.fs.cat_file(f"{remote}/{rel}"))
-                lists[folder] = set(doc["files"])
-        return lists
+        return _readable(files)
 
     def _fetch(self, info: dict, local: Path) -> None:
         if _index(self.local).holds(local, _version(info)):
@@ -224,34 +212,21 @@ def _split(rel: str) -> tuple[str, str]:
     return folder, name
 
 
-def _complete_files(files: dict, lists: dict) -> dict:
-    """``files`` less the markers, those under a folder being written, and those a completion
-    list does not name (stale objects a replacement is still removing)."""
-    kept = {}
-    for rel, info in files.items():
-        folder, name = _split(rel)
-        if name in (WRITING, COMPLETE):
-            continue
-        owner = _owner(folder, lists)
-        if owner is None or _named(rel, owner, lists[owner]):
-            kept[rel] = info
-    return kept
+def _readable(files: dict) -> dict:
+    """``files`` less the markers and what lies under a folder being written. (A replacement
+    removes its stale objects before it marks the folder complete, so a complete folder holds
+    only its own files, and those committed into it since.)"""
+    writing = {_split(rel)[0] for rel in files if _split(rel)[1] == WRITING}
+    return {
+        rel: info
+        for rel, info in files.items()
+        if _split(rel)[1] not in (WRITING, COMPLETE) and not _under(rel, writing)
+    }
 
 
-def _owner(folder: str, lists: dict) -> str | None:
-    """The nearest folder (``folder`` or above) that has a marker."""
-    parts = folder.split("/") if folder else []
-    for end in range(len(parts), -1, -1):
-        candidate = "/".join(parts[:end])
-        if candidate in lists:
-            return candidate
-    return None
-
-
-def _named(rel: str, owner: str, names: set[str] | None) -> bool:
-    if names is None:
-        return False
-    return (rel[len(owner) + 1 :] if owner else rel) in names
+def _under(rel: str, folders: set[str]) -> bool:
+    parts = rel.split("/")[:-1]
+    return any("/".join(parts[:end]) in folders for end in range(len(parts) + 1))
 
 
 def _version(info: dict) -> str:

@@ -38,3 +38,21 @@ def code_changed(resolver: CachingStaleStatusResolver, key, partition: str | Non
 def job_asset_keys(job) -> set:
     """The asset keys a job materializes (observable sources excluded)."""
     return set(job.asset_layer.executable_asset_keys)
+
+
+def multiple_process_requirements() -> list:
+    """The requirements of an executor whose steps run in other processes (a Ray cluster)."""
+    from dagster._core.definitions.executor_definition import (
+        multiple_process_executor_requirements,
+    )
+
+    return multiple_process_executor_requirements()
+
+
+def step_delegating_executor(handler):
+    """Dagster's executor that hands each step to ``handler`` (dagster-ray's step handler),
+    with retries on, so a step whose process died is run again."""
+    from dagster._core.execution.retries import RetryMode
+    from dagster._core.executor.step_delegating import StepDelegatingExecutor
+
+    return StepDelegatingExecutor(handler, retries=RetryMode.ENABLED, should_verify_step=True)

@@ -15,7 +15,17 @@ PACKAGE = REPO_ROOT / "poolsieve"
 #: where Dagster may be imported: the wiring, and the audit that reads Dagster's event log
 DAGSTER_ALLOWED = [REPO_ROOT / "assets", REPO_ROOT / "pipelines", PACKAGE / "audit"]
 STAGES = {"pool", "images", "clip", "curate", "audit"}
-SHARED_ROOT = {"__init__", "cli", "lake", "duck", "sqlrunner", "schema", "paths", "parent_death"}
+SHARED_ROOT = {
+    "__init__",
+    "cli",
+    "lake",
+    "mirror",
+    "duck",
+    "sqlrunner",
+    "schema",
+    "paths",
+    "parent_death",
+}
 PRODUCTION = [PACKAGE, REPO_ROOT / "assets", REPO_ROOT / "pipelines", REPO_ROOT / "dbt_like_sql"]
 
 
