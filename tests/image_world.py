@@ -42,6 +42,21 @@ def run_job(defs, instance, job: str, key: str | None = None):
     )
 
 
+def run_subsets(defs, instance) -> list:
+    """Every strategy's filter_sql and subset (strategy_job without training); the results."""
+    import dagster as dg
+    from poolsieve.pipelines.partitions import STRATEGIES
+
+    job = defs.resolve_job_def("strategy_job")
+    selection = [dg.AssetKey("filter_sql"), dg.AssetKey("subset")]
+    return [
+        job.execute_in_process(
+            partition_key=name, instance=instance, asset_selection=selection, raise_on_error=False
+        )
+        for name in STRATEGIES.get_partition_keys()
+    ]
+
+
 def run_world(lake_dir, instance, rows_per_shard: int = 150, **overrides) -> dict:
     """Write a 2-shard world and materialize the scorer, every shard, the image clusters and
     pool_features."""

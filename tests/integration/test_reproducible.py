@@ -22,7 +22,7 @@ from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
 from poolsieve_demo import write_demo_world
 from poolsieve_demo.resources import world_dir
 from poolsieve_demo.server import free_port
-from tests.image_world import CONFIG, make_resources, run_job
+from tests.image_world import CONFIG, make_resources, run_job, run_subsets
 
 SEED, SHARDS_N, ROWS = 3, 2, 300
 COMPARED = ["clip_embeddings", "eval_decontamination", "pool_features", "subset"]
@@ -48,17 +48,7 @@ def _run_to_subsets(lake: Path, base_url: str) -> dict[str, str]:
         shards = world.truth["shards"]
         runs += [run_job(defs, instance, "shard_clusters_job", s) for s in shards]
         runs.append(run_job(defs, instance, "features_job"))
-        job = defs.resolve_job_def("strategy_job")
-        selection = [dg.AssetKey("filter_sql"), dg.AssetKey("subset")]
-        runs += [
-            job.execute_in_process(
-                partition_key=name,
-                instance=instance,
-                asset_selection=selection,
-                raise_on_error=False,
-            )
-            for name in STRATEGIES.get_partition_keys()
-        ]
+        runs += run_subsets(defs, instance)
     assert all(r.success for r in runs)
     return {
         str(p.relative_to(lake)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -21,7 +21,7 @@ from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
 from poolsieve.lake import Lake
 from poolsieve_demo import write_demo_world
 from poolsieve_demo.server import free_port
-from tests.image_world import CONFIG, make_resources, run_job
+from tests.image_world import CONFIG, make_resources, run_job, run_subsets
 
 SEED, SHARDS_N, ROWS = 4, 2, 120
 SHARD_STEPS = ["scorer_job", "shard_job", "centroids_job", "shard_clusters_job"]
@@ -54,16 +54,7 @@ def _run(resources, instance, jobs: list[str], shards: list[str]) -> None:
     for name in jobs:
         job = defs.resolve_job_def(name)
         if name == "strategy_job":
-            selection = [dg.AssetKey("filter_sql"), dg.AssetKey("subset")]
-            runs += [
-                job.execute_in_process(
-                    partition_key=s,
-                    instance=instance,
-                    asset_selection=selection,
-                    raise_on_error=False,
-                )
-                for s in STRATEGIES.get_partition_keys()
-            ]
+            runs += run_subsets(defs, instance)
         elif job.partitions_def is not None:
             runs += [run_job(defs, instance, name, s) for s in shards]
         else:
