@@ -134,8 +134,16 @@ class SqlProject:
         return digest.hexdigest()[:16]
 
     def load_macros(self, conn: duckdb.DuckDBPyConnection) -> None:
-        if self.macro_sql.strip():
-            conn.execute(self.macro_sql)
+        """Create the macros in ``conn`` unless these very macros are there already (a session
+        variable names the text's hash: a step that runs many models in one connection, such
+        as dedup's join per bucket group, loads them once)."""
+        if not self.macro_sql.strip():
+            return
+        tag = hashlib.sha256(self.macro_sql.encode()).hexdigest()[:16]
+        if conn.execute("SELECT getvariable('poolsieve_macros')").fetchall()[0][0] == tag:
+            return
+        conn.execute(self.macro_sql)
+        conn.execute("SET VARIABLE poolsieve_macros = $tag", {"tag": tag})
 
     def render(self, model: Model, sources: dict[str, str]) -> str:
         def source(match: re.Match) -> str:

@@ -64,18 +64,26 @@ class Profile:
 _MODEL = re.compile(r'^\s*CREATE OR REPLACE TEMP (TABLE|VIEW) "([^"]+)"')
 _COPY = re.compile(r'^\s*COPY \(.*?FROM "([^"]+)"', re.DOTALL)
 _LABELS = [
+    # the bucket-partitioned registry (poolsieve/pool/registry.py, poolsieve/pool/dedup.py)
+    ('SELECT DISTINCT uid_group FROM "dedup_url_rows_all"', "uid groups to read"),
+    ("SELECT DISTINCT url_group", "registry groups of the shard"),
+    ("SELECT DISTINCT uid_group", "registry groups of the shard"),
+    ('SELECT count(*) FROM "registry_entries"', "registry count"),
+    ('INSERT INTO "dedup_url_rows_all"', "collect url rows"),
+    ('INSERT INTO "dedup_uid_repeats_all"', "collect uid repeats"),
+    # the single-file registry (tests/integration/pool/single_file_registry.py)
     ("INSERT INTO url_registry", "registry insert"),
-    ("DELETE FROM url_registry", "registry delete"),
-    ("SELECT count(*) FROM url_registry", "registry count"),
-    ("SELECT shard, count(*) FROM url_registry", "registry count"),
-    ("SELECT DISTINCT shard", "registry shard list"),
-    ("CREATE TABLE IF NOT EXISTS url_registry", "registry ddl"),
+    ("CREATE TABLE url_registry", "registry ddl"),
+    ("SELECT count(*) FROM duckdb_tables()", "registry table check"),
+    ("CREATE OR REPLACE TEMP TABLE decided", "build decided (single-file SQL)"),
+    ("COPY (SELECT * FROM decided", "write decisions.parquet"),
+    # both
+    ("-- normalize_url", "define macros (each project.run)"),
+    ("INSERT INTO ", "collect group rows"),
+    ("COPY (SELECT ", "write registry bucket file"),
     ('SELECT count(*) FROM "', "row counts"),
     ("SELECT reason", "quarantine reason counts"),
-    ("SELECT coalesce(reason", "decision counts"),
     ("SELECT shard, coalesce(reason", "decision counts"),
-    ("BEGIN TRANSACTION", "registry transaction"),
-    ("COMMIT", "registry transaction"),
 ]
 
 
@@ -112,6 +120,7 @@ _TIMED_HELPERS = [
     ("poolsieve.pool.dedup", "_write_shard_decisions", lambda args: "write decisions.parquet"),
     ("poolsieve.pool.ingest", "write_parquet", lambda args: f"write {Path(args[2]).name}"),
     ("poolsieve.pool.dedup", "write_parquet", lambda args: f"write {Path(args[2]).name}"),
+    ("poolsieve.pool.registry", "_commit_shard", lambda args: "registry commit (files, record)"),
 ]
 
 
@@ -149,6 +158,14 @@ def _fresh_dir(path: str) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     (Path(path) / "lake").mkdir(parents=True)
     return Path(path)
+
+
+def _set_partitions(cfg: dict) -> None:
+    """A new lake's registry with ``cfg["registry_partitions"]`` bucket groups (None: default)."""
+    from poolsieve.lake import Lake
+    from poolsieve.pool import registry
+
+    registry.check_layout(Lake(Path(cfg["work_dir"]) / "lake"), cfg.get("registry_partitions"))
 
 
 def peak_rss_mb() -> int:
@@ -225,6 +242,7 @@ def _poolsieve_setup(cfg: dict, shards: list[dict]) -> None:
 def run_poolsieve(cfg: dict) -> dict:
     """From scratch: ingest every shard, then decide all of them."""
     _fresh_dir(cfg["work_dir"])
+    _set_partitions(cfg)
     profile = Profile()
     _instrument(profile)
     started = _clock()
@@ -240,6 +258,7 @@ def run_poolsieve(cfg: dict) -> dict:
 def run_incremental(cfg: dict) -> dict:
     """One new shard against a registry holding all the others; only the new shard is timed."""
     _fresh_dir(cfg["work_dir"])
+    _set_partitions(cfg)
     *old, new = cfg["shards"]
     setup_started = time.perf_counter()
     _poolsieve_setup(cfg, old)
@@ -312,19 +331,154 @@ def run_scan(cfg: dict) -> dict:
     }
 
 
+# ---------------------------------------------------------------- the single-file registry
+# The registry before commit 192bb1d: one DuckDB table of every registered row in the lake's
+# catalog, and one dedup statement over it. Both come from the test reference
+# tests/integration/pool/single_file_registry.py (imported, not copied); staging (normalize,
+# validate, rows.parquet) is poolsieve's own, so only the registry and dedup differ.
+
+
+def _single_file_module():
+    """The test reference module (the repo root on sys.path after the code snapshot)."""
+    repo = str(Path(__file__).resolve().parents[2])
+    if repo not in sys.path:
+        sys.path.append(repo)
+    return importlib.import_module("tests.integration.pool.single_file_registry")
+
+
+class _ExistingTable:
+    """A connection for fill_from_lake that skips its CREATE TABLE once the table exists (it
+    creates the table on every call; a later shard is added to the same table)."""
+
+    def __init__(self, conn, ddl: str):
+        self._conn, self._ddl = conn, ddl
+
+    def execute(self, sql, *args, **kwargs):
+        if sql == self._ddl and self._has_table():
+            return None
+        return self._conn.execute(sql, *args, **kwargs)
+
+    def _has_table(self) -> bool:
+        query = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'url_registry'"
+        return self._conn.execute(query).fetchone()[0] > 0
+
+
+def _single_file_ingest(conn, lake, shards: list[dict], first_seq: int, project, ref) -> int:
+    """Stage each shard as poolsieve does, then register its rows in the one table."""
+    import pyarrow.parquet as pq
+
+    from poolsieve.pool.ingest import IngestParams, _stage, read_layout
+
+    quarantined = 0
+    for n, shard in enumerate(shards):
+        layout = read_layout(shard["path"])
+        files = _stage(conn, lake, shard["key"], shard["path"], layout, IngestParams(), project)
+        quarantined += pq.read_metadata(files["quarantine"]).num_rows
+        ref.fill_from_lake(
+            _ExistingTable(conn, ref.REGISTRY_DDL), lake, {shard["key"]: first_seq + n}
+        )
+    return quarantined
+
+
+def _single_file_run(cfg: dict, shards: list[dict], first_seq: int, profile: Profile) -> dict:
+    """connect, ingest ``shards`` into the one table, decide them, close; phases timed."""
+    from poolsieve.lake import Lake
+    from poolsieve.sqlrunner import SqlProject
+
+    ref = _single_file_module()
+    lake, project = Lake(Path(cfg["work_dir"]) / "lake"), SqlProject()
+    with profile.phase("connect"):
+        conn = TimedConnection(_connect(cfg, lake.catalog), profile)
+    with profile.phase("ingest"):
+        quarantined = _single_file_ingest(conn, lake, shards, first_seq, project, ref)
+    keys = [s["key"] for s in shards]
+    with profile.phase("decide"):
+        paths = ref.reference_decisions(conn, keys, Path(cfg["work_dir"]) / "decisions")
+        counts = conn.execute(
+            "SELECT shard, coalesce(reason, 'keep'), count(*) FROM decided GROUP BY ALL"
+        ).fetchall()
+    with profile.phase("close"):
+        conn.close()
+    kept_per_shard = {k: 0 for k in keys}
+    dropped: dict[str, int] = {}
+    for shard, reason, n in counts:
+        if reason == "keep":
+            kept_per_shard[shard] += n
+        else:
+            dropped[reason] = dropped.get(reason, 0) + n
+    return {
+        "quarantined": quarantined,
+        "kept": sum(kept_per_shard.values()),
+        "kept_per_shard": kept_per_shard,
+        "dropped": dropped,
+        "decision_files": len(paths),
+    }
+
+
+def run_single_file(cfg: dict) -> dict:
+    """From scratch, the single-file registry: ingest every shard, then decide all of them."""
+    _fresh_dir(cfg["work_dir"])
+    profile = Profile()
+    _instrument(profile)
+    started = _clock()
+    out = _single_file_run(cfg, cfg["shards"], 0, profile)
+    return {
+        **out,
+        **_elapsed(started),
+        **profile.as_dict(),
+        "rows": sum(s["rows"] for s in cfg["shards"]),
+    }
+
+
+def run_single_file_incremental(cfg: dict) -> dict:
+    """One new shard against a single-file registry holding all the others (untimed setup)."""
+    _fresh_dir(cfg["work_dir"])
+    *old, new = cfg["shards"]
+    setup_started = time.perf_counter()
+    _single_file_setup(cfg, old)
+    setup_s, setup_peak = time.perf_counter() - setup_started, peak_rss_mb()
+    reset_peak_rss()
+    profile = Profile()
+    _instrument(profile)
+    started = _clock()
+    out = _single_file_run(cfg, [new], len(old), profile)
+    return {
+        **out,
+        **_elapsed(started),
+        **profile.as_dict(),
+        "rows": new["rows"],
+        "setup_s": round(setup_s, 3),
+        "setup_peak_rss_mb": setup_peak,
+        "registry_rows_before": sum(s["rows"] for s in old),
+    }
+
+
+def _single_file_setup(cfg: dict, shards: list[dict]) -> None:
+    """Untimed: a single-file registry holding ``shards`` (ingested, not decided)."""
+    from poolsieve.lake import Lake
+    from poolsieve.sqlrunner import SqlProject
+
+    lake = Lake(Path(cfg["work_dir"]) / "lake")
+    conn = _connect(cfg, lake.catalog)
+    _single_file_ingest(conn, lake, shards, 0, SqlProject(), _single_file_module())
+    conn.close()
+
+
 CONTENDERS = {
     "poolsieve": run_poolsieve,
     "polars": run_polars,
     "pandas": run_pandas,
     "scan": run_scan,
     "incremental": run_incremental,
+    "single_file": run_single_file,
+    "single_file_incremental": run_single_file_incremental,
 }
 
 
 def main(argv: list[str]) -> None:
     name, config_path = argv
     cfg = json.loads(Path(config_path).read_text())
-    result = CONTENDERS[name](cfg)
+    result = CONTENDERS[name.split("@")[0]](cfg)  # "incremental@16": 16 registry groups
     result["wall_s"] = round(result["window"][1] - result["window"][0], 3)
     result["vm_hwm_mb"] = peak_rss_mb()  # for incremental: since the reset before the timed part
     Path(cfg["result_path"]).write_text(json.dumps(result, indent=1))

@@ -1,7 +1,9 @@
-"""URL-dedup benchmark: poolsieve vs polars vs pandas vs a DuckDB scan, plus incremental poolsieve.
+"""URL-dedup benchmark: poolsieve vs polars vs pandas vs a DuckDB scan, plus incremental poolsieve
+and the single-file URL registry poolsieve had before the bucket-partitioned one.
 
     .venv/bin/python bench/dedup/run.py [--rows N] [--shard-rows N] [--memory-limit 2GB]
         [--skip pandas,polars] [--only poolsieve] [--data-dir DIR] [--timeout 900]
+        [--registry-partitions 1,16]
 
 Each contender runs in a fresh subprocess (contenders.py); its peak RSS is the larger of the
 child's own ``VmHWM`` and psutil samples of its process tree. (wait4's ``ru_maxrss`` is not used:
@@ -33,7 +35,20 @@ sys.path.insert(0, str(HERE))
 
 import gen  # noqa: E402
 
-ORDER = ["poolsieve", "incremental", "polars", "pandas", "scan"]
+ORDER = [
+    "poolsieve",
+    "incremental",
+    "single_file",
+    "single_file_incremental",
+    "polars",
+    "pandas",
+    "scan",
+]
+#: contenders that take --registry-partitions (one run per value, named "NAME@PARTITIONS")
+PARTITIONED = ("poolsieve", "incremental")
+#: the bucket-partitioned registry's contender -> the single-file registry's counterpart
+SINGLE_FILE = {"poolsieve": "single_file", "incremental": "single_file_incremental"}
+DEFAULT_PARTITIONS = 16  # poolsieve/pool/registry.py
 TARGETS = {  # ratio name -> (description, numerator, denominator, comparison, bound)
     "polars_vs_poolsieve": ("polars wall / poolsieve wall", "polars", "poolsieve", ">=", 1.5),
     "pandas_vs_poolsieve": ("pandas wall / poolsieve wall", "pandas", "poolsieve", ">=", 1.5),
@@ -85,6 +100,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="git commit of poolsieve to benchmark (a snapshot of poolsieve/ and dbt_like_sql/ "
         "under <out-dir>/code, so edits made meanwhile do not leak in); 'worktree': the checkout",
     )
+    parser.add_argument(
+        "--registry-partitions",
+        default="",
+        help="comma-separated registry bucket groups (powers of two) for poolsieve and "
+        "incremental, each run as NAME@N (e.g. 1,16); default: the registry's default",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-work", action="store_true", help="keep lakes/temp files")
     args = parser.parse_args(argv)
@@ -98,7 +119,24 @@ def selected(args: argparse.Namespace) -> list[str]:
     unknown = (set(only) | skip) - set(ORDER)
     if unknown:
         raise SystemExit(f"unknown contenders {sorted(unknown)}; known: {ORDER}")
-    return [n for n in ORDER if (not only or n in only) and n not in skip]
+    names = [n for n in ORDER if (not only or n in only) and n not in skip]
+    groups = [int(g) for g in args.registry_partitions.split(",") if g]
+    if not groups:
+        return names
+    return _expand(names, groups)
+
+
+def _expand(names: list[str], groups: list[int]) -> list[str]:
+    """Each PARTITIONED name once per registry partitions value ("incremental@16")."""
+    out = []
+    for name in names:
+        out += [f"{name}@{g}" for g in groups] if name in PARTITIONED else [name]
+    return out
+
+
+def base(name: str) -> str:
+    """The contender function of a run name ("incremental@16" -> "incremental")."""
+    return name.split("@")[0]
 
 
 # ---------------------------------------------------------------- running one contender
@@ -255,8 +293,10 @@ def _one_line(result: dict) -> str:
 
 
 def contender_config(name: str, args: argparse.Namespace, manifest: dict) -> dict:
-    work = args.out_dir / "work" / name
+    work = args.out_dir / "work" / name.replace("@", "-")
+    groups = int(name.split("@")[1]) if "@" in name else None
     return {
+        "registry_partitions": groups,
         "code_root": str(args.code_root),
         "shards": manifest["shards"],
         "memory_limit": args.memory_limit,
@@ -286,26 +326,29 @@ def agreement_checks(manifest: dict, results: dict, norm: dict | None) -> list[t
     checks = [
         (f"{n} kept {r['kept']:,} == planted distinct URLs {expected:,}", r["kept"] == expected)
         for n, r in ok.items()
-        if n in ("poolsieve", "polars", "pandas")
+        if base(n) in ("poolsieve", "single_file", "polars", "pandas")
     ]
     last = manifest["shards"][-1]
-    if "incremental" in ok:
-        kept = ok["incremental"]["kept"]
+    for name, r in ok.items():
+        if base(name) not in ("incremental", "single_file_incremental"):
+            continue
+        kept = r["kept"]
         checks.append(
             (
-                f"incremental kept {kept:,} == planted new URLs in {last['key']} "
+                f"{name} kept {kept:,} == planted new URLs in {last['key']} "
                 f"{last['expected_distinct_new']:,}",
                 kept == last["expected_distinct_new"],
             )
         )
-    if "poolsieve" in ok and "incremental" in ok:
-        scratch = ok["poolsieve"]["kept_per_shard"][last["key"]]
-        checks.append(
-            (
-                f"incremental kept == from-scratch kept for {last['key']} ({scratch:,})",
-                ok["incremental"]["kept"] == scratch,
-            )
-        )
+        for scratch_name, s in ok.items():
+            if base(scratch_name) in ("poolsieve", "single_file"):
+                scratch = s["kept_per_shard"][last["key"]]
+                checks.append(
+                    (
+                        f"{name} kept == {scratch_name} kept for {last['key']} ({scratch:,})",
+                        kept == scratch,
+                    )
+                )
     if "scan" in ok:
         rows = sum(s["rows"] for s in manifest["shards"])
         checks.append(
@@ -315,7 +358,10 @@ def agreement_checks(manifest: dict, results: dict, norm: dict | None) -> list[t
             )
         )
     codes = {
-        c for n in ("poolsieve", "incremental") for c in ok.get(n, {}).get("code_fingerprints", [])
+        c
+        for n, r in ok.items()
+        if base(n) in ("poolsieve", "incremental")
+        for c in r.get("code_fingerprints", [])
     }
     if codes:
         checks.append(
@@ -338,7 +384,7 @@ def agreement_checks(manifest: dict, results: dict, norm: dict | None) -> list[t
 def ratios(results: dict) -> dict:
     out = {}
     for key, (desc, num, den, cmp, bound) in TARGETS.items():
-        a, b = results.get(num, {}), results.get(den, {})
+        a, b = _result(results, num), _result(results, den)
         if a.get("status") != "ok" or b.get("status") != "ok":
             status = a.get("status") if a.get("status") not in (None, "ok") else "not run"
             out[key] = {"desc": desc, "value": None, "target": f"{cmp} {bound}", "met": status}
@@ -356,12 +402,41 @@ def ratios(results: dict) -> dict:
     return out
 
 
+def _result(results: dict, name: str) -> dict:
+    """``name``'s result, or that of its run at the registry's default partitions."""
+    return results.get(name) or results.get(f"{name}@{DEFAULT_PARTITIONS}", {})
+
+
+def registry_ratios(results: dict) -> dict:
+    """new / old: each bucket-partitioned registry run against the single-file registry's
+    (walls, CPU seconds and timed peak RSS); informational, no target."""
+    out = {}
+    for name, r in results.items():
+        old = results.get(SINGLE_FILE.get(base(name), ""), {})
+        if r.get("status") != "ok" or old.get("status") != "ok":
+            continue
+        rss = "peak_rss_timed_mb" if base(name) == "incremental" else "peak_rss_mb"
+        out[f"{name}_vs_single_file"] = {
+            "desc": f"{name} / {SINGLE_FILE[base(name)]}",
+            "wall": round(r["wall_s"] / old["wall_s"], 3),
+            "cpu": round(r["cpu_s"] / old["cpu_s"], 3)
+            if r.get("cpu_s") and old.get("cpu_s")
+            else None,
+            "peak_rss": round(r[rss] / old[rss], 3) if old.get(rss) else None,
+            "phases": {
+                k: round(v / old["phases"][k], 3)
+                for k, v in r.get("phases", {}).items()
+                if old.get("phases", {}).get(k)
+            },
+        }
+    return out
+
+
 def rss_targets(results: dict) -> dict:
     out = {}
-    for name in ("poolsieve", "incremental"):
-        r = results.get(name, {})
-        if r.get("status") == "ok":
-            peak = r["peak_rss_mb"] if name == "poolsieve" else r["peak_rss_timed_mb"]
+    for name, r in results.items():
+        if base(name) in ("poolsieve", "incremental") and r.get("status") == "ok":
+            peak = r["peak_rss_mb"] if base(name) == "poolsieve" else r["peak_rss_timed_mb"]
             out[f"{name}_peak_rss_mb"] = {
                 "value": peak,
                 "target": f"<= {RSS_TARGET_MB}",
@@ -409,20 +484,18 @@ def format_table(results: dict) -> str:
 
 def format_breakdown(results: dict) -> str:
     lines = []
-    for name in ("poolsieve", "incremental", "pandas"):
-        r = results.get(name, {})
-        if r.get("status") != "ok":
+    for name, r in results.items():
+        if r.get("status") != "ok" or "phases" not in r:
             continue
         lines.append(
             f"{name} phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["phases"].items())
         )
         top = sorted(r.get("steps", {}).items(), key=lambda kv: -kv[1]["s"])
         lines += [f"    {k:<45} {v['s']:8.2f} s  ({v['calls']} calls)" for k, v in top[:10]]
-    for name in ("incremental",):
-        r = results.get(name, {})
-        if r.get("status") == "ok":
+    for name, r in results.items():
+        if r.get("status") == "ok" and "setup_s" in r:
             lines.append(
-                f"incremental: untimed setup {r['setup_s']:.1f} s; peak RSS of the timed "
+                f"{name}: untimed setup {r['setup_s']:.1f} s; peak RSS of the timed "
                 f"part {r['peak_rss_timed_mb']} MB (whole process {r['peak_rss_mb']} MB)"
             )
     return "\n".join(lines)
@@ -441,6 +514,13 @@ def print_report(report: dict) -> None:
         cpu = "" if r.get("cpu_value") is None else f"({r['cpu_value']:.3f})"
         print(
             f"  {r['desc']:<34} {value:>8} {cpu:>9}  target {r['target']:<7} {_verdict(r['met'])}"
+        )
+    if report["registry_ratios"]:
+        print("\nnew registry / single-file registry (wall, CPU s, peak RSS; per phase wall):")
+    for r in report["registry_ratios"].values():
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in r["phases"].items())
+        print(
+            f"  {r['desc']:<44} wall {r['wall']:.3f}  cpu {r['cpu']}  rss {r['peak_rss']}  ({phases})"
         )
     for key, r in report["rss"].items():
         print(f"  {key:<34} {r['value']:>8} {'':>9}  target {r['target']:<7} {_verdict(r['met'])}")
@@ -485,6 +565,7 @@ def main(argv=None) -> int:
         "normalization_check": norm,
         "results": results,
         "ratios": ratios(results),
+        "registry_ratios": registry_ratios(results),
         "rss": rss_targets(results),
         "checks": agreement_checks(manifest, results, norm),
     }
