@@ -41,7 +41,7 @@ class Execution:
     address: str = ""
     max_retries: int = 2
     cpus_per_step: float = 1.0
-    gpus_per_embed: float = 0.0
+    gpus_per_embed: float | None = None  # None: 1 when the cluster has GPUs, else 0
     max_runs: int = 8
 
     @property
@@ -56,15 +56,18 @@ class Execution:
             address=env.get(ADDRESS_ENV, "").strip(),
             max_retries=_number(env, MAX_RETRIES_ENV, int, cls.max_retries, minimum=0),
             cpus_per_step=_number(env, CPUS_ENV, float, cls.cpus_per_step, minimum=0),
-            gpus_per_embed=_number(env, GPUS_ENV, float, cls.gpus_per_embed, minimum=0),
+            gpus_per_embed=_number(env, GPUS_ENV, float, None, minimum=0),
             max_runs=_number(env, MAX_RUNS_ENV, int, cls.max_runs, minimum=1),
         )
 
-    def step_options(self, step_key: str) -> dict[str, float]:
+    def step_options(self, step_key: str, cluster_gpus: float = 0.0) -> dict[str, float]:
         """What one step's Ray job asks the cluster for (the entrypoint's CPUs and GPUs). At
         least one CPU makes Ray place it on any node with a free CPU; with none it would run on
-        the head node only."""
-        gpus = self.gpus_per_embed if step_key in EMBED_STEPS else 0.0
+        the head node only. GPUs unset: one for an embedding step when the cluster has any."""
+        gpus = self.gpus_per_embed
+        if gpus is None:
+            gpus = 1.0 if cluster_gpus > 0 else 0.0
+        gpus = gpus if step_key in EMBED_STEPS else 0.0
         return {"num_cpus": self.cpus_per_step, "num_gpus": gpus}
 
     def bind(self, job: dg.UnresolvedAssetJobDefinition) -> dg.UnresolvedAssetJobDefinition:
@@ -135,6 +138,14 @@ def ray_executor(execution: Execution) -> dg.ExecutorDefinition:
     return poolsieve_ray_executor
 
 
+def cluster_gpus(address: str) -> float:
+    """The GPUs of the cluster's live nodes (Ray's state API, through its dashboard)."""
+    from ray.util.state import list_nodes
+
+    nodes = list_nodes(address=submission_address(address), raise_on_missing_output=False)
+    return sum(n.resources_total.get("GPU", 0.0) for n in nodes if n.state == "ALIVE")
+
+
 def _step_handler() -> type:
     from dagster_ray.core.executor import RayStepHandler
 
@@ -145,9 +156,12 @@ def _step_handler() -> type:
         def __init__(self, client, execution: Execution, env_vars: list[str]):
             super().__init__(client, env_vars, None, None, None, None, None)
             self.execution = execution
+            auto = execution.gpus_per_embed is None
+            self.cluster_gpus = cluster_gpus(execution.address) if auto else 0.0
 
         def launch_step(self, step_handler_context) -> Iterator[dg.DagsterEvent]:
-            options = self.execution.step_options(self._get_step_key(step_handler_context))
+            step = self._get_step_key(step_handler_context)
+            options = self.execution.step_options(step, self.cluster_gpus)
             self.num_cpus = options["num_cpus"] or None
             self.num_gpus = options["num_gpus"] or None
             yield from super().launch_step(step_handler_context)

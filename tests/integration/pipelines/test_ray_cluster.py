@@ -132,7 +132,9 @@ def ray_address(tmp_path_factory):
         head += [f"--temp-dir={temp}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
         head += [f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
         _ray_start([*head, f"--dashboard-agent-listen-port={free_port()}"], env)
+        # the worker declares one (logical) GPU: the embedding steps must be placed on it
         worker = [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+        worker.append("--num-gpus=1")
         _ray_start([*worker, f"--dashboard-agent-listen-port={free_port()}"], env)
         yield f"127.0.0.1:{gcs}"
     finally:
@@ -278,6 +280,25 @@ def test_the_shard_graph_and_subsets_on_ray_give_the_in_process_bytes(
     assert jobs and all(job.status == "SUCCEEDED" for job in jobs), jobs
     nodes = {job.driver_node_id for job in jobs}
     assert len(nodes) == 2, f"the steps ran on {len(nodes)} node(s), not the head and the worker"
+    _assert_embedding_on_the_gpu_node(ray_address, launched)
+
+
+def _assert_embedding_on_the_gpu_node(address: str, launched: list) -> None:
+    """POOLSIEVE_RAY_GPUS_PER_EMBED unset: the cluster has a GPU, so every clip_embeddings step
+    asked for one and ran on the worker (the only node with a GPU)."""
+    from poolsieve.pipelines.execution import submission_address
+    from ray.util.state import list_nodes
+
+    gpu_nodes = {
+        n.node_id
+        for n in list_nodes(address=submission_address(address))
+        if "GPU" in n.resources_total
+    }
+    steps = {e.dagster_event.message.rsplit(" ", 1)[-1].rstrip("."): e.step_key for e in launched}
+    jobs = _ray_jobs(address, [e.dagster_event.message for e in launched])
+    embed = [j for j in jobs if steps[j.submission_id] == KILLED_STEP]
+    assert len(embed) == SHARDS_N, embed
+    assert all(j.driver_node_id in gpu_nodes for j in embed), (embed, gpu_nodes)
 
 
 def _logged(instance, kind: dg.DagsterEventType) -> list:

@@ -69,6 +69,16 @@ def test_only_the_embedding_steps_ask_for_gpus():
     assert execution.step_options("shard_images") == {"num_cpus": 2.0, "num_gpus": 0.0}
 
 
+def test_unset_gpus_follow_the_cluster():
+    auto = Execution.from_env({"POOLSIEVE_RAY_ADDRESS": "127.0.0.1:6379"})
+    assert auto.gpus_per_embed is None
+    assert auto.step_options("clip_embeddings", cluster_gpus=8)["num_gpus"] == 1.0
+    assert auto.step_options("clip_embeddings", cluster_gpus=0)["num_gpus"] == 0.0
+    assert auto.step_options("shard_images", cluster_gpus=8)["num_gpus"] == 0.0
+    pinned = Execution.from_env({"POOLSIEVE_RAY_GPUS_PER_EMBED": "0"})
+    assert pinned.step_options("clip_embeddings", cluster_gpus=8)["num_gpus"] == 0.0
+
+
 def test_the_phases_on_ray_cover_each_shard_job_with_ingest_first():
     defs = build_defs(resources_from_env({}), Execution())
     wanted = {"shard_job": SHARD_ASSETS, "metadata_shard_job": METADATA_SHARD_ASSETS}
