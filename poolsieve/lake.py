@@ -100,15 +100,15 @@ class Lake:
 
     def partition_dir(self, asset: str, partition: str) -> Path:
         """The folder of one asset partition (partition keys may hold '/', so they are quoted)."""
-        return self.path(asset, quote(partition, safe=""))
+        return self.path(asset, _folder_name(partition))
 
     def partition_file(self, asset: str, partition: str, name: str) -> Path:
         """One file of an asset partition (only it is brought here, not its folder)."""
-        return self.path(asset, quote(partition, safe=""), name)
+        return self.path(asset, _folder_name(partition), name)
 
     def has_partition(self, asset: str, partition: str) -> bool:
         """Whether ``asset`` has a folder for ``partition``, without bringing it here."""
-        local = self.root / asset / quote(partition, safe="")
+        local = self.root / asset / _folder_name(partition)
         if self.remote is None:
             return local.is_dir()
         return self.mirror.exists(local)
@@ -124,8 +124,12 @@ class Lake:
         if self.remote is None:
             found = self.root.glob(pattern)
         else:
-            found = [self.path(rel) for rel in self.mirror.glob(pattern)]
+            found = self.mirror.pull_matching(pattern)
         return sorted(p for p in found if not _hidden(p.relative_to(self.root)))
+
+
+def _folder_name(partition: str) -> str:
+    return quote(partition, safe="")
 
 
 def is_remote(location: str) -> bool:
@@ -142,9 +146,7 @@ def remove(path: Path) -> None:
     """Remove a lake file or folder, from the remote lake too when there is one."""
     path = Path(path)
     shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    mirror = mirrors.mirror_of(path)
-    if mirror is not None:
-        mirror.remove(path)
+    mirrors.after_write(path, "remove")
 
 
 #: the characters DuckDB's file readers take as a glob pattern
@@ -221,9 +223,7 @@ def _alive(pid: int) -> bool:
 def commit(tmp: Path, final: Path) -> None:
     """Atomically move a finished temporary file into place (and into the remote lake)."""
     os.replace(tmp, final)
-    mirror = mirrors.mirror_of(final)
-    if mirror is not None:
-        mirror.push_file(Path(final))
+    mirrors.after_write(final, "push_file")
 
 
 @contextlib.contextmanager
@@ -273,9 +273,7 @@ def replace_dir(new: Path, final: Path) -> None:
     os.rename(new, final)
     if old is not None:
         shutil.rmtree(old)
-    mirror = mirrors.mirror_of(final)
-    if mirror is not None:
-        mirror.push_dir(Path(final))
+    mirrors.after_write(final, "push_dir")
 
 
 def write_json(final: Path, doc: dict) -> None:

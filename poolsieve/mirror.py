@@ -85,9 +85,26 @@ class Mirror:
 
     def glob(self, pattern: str) -> list[str]:
         """Remote paths, relative to the lake, matching ``pattern`` (relative, fsspec glob)."""
+        return sorted(self._glob(pattern))
+
+    def pull_matching(self, pattern: str) -> list[Path]:
+        """The working-copy paths of what matches ``pattern``, brought up to date: the glob's
+        own listing says which files changed (one listing, not one per file); a matched folder
+        is pulled whole."""
+        found = []
+        for rel, info in sorted(self._glob(pattern).items()):
+            local = self.local / rel
+            if info.get("type") == "directory":
+                self.pull(local)
+            elif not _local_only(self.local, local):
+                self._fetch(info, local)
+            found.append(local)
+        return found
+
+    def _glob(self, pattern: str) -> dict[str, dict]:
         self.fs.invalidate_cache()
-        hits = self.fs.glob(f"{self.base}/{pattern}")
-        return sorted(PurePosixPath(h).relative_to(self.base).as_posix() for h in hits)
+        hits = self.fs.glob(f"{self.base}/{pattern}", detail=True)
+        return {PurePosixPath(h).relative_to(self.base).as_posix(): i for h, i in hits.items()}
 
     def _listing(self, remote: str) -> dict[str, dict]:
         """relative name -> info of every file to take under ``remote`` ("" when it is a file)."""
@@ -308,6 +325,14 @@ _MIRRORS: dict[Path, Mirror] = {}
 def register(mirror: Mirror) -> None:
     """Route pushes of files under ``mirror.local`` to ``mirror`` in this process."""
     _MIRRORS[mirror.local] = mirror
+
+
+def after_write(path: Path, action: str) -> None:
+    """Tell the mirror holding ``path``, if any, that it was committed (``push_file``),
+    replaced whole (``push_dir``) or removed (``remove``) in the working copy."""
+    mirror = mirror_of(path)
+    if mirror is not None:
+        getattr(mirror, action)(Path(path))
 
 
 def mirror_of(path: Path) -> Mirror | None:
