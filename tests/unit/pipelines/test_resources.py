@@ -122,3 +122,18 @@ def test_localhost_means_the_loopback_addresses_and_ips_pass_unchanged():
         "[::1]:80",
         "10.0.0.2:9",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{not json", "POOLSIEVE_LAKE_OPTIONS is not JSON"), ("[1, 2]", "must be a JSON object")],
+)
+def test_bad_lake_options_are_named(text, message):
+    from poolsieve.pipelines.resources import lake_options
+
+    with pytest.raises(ValueError, match=message):
+        lake_options(text)
+    assert lake_options("") == {}
+    assert lake_options('{"endpoint_url": "http://127.0.0.1:9000"}') == {
+        "endpoint_url": "http://127.0.0.1:9000"
+    }
