@@ -8,7 +8,8 @@ Two things make it safe to share between processes on one machine:
   holding an exclusive ``fcntl`` lock on ``$DAGSTER_HOME/.poolsieve-instance.lock``.
 - **Runs whose process died are failed at the next start.** The CLI's runs execute in its own
   process (``execute_in_process``), so nothing outside it reports a run that was SIGKILLed: it
-  would stay STARTED for ever. Each CLI run carries ``run_tags()`` (pid, host, the process's
+  would stay STARTED for ever (and the backfill it belongs to REQUESTED: pipelines.backfill).
+  Each CLI run carries ``run_tags()`` (pid, host, the process's
   start time); ``get_instance`` marks an unfinished run as FAILURE when its process on this
   host is gone (or the pid now belongs to another process), saying so in the run's log. Runs
   without these tags (launched by a daemon or the UI) and runs of other hosts are left to
@@ -59,6 +60,12 @@ def get_instance() -> dg.DagsterInstance:
             print(
                 f"poolsieve: run {run_id} marked failed: the process running it (pid {pid}) "
                 "is gone",
+                file=sys.stderr,
+            )
+        for backfill_id, pid in _fail_orphaned_backfills(instance):
+            print(
+                f"poolsieve: backfill {backfill_id} marked failed: the process running it "
+                f"(pid {pid}) is gone",
                 file=sys.stderr,
             )
     return instance
@@ -131,6 +138,12 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
         instance.report_run_failed(run, message=message)
         failed.append((run.run_id, pid))
     return failed
+
+
+def _fail_orphaned_backfills(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+    from poolsieve.pipelines.backfill import fail_orphaned  # it reads this module's tags
+
+    return fail_orphaned(instance)
 
 
 def _still_unfinished(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:

@@ -4,11 +4,19 @@ import dagster as dg
 
 from poolsieve.lake import METADATA_SHARD_ASSETS, SHARD_ASSETS  # also read by the refresh
 
+# Run-queue tags (pipelines/dagster.yaml limits each to one run at a time, for runs the daemon
+# launches: backfills and sensors from the UI; the CLI runs its own runs in order):
+#: jobs that ingest and dedup a shard in one run: in pool order, so no shard is decided before
+#: an earlier one is ingested (the split jobs below have no such tag and run side by side)
+POOL_ORDER_TAGS = {"poolsieve/pool_order": "ingest"}
+#: jobs that write the lake's DuckDB catalog (one writing process per file)
+CATALOG_TAGS = {"poolsieve/catalog": "write"}
+
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets("pool_shard", "url_dedup"),
     description="Ingest and dedup one pool shard.",
-    tags={"poolsieve/catalog": "write"},
+    tags=POOL_ORDER_TAGS,
 )
 
 shard_job = dg.define_asset_job(
@@ -17,7 +25,7 @@ shard_job = dg.define_asset_job(
     description="The main job, per shard: ingest, dedup, features, download images, embed, "
     "decontaminate. "
     "Needs the scorer (scorer_job) materialized first.",
-    tags={"poolsieve/catalog": "write"},
+    tags=POOL_ORDER_TAGS,
 )
 
 metadata_shard_job = dg.define_asset_job(
@@ -25,7 +33,7 @@ metadata_shard_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*METADATA_SHARD_ASSETS),
     description="The main job per shard in metadata mode (DataComp's filtering track): ingest, "
     "dedup, features, the .npz beside the parquet checked; nothing downloaded.",
-    tags={"poolsieve/catalog": "write"},
+    tags=POOL_ORDER_TAGS,
 )
 
 scorer_job = dg.define_asset_job(
@@ -54,7 +62,7 @@ features_job = dg.define_asset_job(
     "features_job",
     selection=dg.AssetSelection.assets("pool_features"),
     description="pool_features over every shard (after the shards' main job).",
-    tags={"poolsieve/catalog": "write"},
+    tags=CATALOG_TAGS,
 )
 
 subset_job = dg.define_asset_job(
@@ -110,19 +118,18 @@ def _after_ingest(assets: list[str]) -> list[str]:
 
 # On a Ray cluster (pipelines.execution) the shards' runs execute at the same time, but a shard's
 # url_dedup must see every earlier shard's rows: so the shard jobs run in two phases, each a run
-# per shard submitted at once, ingest for every shard first, then the rest.
+# per shard submitted at once (one backfill each), ingest for every shard first, then the rest.
+# Neither phase takes a queue tag: a daemon runs a backfill of each side by side too.
 pool_shard_job = dg.define_asset_job(
     "pool_shard_job",
     selection=dg.AssetSelection.assets("pool_shard"),
     description="Ingest one pool shard (the first phase of the shard jobs on Ray).",
-    tags={"poolsieve/catalog": "write"},
 )
 
 url_dedup_job = dg.define_asset_job(
     "url_dedup_job",
     selection=dg.AssetSelection.assets("url_dedup"),
     description="Dedup one ingested shard (ingest_job's second phase on Ray).",
-    tags={"poolsieve/catalog": "write"},
 )
 
 shard_steps_job = dg.define_asset_job(
@@ -130,14 +137,12 @@ shard_steps_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*_after_ingest(SHARD_ASSETS)),
     description="shard_job after ingest: dedup, features, download, embed, decontaminate "
     "(its second phase on Ray).",
-    tags={"poolsieve/catalog": "write"},
 )
 
 metadata_shard_steps_job = dg.define_asset_job(
     "metadata_shard_steps_job",
     selection=dg.AssetSelection.assets(*_after_ingest(METADATA_SHARD_ASSETS)),
     description="metadata_shard_job after ingest (its second phase on Ray).",
-    tags={"poolsieve/catalog": "write"},
 )
 
 #: a shard job -> the jobs that make it up on Ray, in order (each run for every shard at once)

@@ -8,7 +8,9 @@ executes in this process (``execute_in_process``), one partition after another. 
 (``execute_job`` of a reconstructable job: the job's Ray executor) and a job's partitions are
 submitted at once, at most ``POOLSIEVE_RAY_MAX_RUNS`` in flight; the shard jobs then run in two
 phases (jobs.RAY_PHASES: every shard's ingest, then the rest), since a shard's dedup must see
-every earlier shard.
+every earlier shard. Either way, a job's runs over partitions are one Dagster backfill
+(pipelines.backfill): the UI's Backfills tab shows each, and cancelling it there stops the runs
+not yet started.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import dagster as dg
+from poolsieve.pipelines.backfill import LOCATION, start_backfill
 from poolsieve.pipelines.definitions import build_defs
 from poolsieve.pipelines.execution import Execution, reconstructable_job
 from poolsieve.pipelines.instance import get_instance, run_tags
@@ -53,7 +56,8 @@ class Session:
     """One ``poolsieve run``: the definitions, the instance, the lake and what is up to date
     (``plan``; None with ``--force``: everything runs). ``ran``: something was materialized in
     this run, so the pool-wide steps after it (pool_features, the subsets, the selection, the
-    leaderboard) run too. ``ray``: runs execute on a Ray cluster (None: in this process)."""
+    leaderboard) run too. ``ray``: runs execute on a Ray cluster (None: in this process).
+    ``location``: the module of the code location the backfills name (pipelines.backfill)."""
 
     defs: object
     instance: object
@@ -61,6 +65,7 @@ class Session:
     plan: UpToDate | None = None
     ran: bool = False
     ray: RayRuns | None = None
+    location: str = LOCATION
 
     def each(self, name: str, keys: list, tags: dict | None = None, always=False) -> list:
         """Run job ``name`` for the keys that are not up to date (all when ``always``); the keys
@@ -75,13 +80,33 @@ class Session:
         if not todo:
             return []
         self.ran = True
-        if self.ray is None:
-            failed = _run_each(job, self.instance, todo, tags)
+        if todo == [None]:
+            failed = self._execute(job, todo, tags)
         else:
-            failed = _run_each_on_ray(self.ray, job.name, self.instance, todo, tags)
+            failed = self._backfill(job, todo, tags)
         if self.plan is not None:
             self.plan.refresh()
         return failed
+
+    def _backfill(self, job, keys: list, tags: dict | None) -> list:
+        """Run ``job`` for ``keys`` as one Dagster backfill (pipelines.backfill)."""
+        backfill = start_backfill(
+            self.instance, job.name, keys, {**run_tags(), **(tags or {})}, self.location
+        )
+        failed = self._execute(job, keys, {**(tags or {}), **backfill.run_tags}, backfill)
+        canceled = backfill.canceled()
+        backfill.finish(failed, canceled)
+        if canceled:
+            print(f"  {job.name}: backfill {backfill.backfill_id} cancelled; the rest not run")
+        return failed
+
+    def _execute(self, job, keys: list, tags: dict | None, backfill=None) -> list:
+        """Run ``job`` per key, in this process or on Ray; stop starting runs when
+        ``backfill`` is cancelled (the keys not run count as failed)."""
+        stop = backfill.canceled if backfill is not None else (lambda: False)
+        if self.ray is None:
+            return _run_each(job, self.instance, keys, tags, stop)
+        return _run_each_on_ray(self.ray, job.name, self.instance, keys, tags, stop)
 
     def shards(self, name: str, keys: list, tags: dict | None = None) -> list:
         """Run the shard job ``name`` for ``keys``; on Ray as its phases (jobs.RAY_PHASES), each
@@ -104,7 +129,11 @@ class Session:
 
 
 def run_main_job(
-    resources: Resources, job_name: str = "all", replace_changed: bool = False, force: bool = False
+    resources: Resources,
+    job_name: str = "all",
+    replace_changed: bool = False,
+    force: bool = False,
+    location: str = LOCATION,
 ) -> tuple[int, dict]:
     """Register the source's files as shards and run the main job on them, in pool order.
 
@@ -116,7 +145,8 @@ def run_main_job(
     poolsieve.audit.report.lake_counts. ``replace_changed``: shards whose source file's content
     changed since they were ingested are re-ingested (otherwise they fail, naming the file).
     Steps already materialized and up to date are skipped (pipelines.uptodate), unless
-    ``force``."""
+    ``force``. Each partitioned job's runs are one Dagster backfill (pipelines.backfill) naming
+    the code location that loads the module ``location``."""
     from poolsieve.audit.report import lake_counts, lake_summary
     from poolsieve.pool.sources import SourceError, scan_source
 
@@ -153,7 +183,7 @@ def run_main_job(
     if needs_scorer and not _ensure_scorer(defs, instance, lake.store, ray):
         return 1, lake_counts(lake.store)
     plan = None if force else UpToDate(instance, defs, listing_signatures(listing))
-    session = Session(defs, instance, lake.store, plan, ray=ray)
+    session = Session(defs, instance, lake.store, plan, ray=ray, location=location)
     tags = {REPLACE_CHANGED_TAG: "true"} if replace_changed else {}
     shards = sorted(seqs, key=seqs.__getitem__)
     with resources.downloader.hosts_up():
@@ -274,11 +304,13 @@ def console_run_config() -> dict:
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
-def _run_each(job, instance, keys: list[str], tags: dict | None = None) -> list[str]:
+def _run_each(job, instance, keys: list, tags: dict | None = None, stop=None) -> list:
     """Run ``job`` per partition key with a progress line each ([i/n], a bar, elapsed, ETA); the
-    keys that failed."""
+    keys that failed, and those not run because ``stop()`` said so before their turn."""
     failed, start = [], time.monotonic()
     for i, key in enumerate(keys, start=1):
+        if stop is not None and stop():
+            return failed + keys[i - 1 :]
         if not _run_one(job, instance, key, f"[{i}/{len(keys)}]", tags):
             failed.append(key)
         elapsed = time.monotonic() - start
@@ -325,11 +357,11 @@ def _print_failures(events) -> None:
 
 
 def _run_each_on_ray(
-    ray: RayRuns, name: str, instance, keys: list, tags: dict | None = None
+    ray: RayRuns, name: str, instance, keys: list, tags: dict | None = None, stop=None
 ) -> list:
     """Submit a run of job ``name`` per key at once (at most ``max_runs`` in flight), its steps
     executing on the cluster; a progress line as each ends, in the order they end. The keys
-    that failed.
+    that failed, and those whose run had not started when ``stop()`` said so.
 
     Each run's coordinator is a process of its own (spawned; it only tails the event log and
     submits steps): Dagster sets up a run's logging with ``logging.config.dictConfig``, which
@@ -342,6 +374,12 @@ def _run_each_on_ray(
         runs = {pool.submit(_ray_run, job, ref, key, tags, config): key for key in keys}
         for i, future in enumerate(as_completed(runs), start=1):
             key = runs[future]
+            if future.cancelled():
+                failed.append(key)
+                continue
+            if stop is not None and stop():
+                for waiting in runs:
+                    waiting.cancel()
             success, seconds, events = future.result()
             _report(f"[{i}/{total}]", key or name, success, seconds)
             if not success:

@@ -74,7 +74,9 @@ def run_demo(args) -> int:
         scorer={"samples": args.scorer_samples},
         training={"samples": args.train_samples},
     )
-    status, counts = run_main_job(resources, args.job, force=args.force)
+    status, counts = run_main_job(
+        resources, args.job, force=args.force, location="poolsieve_demo.definitions"
+    )
     mismatches = _report_truth(counts, args.lake, world / TRUTH_FILE)
     print("browse the runs: make dev  (Dagster UI on http://127.0.0.1:3000)")
     return status or (1 if mismatches else 0)

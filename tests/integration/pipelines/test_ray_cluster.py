@@ -44,6 +44,7 @@ from poolsieve.pipelines.execution import Execution
 from poolsieve.pipelines.instance import get_instance
 from poolsieve.pipelines.partitions import STRATEGIES
 
+from poolsieve.audit.dagster_private import backfill_statuses
 from poolsieve.clip.scorer import scorer_path
 from poolsieve.lake import Lake, commit, tmp_path_for
 from poolsieve_demo import write_demo_world
@@ -62,6 +63,7 @@ COMPARED = ["url_dedup", "shard_features", "clip_embeddings", "subset"]
 #: takes every core): compared to 1e-6, every other column and the flags exactly
 DECONTAMINATION = "eval_decontamination"
 KILLED_STEP = "clip_embeddings"
+STATUS = backfill_statuses()
 
 
 # --- the cluster ----------------------------------------------------------------------------
@@ -180,6 +182,17 @@ def _run_to_subsets(resources) -> None:
     assert runner._clusters(session) == []
     assert session.one("features_job")
     assert session.each("subset_job", STRATEGIES.get_partition_keys()) == []
+    _assert_backfills(session.instance, execution.on_ray)
+
+
+def _assert_backfills(instance, on_ray: bool) -> None:
+    """Each job launched over partitions was one backfill that completed: on Ray the shard job
+    as its two phases."""
+    newest_last = reversed(instance.get_backfills())
+    ended = {b.partition_set_origin.partition_set_name: b.status for b in newest_last}
+    phases = ["pool_shard_job", "shard_steps_job"] if on_ray else ["shard_job"]
+    for job in [*phases, "subset_job"]:
+        assert ended.get(f"{job}_partition_set") == STATUS.COMPLETED_SUCCESS, ended
 
 
 def _s3_lake(tmp_path: Path, s3_server, reference: Path):

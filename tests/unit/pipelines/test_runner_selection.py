@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import dagster as dg
 import pytest
 from poolsieve.pipelines import runner
-from poolsieve.pipelines.partitions import STRATEGIES
+from poolsieve.pipelines.partitions import SHARDS, STRATEGIES
 
 
-class FakeInstance:
-    def get_dynamic_partitions(self, name):
-        return ["a.parquet", "b.parquet"]
+def _instance() -> dg.DagsterInstance:
+    """A real (in-memory) instance: the partitioned jobs' runs are recorded as backfills."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SHARDS.name, ["a.parquet", "b.parquet"])
+    return instance
 
 
 @pytest.fixture
@@ -19,10 +22,12 @@ def calls(monkeypatch, lake):
     ran = []
     monkeypatch.setattr(runner, "_clusters", lambda session: [])
     monkeypatch.setattr(
-        runner, "_run_one", lambda job, instance, key, *a, **k: ran.append((job, key)) or True
+        runner, "_run_one", lambda job, instance, key, *a, **k: ran.append((job.name, key)) or True
     )
     monkeypatch.setattr(
-        runner, "_run_each", lambda job, instance, keys, *a, **k: ran.append((job, keys)) or []
+        runner,
+        "_run_each",
+        lambda job, instance, keys, *a, **k: ran.append((job.name, keys)) or [],
     )
     board = SimpleNamespace(markdown=lambda: "")
     monkeypatch.setattr("poolsieve.curate.leaderboard.build_leaderboard", lambda s, n: board)
@@ -30,12 +35,12 @@ def calls(monkeypatch, lake):
     return ran
 
 
-DEFS = SimpleNamespace(resolve_job_def=lambda name: name)
+DEFS = SimpleNamespace(resolve_job_def=lambda name: SimpleNamespace(name=name))
 
 
 def _session(lake):
     """--force: every step runs (what is up to date is tests/e2e/test_incremental_run.py's)."""
-    return runner.Session(DEFS, FakeInstance(), lake, plan=None)
+    return runner.Session(DEFS, _instance(), lake, plan=None)
 
 
 def test_metadata_mode_stops_at_the_subsets_by_default(calls, lake):
