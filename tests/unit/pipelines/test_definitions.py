@@ -127,3 +127,31 @@ def test_training_and_evaluation_checks_name_what_is_wrong(tmp_path):
     assert _out_of_range({"classification/top1": 0.25, "average": 0.1}) == ""
     assert "retrieval/mean_recall@1" in _out_of_range({"retrieval/mean_recall@1": 1.5})
     assert "average" in _out_of_range({"average": float("nan")})
+
+
+def _job_assets(name: str) -> set[str]:
+    job = defs.resolve_job_def(name)
+    return {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+
+
+def test_the_run_queue_serializes_only_what_must_take_turns():
+    """A daemon's backfill queues a job's runs one at a time only when one run both ingests and
+    decides a shard (pool order), or writes the DuckDB catalog (pool_features); every tag the
+    jobs use has a limit in the shipped instance settings."""
+    import yaml
+
+    from poolsieve.paths import instance_settings
+
+    limits = yaml.safe_load(instance_settings())["run_queue"]["tag_concurrency_limits"]
+    limited = {limit["key"] for limit in limits if limit["limit"] == 1}
+    for job in defs.resolve_all_job_defs():
+        if job.name.startswith("__"):  # a sensor's or schedule's target: run_requests tags
+            continue
+        assets, queued = _job_assets(job.name), {k for k in job.tags if k.startswith("poolsieve/")}
+        wanted = set()
+        if {"pool_shard", "url_dedup"} <= assets:
+            wanted.add("poolsieve/pool_order")
+        if "pool_features" in assets:
+            wanted.add("poolsieve/catalog")
+        assert queued == wanted, job.name
+        assert queued <= limited, job.name
