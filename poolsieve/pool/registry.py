@@ -5,6 +5,7 @@ Layout (``lake/url_registry/``, docs/pool.md and docs/decisions.md say why)::
     layout.json                                     partitions: the number of bucket groups
     shard_order.json                                pool order: shard -> shard_seq, source
     shards/<shard>.json                             a shard's record, its completion marker
+    intents/<shard>.json                            files a re-ingest is writing (then removed)
     by_url/bucket=<g>/<shard>.<version>.parquet     its rows whose URL falls in group g
     by_uid/bucket=<h>/<shard>.<version>.parquet     its rows' uids that fall in group h
 
@@ -16,7 +17,10 @@ is then one join per group it has rows in, each readable by any worker with Duck
 A shard's files carry a ``version`` (a hash of their bytes) in their names, and its record,
 written last, names that version: readers read only the files its record names, so re-ingesting
 a shard switches from the old files to the new ones at once (the record's atomic rename) and a
-crash half-way leaves the old version readable. The files of other versions are removed after.
+crash half-way leaves the old version readable. Before its first file lands, a re-ingest names
+its files in ``intents/<shard>.json``; after the record, the files of every other version that
+the previous record or an intent names are removed (by name, without listing the registry), then
+the intents.
 
 Pool order and shard identity live here too, not with a Dagster instance: two instances on one
 lake share one pool order, a second source with the same file names is refused, and a file whose
@@ -369,13 +373,18 @@ def _stage_shard(conn, lake: Lake, shard: str, shard_seq: int, rows: str, partit
 
 
 def _commit_shard(lake: Lake, shard: str, entry, source_sha256: str | None) -> int:
-    """Move the staged files into place, then write the record (the shard is complete), then
-    remove the shard's files of other versions. Under the registry lock."""
+    """Name the files about to land in the shard's intents, move them into place, write the
+    record (the shard is complete), then remove the files of every other version the previous
+    record or an intent names, and the intents. Under the registry lock."""
     record, written = entry
+    previous = read_record(lake, shard)
+    superseded = _read_intents(lake, shard) + ([_files_of(previous)] if previous else [])
+    write_json(_intents_path(lake, shard), {"intents": [*superseded, _files_of(record)]})
     for (side, group), tmp in written.items():
         commit(tmp, _bucket_file(lake, side, group, shard, record["version"]))
     write_json(_record_path(lake, shard), {**record, "source_sha256": source_sha256})
-    _remove_other_versions(lake, shard, record["version"])
+    _remove_versions(lake, shard, [f for f in superseded if f["version"] != record["version"]])
+    remove(_intents_path(lake, shard))
     return record["rows"]
 
 
@@ -423,16 +432,29 @@ def _version(written: dict[tuple[str, int], Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _remove_other_versions(lake: Lake, shard: str, version: str) -> None:
-    """Remove the shard's files of any other version: its previous entries, and those of a
-    re-ingest that crashed before its record."""
-    quoted = _quoted(shard)
-    for side in SIDES:
-        for folder in registry_listing(lake, side):
-            for name in registry_listing(lake, side, folder):
-                parts = name.rsplit(".", 2)
-                if len(parts) == 3 and parts[0] == quoted and parts[1] != version:
-                    remove(dataset(lake) / side / folder / name)
+def _intents_path(lake: Lake, shard: str) -> Path:
+    return dataset(lake) / "intents" / f"{_quoted(shard)}.json"
+
+
+def _files_of(record: dict) -> dict:
+    """Which files a record (or an intent) names: its version and its groups per side."""
+    return {"version": record["version"], **{side: record[side] for side in SIDES}}
+
+
+def _read_intents(lake: Lake, shard: str) -> list[dict]:
+    """The files of the shard's re-ingests that crashed between their first file and the end
+    of their clean-up (each named before its files were moved into place)."""
+    path = _read(lake, "intents", _intents_path(lake, shard).name)
+    return json.loads(path.read_text())["intents"] if path.exists() else []
+
+
+def _remove_versions(lake: Lake, shard: str, superseded: list[dict]) -> None:
+    """Remove the files each of ``superseded`` names (by name: nothing is listed, so the cost
+    is the shard's own files however large the registry grows)."""
+    for files in superseded:
+        for side in SIDES:
+            for group in files[side]:
+                remove(_bucket_file(lake, side, group, shard, files["version"]))
 
 
 # ---------------------------------------------------------------- migration from the catalog

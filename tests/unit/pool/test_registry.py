@@ -93,16 +93,35 @@ def test_readers_ignore_files_no_record_names_and_hidden_ones(lake, mem, tmp_pat
     assert _decisions(mem, lake, "a") == [(0, None, None)]
 
 
-def test_reingesting_replaces_exactly_the_shards_files(lake, mem, tmp_path):
+def _crash_after_first_file(monkeypatch) -> None:
+    """The next re-ingest dies after moving its first file into place (before its record)."""
+    real_commit, calls = registry.commit, []
+
+    def commit_then_die(tmp, final):
+        if calls:
+            raise KeyboardInterrupt("killed mid-commit")
+        calls.append(final)
+        real_commit(tmp, final)
+
+    monkeypatch.setattr(registry, "commit", commit_then_die)
+
+
+def test_reingesting_replaces_exactly_the_shards_files(lake, mem, tmp_path, monkeypatch):
     registry.check_layout(lake, 4)
     _ingest(mem, lake, tmp_path, "a", 0, [row(i) for i in range(1, 30)])
     _ingest(mem, lake, tmp_path, "b", 1, [row(i) for i in range(30, 60)])
     before = _registry_files(lake)
     b_files = [f for f in before if "/b." in f]
     version = registry.shard_records(lake)["a"]["version"]
-    stale = lake.root / "url_registry" / "by_url" / "bucket=3" / "a.00000000deadbeef.parquet"
-    stale.write_bytes(b"a crashed re-ingest's file, never named by a record")
-    _ingest(mem, lake, tmp_path, "a", 0, [row(1, url="http://x.org/only.jpg")])
+    with monkeypatch.context() as patch:
+        _crash_after_first_file(patch)
+        with pytest.raises(KeyboardInterrupt):
+            _ingest(mem, lake, tmp_path, "a", 0, [row(i) for i in range(100, 140)])
+    crashed = set(_registry_files(lake)) - set(before)
+    assert len(crashed) == 1 and registry.shard_records(lake)["a"]["version"] == version
+    with monkeypatch.context() as patch:  # the clean-up goes by name: no registry listing
+        patch.setattr(registry, "registry_listing", lambda *a: pytest.fail("listed the registry"))
+        _ingest(mem, lake, tmp_path, "a", 0, [row(1, url="http://x.org/only.jpg")])
     record = registry.shard_records(lake)["a"]
     assert record["version"] != version and record["rows"] == 1
     after = _registry_files(lake)
