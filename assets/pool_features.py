@@ -10,6 +10,7 @@ from poolsieve.assets.metadata import (
     reason_counts,
     yaml_check,
 )
+from poolsieve.assets.near_duplicates import near_duplicates
 from poolsieve.assets.scorer import scorer
 from poolsieve.assets.shard_features import shard_features
 from poolsieve.pipelines.partitions import SHARDS
@@ -25,7 +26,14 @@ INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_dup
 @dg.asset(
     check_specs=[dg.AssetCheckSpec(YAML_TESTS, asset="pool_features", blocking=True)],
     # shard_clusters by key: its asset lives in assets/shard_clusters.py
-    deps=[shard_features, "shard_clusters", clip_embeddings, eval_decontamination, scorer],
+    deps=[
+        shard_features,
+        "shard_clusters",
+        clip_embeddings,
+        eval_decontamination,
+        scorer,
+        near_duplicates,
+    ],
     code_version=PROJECT.code_version(FEATURE_MODELS),
     group_name="curation",
     kinds={"duckdb", "parquet"},

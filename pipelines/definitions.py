@@ -8,8 +8,10 @@ from poolsieve.assets.eval_decontamination import eval_decontamination
 from poolsieve.assets.evaluation import evaluation
 from poolsieve.assets.filter_sql import filter_sql
 from poolsieve.assets.image_centroids import image_centroids
+from poolsieve.assets.image_hashes import image_hashes
 from poolsieve.assets.leaderboard import leaderboard
 from poolsieve.assets.metadata_embeddings import metadata_embeddings
+from poolsieve.assets.near_duplicates import near_duplicates
 from poolsieve.assets.pool_features import pool_features
 from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.scorer import scorer
@@ -84,9 +86,11 @@ def build_defs(resources: Resources, execution: Execution | None = None) -> dg.D
             scorer,
             clip_embeddings,
             eval_decontamination,
+            image_hashes,
             metadata_embeddings,
             image_centroids,
             shard_clusters,
+            near_duplicates,
             pool_features,
             filter_sql,
             subset,

@@ -60,8 +60,9 @@ shard_clusters_job = dg.define_asset_job(
 
 features_job = dg.define_asset_job(
     "features_job",
-    selection=dg.AssetSelection.assets("pool_features"),
-    description="pool_features over every shard (after the shards' main job).",
+    selection=dg.AssetSelection.assets("near_duplicates", "pool_features"),
+    description="near_duplicates, then pool_features over every shard (after the shards' main "
+    "job and their image clusters).",
     tags=CATALOG_TAGS,
 )
 

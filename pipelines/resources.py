@@ -26,6 +26,7 @@ from pydantic import Field
 
 from poolsieve.clip.scorer import ScorerSettings
 from poolsieve.curate.features import FeatureSettings
+from poolsieve.curate.near_duplicates import NearDupSettings
 from poolsieve.duck import DuckSettings, connect
 from poolsieve.images.pixel_features import PIXEL_THRESHOLD
 from poolsieve.images.settings import DownloadSettings
@@ -231,6 +232,19 @@ class CurationResource(dg.ConfigurableResource):
         "trusted set",
     )
 
+    phash_max_distance: int = setting(
+        2,
+        "POOLSIEVE_PHASH_MAX_DISTANCE",
+        "near_duplicates: two images whose 64-bit pHashes differ in at most this many bits are "
+        "near-duplicates (the later is dropped by filters that use it); -1: the rule is off",
+    )
+    semantic_threshold: float = setting(
+        0.97,
+        "POOLSIEVE_SEMDEDUP_THRESHOLD",
+        "near_duplicates (SemDeDup): two images of one image cluster whose embeddings' cosine "
+        "similarity is at least this are near-duplicates; 0: the rule is off",
+    )
+
     download_selection: str = setting(
         "none",
         "POOLSIEVE_DOWNLOAD_SELECTION",
@@ -252,6 +266,12 @@ class CurationResource(dg.ConfigurableResource):
         """(download_selection, the strategies it downloads for), checked against ``known`` (the
         strategy names): a clear ValueError names a bad value."""
         return check_selection(self.download_selection, self.download_strategies, known)
+
+    def near_dup_settings(self) -> NearDupSettings:
+        """The near_duplicates rules' settings (ValueError names a value out of range)."""
+        return NearDupSettings(
+            self.phash_max_distance, self.semantic_threshold, self.cluster_embeddings
+        )
 
     def feature_settings(self) -> FeatureSettings:
         """What shard_features computes and pool_features counts as eligible."""

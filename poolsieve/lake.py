@@ -43,6 +43,7 @@ SHARD_ASSETS = [
     "shard_images",
     "clip_embeddings",
     "eval_decontamination",
+    "image_hashes",
 ]
 #: the per-shard assets of DataComp's metadata mode (curation.mode "metadata"): no download
 METADATA_SHARD_ASSETS = ["pool_shard", "url_dedup", "shard_features", "metadata_embeddings"]

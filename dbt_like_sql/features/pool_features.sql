@@ -2,7 +2,9 @@
 -- url_dedup already records as duplicate_uid): a union of the shards' own features
 -- (shard_features: caption counts, languages, precomputed scores and sizes; shard_clusters)
 -- with the pool-wide dedup decisions and, in download mode, what the images gave (download
--- status, CLIP score of poolsieve's scorer, eval near-duplicates; NULL in metadata mode).
+-- status, CLIP score of poolsieve's scorer, eval near-duplicates; NULL in metadata mode) and
+-- the near-duplicate images an earlier image makes redundant (near_duplicates: by pHash and by
+-- embedding; not a reason of their own: the filters that want them drop them).
 -- ineligible_reason: why a row can never be trained on whatever the filter (NULL: eligible):
 -- dropped by URL dedup; in download mode also image not downloaded, image not embedded, or an
 -- eval near-duplicate. $mode: 'download' or 'metadata' (DataComp's filtering track).
@@ -31,6 +33,10 @@ SELECT
     coalesce(x.flagged, false) AS eval_near_duplicate,
     c.image_cluster,
     coalesce(c.exemplar_cluster, false) AS exemplar_cluster,
+    ph.duplicate_of AS phash_duplicate_of,
+    ph.distance::INTEGER AS phash_distance,
+    se.duplicate_of AS semantic_duplicate_of,
+    (1 - se.distance)::FLOAT AS semantic_similarity,
     CASE
         WHEN NOT d.keep THEN d.reason
         WHEN $mode = 'metadata' THEN NULL
@@ -52,4 +58,6 @@ LEFT JOIN {{ source('download_status') }} s ON d.keep AND s.uid = r.uid
 LEFT JOIN {{ source('embeddings') }} e ON d.keep AND e.uid = r.uid
 LEFT JOIN {{ source('decontamination') }} x ON d.keep AND x.uid = r.uid
 LEFT JOIN {{ source('clusters') }} c ON d.keep AND c.uid = r.uid
+LEFT JOIN {{ source('near_duplicates') }} ph ON d.keep AND ph.uid = r.uid AND ph.rule = 'phash'
+LEFT JOIN {{ source('near_duplicates') }} se ON d.keep AND se.uid = r.uid AND se.rule = 'semantic'
 WHERE d.reason IS DISTINCT FROM 'duplicate_uid'

@@ -108,6 +108,29 @@ def _read_text(tf: tarfile.TarFile, member: tarfile.TarInfo | None) -> str:
     return tf.extractfile(member).read().decode("utf-8", errors="replace")
 
 
+def sample_bytes(samples: Sequence[Sample]):
+    """Each sample with its image's bytes, read at its offset (one open handle per tar)."""
+    handles = {}
+    try:
+        for s in samples:
+            handle = handles.get(s.tar) or handles.setdefault(s.tar, open(s.tar, "rb"))  # noqa: SIM115
+            handle.seek(s.image_offset)
+            yield s, handle.read(s.image_size)
+    finally:
+        for handle in handles.values():
+            handle.close()
+
+
+def decode_image(data: bytes) -> tuple[Image.Image | None, str]:
+    """The decoded image, or None and why (``decode_error: ...``): never raises."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image, ""
+    except Exception as error:  # an undecodable image is recorded, never fatal
+        return None, f"decode_error: {type(error).__name__}: {error}"[:200]
+
+
 def index_tar(path: str | Path, skipped: dict[str, str]) -> list[Sample]:
     """The samples of one tar in key order (not member order: see the module doc); samples
     without an image go to ``skipped``."""

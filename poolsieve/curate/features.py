@@ -39,6 +39,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from poolsieve.curate.near_duplicates import ASSET as NEAR_DUP_ASSET
+from poolsieve.curate.near_duplicates import RESULT_FILE as NEAR_DUP_FILE
+from poolsieve.curate.near_duplicates import SCHEMA as NEAR_DUP_SCHEMA
 from poolsieve.curate.shard_features import FEATURES_FILE, FeatureSettings, recorded_detectors
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.decontamination import RESULT_SCHEMA as DECONTAM_SCHEMA
@@ -72,8 +75,11 @@ DOWNLOAD_INPUTS = {
     "embeddings": ("clip_embeddings", "embeddings.parquet"),
     "decontamination": ("eval_decontamination", DECONTAM_FILE),
 }
-#: read for the shards that have it
-CLUSTERS = ("shard_clusters", "clusters.parquet")
+#: read for the shards that have them
+OPTIONAL = {
+    "clusters": ("shard_clusters", "clusters.parquet"),
+    "near_duplicates": (NEAR_DUP_ASSET, NEAR_DUP_FILE),
+}
 #: the columns a source gives the model when no shard has its file (metadata mode, no clusters)
 EMPTY = {
     "download_status": STATUS_SCHEMA,
@@ -82,6 +88,7 @@ EMPTY = {
     "clusters": pa.schema(
         [("uid", pa.string()), ("image_cluster", pa.int32()), ("exemplar_cluster", pa.bool_())]
     ),
+    "near_duplicates": NEAR_DUP_SCHEMA,
 }
 
 
@@ -138,9 +145,10 @@ def shard_inputs(lake: Lake, shard: str, mode: str = "download") -> dict[str, st
     one; FileNotFoundError names the first input not materialized."""
     needed = {**INPUTS, **(DOWNLOAD_INPUTS if mode == "download" else {})}
     files = {name: str(upstream_file(lake, a, shard, f)) for name, (a, f) in needed.items()}
-    clusters = lake.partition_file(CLUSTERS[0], shard, CLUSTERS[1])
-    if clusters.is_file():
-        files["clusters"] = str(clusters)
+    for name, (asset, file) in OPTIONAL.items():
+        path = lake.partition_file(asset, shard, file)
+        if path.is_file():
+            files[name] = str(path)
     return files
 
 
@@ -184,7 +192,7 @@ def _record(part: Path) -> dict | None:
 
 def _views(conn: duckdb.DuckDBPyConnection, files: dict[str, str]) -> None:
     """One view per source: the shard's file, or an empty relation of its columns."""
-    for name in [*INPUTS, *DOWNLOAD_INPUTS, "clusters"]:
+    for name in [*INPUTS, *DOWNLOAD_INPUTS, *OPTIONAL]:
         if name in files:
             conn.read_parquet(literal_path(files[name])).create_view(name, replace=True)
         else:
@@ -202,7 +210,7 @@ def build_part(
     """Write one shard's part and its record; returns the record."""
     record = fingerprint(files, mode, project.code_version(FEATURE_MODELS))
     _views(conn, files)
-    sources = {name: name for name in [*INPUTS, *DOWNLOAD_INPUTS, "clusters"]}
+    sources = {name: name for name in [*INPUTS, *DOWNLOAD_INPUTS, *OPTIONAL]}
     project.run(conn, FEATURE_MODELS, sources, {"mode": mode})
     part = part_path(lake, shard)
     write_parquet(conn, "SELECT * FROM temp.pool_features ORDER BY row_idx", part)

@@ -14,7 +14,6 @@ fingerprint of the eval files (names, sizes, mtimes), so a changed eval set is r
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from poolsieve.clip.embedding import shard_tars
-from poolsieve.clip.encode import Sample, index_tar
+from poolsieve.clip.encode import Sample, decode_image, index_tar, sample_bytes
 from poolsieve.images.pixel_features import flag_near_duplicates, max_similarity, pixel_embedding
 from poolsieve.lake import Lake, commit, tmp_path_for
 
@@ -84,20 +83,8 @@ def eval_features(eval_dir: str | Path, cache_dir: Path) -> EvalFeatures:
 
 
 def _decoded(samples: list[Sample]) -> Iterator[tuple[Sample, Image.Image | None, str]]:
-    handles = {}
-    try:
-        for s in samples:
-            handle = handles.get(s.tar) or handles.setdefault(s.tar, open(s.tar, "rb"))  # noqa: SIM115
-            handle.seek(s.image_offset)
-            try:
-                image = Image.open(io.BytesIO(handle.read(s.image_size)))
-                image.load()
-                yield s, image, ""
-            except Exception as error:  # an undecodable image is recorded, never fatal
-                yield s, None, f"decode_error: {type(error).__name__}: {error}"[:200]
-    finally:
-        for handle in handles.values():
-            handle.close()
+    for s, data in sample_bytes(samples):
+        yield s, *decode_image(data)
 
 
 def _score_block(block, evals: EvalFeatures, threshold: float) -> list[dict]:

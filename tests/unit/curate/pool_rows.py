@@ -40,6 +40,10 @@ SCHEMA = pa.schema(
         ("eval_near_duplicate", pa.bool_()),
         ("image_cluster", pa.int32()),
         ("exemplar_cluster", pa.bool_()),
+        ("phash_duplicate_of", pa.string()),
+        ("phash_distance", pa.int32()),
+        ("semantic_duplicate_of", pa.string()),
+        ("semantic_similarity", pa.float32()),
         ("ineligible_reason", pa.string()),
     ]
 )
@@ -69,6 +73,10 @@ DEFAULTS = {
     "eval_near_duplicate": False,
     "image_cluster": 0,
     "exemplar_cluster": True,
+    "phash_duplicate_of": None,
+    "phash_distance": None,
+    "semantic_duplicate_of": None,
+    "semantic_similarity": None,
     "ineligible_reason": None,
 }
 

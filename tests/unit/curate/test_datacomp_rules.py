@@ -212,6 +212,8 @@ def _random_pool(n: int, seed: int) -> list[dict]:
                 meta_width=maybe(rng.choice([64, 199, 200, 300, 600, 601, 1024])),
                 meta_height=maybe(rng.choice([64, 199, 200, 300, 600, 601, 1024])),
                 exemplar_cluster=rng.random() < 0.4,
+                phash_duplicate_of=f"{i - 1:032x}" if rng.random() < 0.1 else None,
+                semantic_duplicate_of=f"{i - 1:032x}" if rng.random() < 0.1 else None,
                 ineligible_reason="duplicate_url" if rng.random() < 0.1 else None,
             )
         )
@@ -241,6 +243,11 @@ def _datacomp(rows: list[dict]) -> dict[str, set[int]]:
         "image_based": lambda r: caption(r, 1) and r["exemplar_cluster"],
     }
     rules["image_and_clip"] = lambda r: rules["image_based"](r) and rules["clip_score_top30"](r)
+    rules["image_and_clip_dedup"] = lambda r: (
+        rules["image_and_clip"](r)
+        and r["phash_duplicate_of"] is None
+        and r["semantic_duplicate_of"] is None
+    )
     eligible = [r for r in rows if r["ineligible_reason"] is None]
     return {name: {r["row_idx"] for r in eligible if rule(r)} for name, rule in rules.items()}
 

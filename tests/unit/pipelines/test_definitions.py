@@ -20,6 +20,8 @@ def test_definitions_hold_the_graph():
         "metadata_embeddings",
         "image_centroids",
         "shard_clusters",
+        "image_hashes",
+        "near_duplicates",
         "pool_features",
         "filter_sql",
         "subset",
@@ -36,6 +38,8 @@ def test_definitions_hold_the_graph():
     assert parents["clip_embeddings"] == {"shard_images", "scorer"}
     assert parents["eval_decontamination"] == {"shard_images"}
     assert parents["shard_features"] == {"pool_shard"}
+    assert parents["image_hashes"] == {"shard_images"}
+    assert parents["near_duplicates"] == {"image_hashes", "shard_clusters"}
     assert parents["metadata_embeddings"] == {"pool_shard"}
     assert parents["image_centroids"] == {"clip_embeddings", "metadata_embeddings", "scorer"}
     assert parents["shard_clusters"] == {
@@ -49,6 +53,7 @@ def test_definitions_hold_the_graph():
         "clip_embeddings",
         "eval_decontamination",
         "scorer",
+        "near_duplicates",
     }
     assert parents["subset"] == {"pool_features", "filter_sql"}
     assert graph.get(dg.AssetKey("filter_sql")).is_observable  # a filter is observed data

@@ -1,0 +1,302 @@
+"""near_duplicates' logic: near-duplicate images across the pool, by two rules, each naming the
+image a dropped one duplicates.
+
+* ``phash`` (Data-Juicer's image deduplicator, with a tolerance): an image whose 64-bit pHash
+  (image_hashes) is within ``phash_max_distance`` bits of an EARLIER image's is dropped. Pool
+  order is URL dedup's: ``(shard_seq, row_idx)``, so which copy stays never depends on the order
+  shards were materialized in. SQL: dbt_like_sql/near_duplicates/.
+* ``semantic`` (SemDeDup, Abbas et al. 2023): within each image cluster (shard_clusters: the
+  embeddings' nearest k-means centroid), an image whose embedding has cosine similarity at least
+  ``semantic_threshold`` with an EARLIER image's is dropped. faiss's exact inner-product range
+  search, one cluster at a time. SemDeDup keeps the image farthest from its centroid; poolsieve
+  keeps the first in pool order, as every other dedup here, so a decision never changes when a
+  later shard arrives.
+
+A dropped image names the earliest such image (``duplicate_of``), which may itself be dropped
+(a chain of copies, each a little further off: each names the one it is closest to in order).
+These are pool features, not eligibility: a filter decides whether to drop them
+(dbt_like_sql/filters/image_and_clip_dedup.sql).
+
+Output: ``<lake>/near_duplicates/<shard>/near_duplicates.parquet`` per shard: one row per
+(dropped uid, rule): uid, shard, rule, duplicate_of, distance (Hamming bits for phash, 1 - cosine
+for semantic). A shard's file is rewritten only when its content changed, so pool_features
+reuses the parts of shards whose near-duplicates did not change.
+
+Memory: pHash rows go through DuckDB (it spills under its memory limit); embeddings are spilled
+per cluster to a scratch folder in one pass over the shards, then read back one cluster at a
+time, so memory is the largest cluster, not the pool.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from poolsieve.curate.clusters import CLUSTERS_FILE, shard_embeddings
+from poolsieve.images.hashes import ASSET as HASHES_ASSET
+from poolsieve.images.hashes import HASHES_FILE, PHASH_BITS
+from poolsieve.lake import Lake, commit, literal_path, tmp_path_for, upstream_file
+from poolsieve.sqlrunner import SqlProject, column_test_failures
+
+ASSET = "near_duplicates"
+RESULT_FILE = "near_duplicates.parquet"
+RULES = ("phash", "semantic")
+SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("shard", pa.string()),
+        ("rule", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("distance", pa.float64()),
+    ]
+)
+QUERY_BATCH = 4096  # rows per faiss range search: bounds its result lists
+
+
+@dataclass(frozen=True)
+class NearDupSettings:
+    """``phash_max_distance``: bits (of 64) within which two pHashes match; negative: the rule
+    is off. ``semantic_threshold``: cosine similarity from which two embeddings match; 0: off.
+    ``source``: the embeddings (as curation.cluster_embeddings: the clusters' own)."""
+
+    phash_max_distance: int = 2
+    semantic_threshold: float = 0.97
+    source: str = "scorer"
+
+    def __post_init__(self):
+        if self.phash_max_distance > PHASH_BITS // 2:
+            raise ValueError(
+                f"phash_max_distance {self.phash_max_distance} is over {PHASH_BITS // 2} bits: "
+                "unrelated images differ in about half of a pHash's 64 bits"
+            )
+        if not 0 <= self.semantic_threshold <= 1:
+            raise ValueError(f"semantic_threshold {self.semantic_threshold} is not in [0, 1]")
+
+
+@dataclass
+class NearDupResult:
+    images: int  # decodable images compared by pHash
+    embedded: int  # clustered embeddings compared semantically
+    dropped: dict[str, int] = field(default_factory=dict)  # per rule
+    clusters: int = 0
+    largest_cluster: int = 0
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    without_hashes: list[str] = field(default_factory=list)
+    without_clusters: list[str] = field(default_factory=list)
+    #: the pHash models' YAML tests, and rows that name themselves ([]: all pass)
+    failures: list[str] = field(default_factory=list)
+
+
+def find_near_duplicates(
+    conn: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    order: dict[str, int],
+    settings: NearDupSettings,
+    project: SqlProject | None = None,
+) -> NearDupResult:
+    """Decide both rules over the shards of ``order`` (shard -> shard_seq) and write each
+    shard's file."""
+    project = project or SqlProject()
+    shards = sorted(order, key=order.__getitem__)
+    result = NearDupResult(0, 0)
+    _phash_duplicates(conn, lake, order, shards, settings, project, result)
+    semantic = _semantic_duplicates(lake, order, shards, settings, result)
+    conn.register("semantic_duplicates", semantic)
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE near_duplicates AS "
+        "SELECT uid, shard, rule, duplicate_of, distance FROM phash_duplicates "
+        "UNION ALL SELECT uid, shard, rule, duplicate_of, distance FROM semantic_duplicates"
+    )
+    counts = conn.execute("SELECT rule, count(*) FROM near_duplicates GROUP BY rule").fetchall()
+    result.dropped = {rule: dict(counts).get(rule, 0) for rule in RULES}
+    result.failures = _failures(conn, project)
+    for shard in shards:
+        changed = _write_shard(conn, lake, shard)
+        (result.written if changed else result.unchanged).append(shard)
+    return result
+
+
+# ---------------------------------------------------------------- pHash
+
+
+def _phash_duplicates(conn, lake, order, shards, settings, project, result) -> None:
+    """TEMP table phash_duplicates (empty when the rule is off or nothing is hashed)."""
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE all_image_rows (uid VARCHAR, shard VARCHAR, "
+        "shard_seq INTEGER, row_idx BIGINT, phash BIGINT)"
+    )
+    for shard in shards if settings.phash_max_distance >= 0 else []:
+        hashes = lake.partition_file(HASHES_ASSET, shard, HASHES_FILE)
+        if not hashes.exists():
+            result.without_hashes.append(shard)
+            continue
+        rows = upstream_file(lake, "pool_shard", shard, "rows.parquet")
+        conn.read_parquet(literal_path(hashes)).create_view("shard_hashes", replace=True)
+        conn.read_parquet(literal_path(rows)).create_view("shard_rows", replace=True)
+        sources = {"hashes": "shard_hashes", "rows": "shard_rows"}
+        project.run(conn, ["image_rows"], sources, {"shard": shard, "shard_seq": order[shard]})
+        conn.execute("INSERT INTO all_image_rows SELECT * FROM image_rows")
+    result.images = conn.execute("SELECT count(*) FROM all_image_rows").fetchall()[0][0]
+    blocks = max(settings.phash_max_distance, 0) + 1
+    bits = math.ceil(PHASH_BITS / blocks)
+    params = {
+        "max_distance": settings.phash_max_distance,
+        "blocks": blocks,
+        "block_bits": bits,
+        "block_mask": -1 if bits >= PHASH_BITS else (1 << bits) - 1,
+    }
+    project.run(conn, ["phash_duplicates"], {"image_rows": "all_image_rows"}, params)
+
+
+# ---------------------------------------------------------------- semantic (SemDeDup)
+
+
+def _semantic_duplicates(lake, order, shards, settings, result) -> pa.Table:
+    """The semantic rule's rows (empty when it is off)."""
+    if settings.semantic_threshold <= 0:
+        return SCHEMA.empty_table()
+    (lake.root / "duckdb_tmp").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="semdedup-", dir=lake.root / "duckdb_tmp"))
+    try:
+        spill = ClusterSpill(scratch)
+        for shard in shards:
+            if not _spill_shard(lake, shard, order[shard], settings.source, spill):
+                result.without_clusters.append(shard)
+        rows = []
+        for cluster in spill.clusters():
+            members = spill.load(cluster)
+            result.largest_cluster = max(result.largest_cluster, len(members.uids))
+            rows += cluster_duplicates(members, settings.semantic_threshold)
+        result.clusters, result.embedded = len(spill.counts), sum(spill.counts.values())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def _spill_shard(lake: Lake, shard: str, shard_seq: int, source: str, spill) -> bool:
+    """Add the shard's clustered embeddings to ``spill``; False when it has no clusters yet."""
+    clusters_path = lake.partition_file("shard_clusters", shard, CLUSTERS_FILE)
+    if not clusters_path.exists():
+        return False
+    clusters = pq.read_table(clusters_path, columns=["uid", "image_cluster"]).to_pydict()
+    cluster_of = dict(zip(clusters["uid"], clusters["image_cluster"], strict=True))
+    rows_path = upstream_file(lake, "pool_shard", shard, "rows.parquet")
+    rows = pq.read_table(rows_path, columns=["uid", "row_idx"])
+    row_of = dict(zip(rows["uid"].to_pylist(), rows["row_idx"].to_pylist(), strict=True))
+    uids, emb = shard_embeddings(lake, shard, source)
+    for cluster in sorted({cluster_of.get(u) for u in uids} - {None}):
+        take = [i for i, u in enumerate(uids) if cluster_of.get(u) == cluster]
+        keys = [(shard_seq << 40) + row_of[uids[i]] for i in take]
+        spill.add(cluster, [uids[i] for i in take], shard, keys, emb[take])
+    return True
+
+
+@dataclass(frozen=True)
+class Members:
+    """One cluster's images: uid, shard and pool-order key per row, unit embeddings."""
+
+    uids: list[str]
+    shards: list[str]
+    keys: np.ndarray
+    emb: np.ndarray
+
+
+class ClusterSpill:
+    """Embeddings appended to one file per cluster (raw float32), their rows' uid, shard and
+    pool order beside them (JSON lines): written shard by shard, read a cluster at a time."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.counts, self.dims = folder, {}, None
+
+    def add(self, cluster: int, uids: list[str], shard: str, keys: list[int], emb) -> None:
+        self.dims = emb.shape[1]
+        with open(self.folder / f"{cluster}.f32", "ab") as handle:
+            np.ascontiguousarray(emb, np.float32).tofile(handle)
+        with open(self.folder / f"{cluster}.jsonl", "a") as handle:
+            for uid, key in zip(uids, keys, strict=True):
+                handle.write(json.dumps([uid, shard, key]) + "\n")
+        self.counts[cluster] = self.counts.get(cluster, 0) + len(uids)
+
+    def clusters(self) -> list[int]:
+        return sorted(self.counts)
+
+    def load(self, cluster: int) -> Members:
+        emb = np.fromfile(self.folder / f"{cluster}.f32", np.float32).reshape(-1, self.dims)
+        lines = (self.folder / f"{cluster}.jsonl").read_text().splitlines()
+        uids, shards, keys = zip(*(json.loads(line) for line in lines), strict=True)
+        return Members(list(uids), list(shards), np.asarray(keys, np.int64), emb)
+
+
+def cluster_duplicates(members: Members, threshold: float) -> list[dict]:
+    """Within one cluster: each image whose cosine similarity with an earlier one (pool order)
+    is at least ``threshold``, naming the earliest such image."""
+    import faiss
+
+    rank = np.argsort(members.keys, kind="stable")
+    emb = np.ascontiguousarray(members.emb[rank])
+    index = faiss.IndexFlatIP(emb.shape[1])
+    index.add(emb)
+    rows = []
+    for start in range(0, len(emb), QUERY_BATCH):
+        lims, sims, hits = index.range_search(emb[start : start + QUERY_BATCH], threshold)
+        for q in range(len(lims) - 1):
+            i, found = start + q, slice(lims[q], lims[q + 1])
+            earlier = hits[found] < i
+            if not earlier.any():
+                continue
+            j = int(hits[found][earlier].min())
+            sim = float(sims[found][hits[found] == j][0])
+            me, dup = int(rank[i]), int(rank[j])
+            rows.append(
+                {
+                    "uid": members.uids[me],
+                    "shard": members.shards[me],
+                    "rule": "semantic",
+                    "duplicate_of": members.uids[dup],
+                    "distance": max(0.0, 1.0 - sim),
+                }
+            )
+    return rows
+
+
+def _failures(conn, project: SqlProject) -> list[str]:
+    """The pHash models' YAML column tests, and any row naming itself as its duplicate."""
+    failures = column_test_failures(conn, project.model("phash_duplicates"), "phash_duplicates")
+    selves = conn.execute(
+        "SELECT count(*) FROM near_duplicates WHERE duplicate_of = uid"
+    ).fetchall()[0][0]
+    return failures + ([f"{selves} near_duplicates rows name themselves"] if selves else [])
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _write_shard(conn, lake: Lake, shard: str) -> bool:
+    """Write the shard's rows unless its file already holds exactly them; whether it wrote."""
+    table = conn.sql(
+        "SELECT uid, shard, rule, duplicate_of, distance FROM near_duplicates "
+        "WHERE shard = $shard ORDER BY rule, uid",
+        params={"shard": shard},
+    ).to_arrow_table()
+    buffer = io.BytesIO()
+    pq.write_table(table.cast(SCHEMA), buffer)
+    data = buffer.getvalue()
+    path = lake.partition_file(ASSET, shard, RESULT_FILE)
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    tmp.write_bytes(data)
+    commit(tmp, path)
+    return True
