@@ -118,10 +118,16 @@ def _write_world(args, world) -> None:
 
 
 def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
-    """Print how the lake's counts and decontamination compare with the truth; the mismatches."""
+    """Print how the lake's counts, decontamination and pool near-duplicate drops (when the lake
+    has them) compare with the truth; the mismatches."""
     from pathlib import Path
 
-    from poolsieve_demo.compare import compare_with_truth, near_duplicate_rates
+    from poolsieve_demo.compare import (
+        compare_with_truth,
+        image_duplicate_lines,
+        image_duplicate_rates,
+        near_duplicate_rates,
+    )
 
     mismatches = compare_with_truth(counts, truth)
     print(
@@ -133,4 +139,7 @@ def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
             f"eval near-duplicates: {rates.recall:.1%} of {rates.near_duplicates} planted flagged, "
             f"{rates.false_flag_rate:.2%} of {rates.unrelated} others flagged"
         )
+    image_rates = image_duplicate_rates(Path(lake_dir), truth)
+    for line in image_duplicate_lines(image_rates or {}):
+        print(line)
     return mismatches

@@ -1,5 +1,6 @@
-"""A lake's results against the demo world's truth: counts that differ, and how well
-eval_decontamination found the planted eval near-duplicates."""
+"""A lake's results against the demo world's truth: counts that differ, how well
+eval_decontamination found the planted eval near-duplicates, and how well the pool-wide
+near-duplicate step dropped the planted copies of pool images (``near_duplicate_image``)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,81 @@ def near_duplicate_rates(root: Path, truth_path: Path) -> DetectionRates:
     flags = np.array([f for _, f in rows], dtype=bool)
     truth = np.array([u in planted for u, _ in rows], dtype=bool)
     return detection_rates(flags, truth)
+
+
+#: the pool-wide near-duplicate table: one row per dropped uid and rule (uid, shard, rule,
+#: duplicate_of, distance), in the ``near_duplicates`` asset's partitions (a uid dropped by both
+#: rules counts once in "all", rightly sourced when either row names its source)
+IMAGE_DUP_ASSET, IMAGE_DUP_FILE = "near_duplicates", "near_duplicates.parquet"
+#: the rules that table names, in report order; "all" is any rule
+IMAGE_DUP_RULES = ("phash", "semantic")
+
+
+def image_duplicate_rates(root: Path, truth_path: Path) -> dict | None:
+    """Per rule (and "all": any rule), how the dropped uids compare with the planted copies of
+    pool images: planted, found (copies dropped), found_with_right_source (dropped naming the
+    planted source), recall, other_drops (dropped uids that are no planted copy), others (the
+    decoded images that are no planted copy: eval_decontamination's rows without an error) and
+    false_drop_rate = other_drops / others. None when the lake has no near-duplicate table."""
+    lake = Lake(root)
+    files = lake.asset_files(IMAGE_DUP_ASSET, IMAGE_DUP_FILE)
+    if not files:
+        return None
+    truth = json.loads(Path(truth_path).read_text())
+    planted = {d["uid"]: d["duplicate_of"] for d in truth.get("image_near_duplicates", [])}
+    conn = duckdb.connect()
+    drops = conn.execute(
+        "SELECT uid, rule, duplicate_of FROM read_parquet($p)", {"p": files}
+    ).fetchall()
+    decoded = _decoded_uids(conn, lake)
+    others = len(decoded - planted.keys())
+    found_rules = sorted({rule for _, rule, _ in drops} - set(IMAGE_DUP_RULES))
+    rates = {}
+    for rule in (*IMAGE_DUP_RULES, *found_rules, "all"):
+        chosen = [(u, d) for u, r, d in drops if rule in ("all", r)]
+        rates[rule] = _rule_rates(chosen, planted, others)
+    return rates
+
+
+def _decoded_uids(conn, lake: Lake) -> set[str]:
+    """The uids whose image was downloaded and decoded (eval_decontamination read it)."""
+    files = lake.asset_files("eval_decontamination", DECONTAM_FILE)
+    if not files:
+        return set()
+    query = "SELECT uid FROM read_parquet($p) WHERE error IS NULL"
+    return {u for (u,) in conn.execute(query, {"p": files}).fetchall()}
+
+
+def _rule_rates(drops: list[tuple[str, str]], planted: dict[str, str], others: int) -> dict:
+    """One rule's counts and rates; ``drops``: (uid, duplicate_of) of the uids it dropped."""
+    dropped = {u for u, _ in drops}
+    found = dropped & planted.keys()
+    right = {u for u, d in drops if u in planted and planted[u] == d}
+    other_drops = len(dropped - planted.keys())
+    return {
+        "planted": len(planted),
+        "found": len(found),
+        "found_with_right_source": len(right),
+        "recall": len(found) / len(planted) if planted else float("nan"),
+        "other_drops": other_drops,
+        "others": others,
+        "false_drop_rate": other_drops / others if others else float("nan"),
+    }
+
+
+def image_duplicate_lines(rates: dict) -> list[str]:
+    """One report line per rule of ``image_duplicate_rates`` (the last: any rule)."""
+    lines = []
+    for rule, r in rates.items():
+        found = "none planted"  # a world written before truth format 3
+        if r["planted"]:
+            named = r["found_with_right_source"] / r["planted"]
+            found = (
+                f"{r['recall']:.1%} of {r['planted']} planted dropped "
+                f"({named:.1%} naming their source)"
+            )
+        lines.append(
+            f"image near-duplicates ({'any rule' if rule == 'all' else rule}): {found}, "
+            f"{r['false_drop_rate']:.2%} of {r['others']} others dropped"
+        )
+    return lines

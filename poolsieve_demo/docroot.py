@@ -37,9 +37,10 @@ HTML_PAGES = {
 
 
 def image_bytes(asset: Asset) -> bytes:
-    """The encoded image at ``asset`` (a near-duplicate: its eval image, perturbed)."""
+    """The encoded image at ``asset`` (a near-duplicate: the eval or pool image it copies,
+    perturbed)."""
     image = render(asset.spec)
-    if asset.eval_image is not None:
+    if asset.is_copy:
         image = perturb(image, asset.detail, asset.spec.seed)
     return encode(image, asset.ext)
 

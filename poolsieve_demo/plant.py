@@ -4,11 +4,22 @@ Grain: one truth entry per planted row (shard, row, uid, url, kind, detail, expe
 outcome, the row's true concept and image size, plus kind-specific facts). Only "base" rows
 (every one of them is kept by ingest and URL dedup) are planted, each at most once, and each shard
 gets exactly ``problem_count(rate, rows_per_shard)`` rows of each kind.
+
+A ``near_duplicate_image`` row copies the image of a *clean* row (a base row with no content
+problem that no metadata duplicate copies either) EARLIER in pool order ((shard, row) order),
+perturbed; each clean row is copied at most once, and a copy, being planted, is never copied.
+Shards are planted in order, so every row before a copy is decided when it is planted. A copy
+drawn onto a row with no uncopied clean row before it (the first rows of the first shard) trades
+kinds with the next problem row of its shard that is not a copy: the counts per shard stay exact.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from poolsieve_demo.captions import (
     clean_caption,
@@ -39,6 +50,26 @@ ROUTE_DETAILS = {
 }
 
 
+COPY = "near_duplicate_image"
+
+
+@dataclass
+class Copyable:
+    """What the copying kinds may still copy: the unused eval images (taken from the end), and
+    the clean pool rows (shard index, row) no copy has taken yet, in pool order."""
+
+    evals: list[EvalImage]
+    rows: list[tuple[int, int]] = field(default_factory=list)
+
+    def before(self, at: tuple[int, int]) -> int:
+        """How many of ``rows`` precede ``at`` in pool order."""
+        return bisect.bisect_left(self.rows, at)
+
+    def take_before(self, rng: np.random.Generator, at: tuple[int, int]) -> tuple[int, int]:
+        """One of ``rows`` before ``at``, drawn uniformly and removed (no row is copied twice)."""
+        return self.rows.pop(int(rng.integers(self.before(at))))
+
+
 def plant_problems(b: PoolBuilder, rates: dict[str, float], evals: list[EvalImage]) -> list[dict]:
     """Plant every kind in every shard; returns the truth entries in (shard, row) order."""
     counts = {k: problem_count(rates[k], b.n) for k in PROBLEM_KINDS}
@@ -46,22 +77,40 @@ def plant_problems(b: PoolBuilder, rates: dict[str, float], evals: list[EvalImag
     needed = counts["eval_near_duplicate"] * len(b.shards)
     if needed > len(evals):
         raise ValueError(f"{needed} eval near-duplicates asked, only {len(evals)} eval images")
-    free = [evals[k] for k in b.rng.permutation(len(evals)).tolist()]
+    sources = Copyable([evals[k] for k in b.rng.permutation(len(evals)).tolist()])
+    # rows a metadata duplicate copies are no copy source: "clean" means nothing planted on them
+    originals = {(o["shard"], o["row"]) for p in b.planted if (o := p["original"]) is not None}
     entries = []
     for s in range(len(b.shards)):
         rows = [i for t, i in b.base if t == s]
         if len(kinds) > len(rows):
             raise ValueError(f"{len(kinds)} problem rows per shard, only {len(rows)} clean rows")
         picked = sorted(b.rng.choice(rows, len(kinds), replace=False).tolist())
-        for i, kind in zip(picked, b.rng.permutation(kinds).tolist(), strict=True):
-            entries.append(_plant(b, s, i, kind, free))
+        kind_at = dict(zip(picked, b.rng.permutation(kinds).tolist(), strict=True))
+        sources.rows += [
+            (s, i) for i in rows if i not in kind_at and (shard_name(s), i) not in originals
+        ]
+        for i in picked:
+            if kind_at[i] == COPY and not sources.before((s, i)):
+                _defer_copy(kind_at, picked, s, i)
+            entries.append(_plant(b, s, i, kind_at[i], sources))
     return entries
 
 
-def _plant(b: PoolBuilder, s: int, i: int, kind: str, free: list[EvalImage]) -> dict:
+def _defer_copy(kind_at: dict[int, str], picked: list[int], s: int, i: int) -> None:
+    """Trade row ``i``'s copy kind with the next problem row of the shard that is no copy."""
+    later = next((j for j in picked if j > i and kind_at[j] != COPY), None)
+    if later is None:
+        raise ValueError(
+            f"shard {s}: too few clean rows before its {COPY} rows for each to copy its own"
+        )
+    kind_at[i], kind_at[later] = kind_at[later], COPY
+
+
+def _plant(b: PoolBuilder, s: int, i: int, kind: str, sources: Copyable) -> dict:
     row = b.shards[s][i]
     asset = b.assets[row["_path"]]
-    extra = PLANTERS[kind](b, row, asset, free)
+    extra = PLANTERS[kind](b, (s, i), row, asset, sources)
     return {
         "shard": shard_name(s),
         "row": i,
@@ -82,19 +131,19 @@ def _recaption(b: PoolBuilder, row: dict, text: str, quality: str) -> None:
     )
 
 
-def _mismatched(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _mismatched(b: PoolBuilder, at, row: dict, asset: Asset, sources) -> dict:
     text, detail, named = mismatched_caption(b.rng, asset.spec)
     _recaption(b, row, text, "bad")
     return {"detail": detail, "caption_concept": named}
 
 
-def _foreign(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _foreign(b: PoolBuilder, at, row: dict, asset: Asset, sources) -> dict:
     text, language = foreign_caption(b.rng, asset.spec)
     _recaption(b, row, text, "foreign")
     return {"detail": language}
 
 
-def _junk(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _junk(b: PoolBuilder, at, row: dict, asset: Asset, sources) -> dict:
     text, detail = junk_caption(b.rng)
     _recaption(b, row, text, "bad")
     return {"detail": detail}
@@ -105,19 +154,19 @@ def _resize(b: PoolBuilder, asset: Asset, size: tuple[int, int]) -> None:
     asset.spec = sample_spec(b.rng, size, spec.shape, spec.color, spec.texture)
 
 
-def _tiny(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _tiny(b: PoolBuilder, at, row: dict, asset: Asset, sources) -> dict:
     _resize(b, asset, tiny_size(b.rng))
     return {"detail": "under_32px"}
 
 
-def _extreme(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
+def _extreme(b: PoolBuilder, at, row: dict, asset: Asset, sources) -> dict:
     _resize(b, asset, extreme_size(b.rng, b.config.pool_sizes[1]))
     return {"detail": "wide" if asset.spec.width > asset.spec.height else "tall"}
 
 
-def _near_duplicate(b: PoolBuilder, row: dict, asset: Asset, free: list) -> dict:
+def _near_duplicate(b: PoolBuilder, at, row: dict, asset: Asset, sources: Copyable) -> dict:
     """The row now shows a perturbed eval image, with a clean caption of its concept."""
-    source: EvalImage = free.pop()
+    source: EvalImage = sources.evals.pop()
     asset.spec, asset.eval_image = source.spec, source
     asset.detail = PERTURBATIONS[b.rng.integers(len(PERTURBATIONS))]
     row["_concept"] = source.spec
@@ -125,8 +174,28 @@ def _near_duplicate(b: PoolBuilder, row: dict, asset: Asset, free: list) -> dict
     return {"detail": asset.detail, "eval_split": source.split, "eval_key": source.key}
 
 
+def _pool_near_duplicate(
+    b: PoolBuilder, at: tuple[int, int], row: dict, asset: Asset, sources: Copyable
+) -> dict:
+    """The row now shows a perturbed copy of an earlier clean row's image, with a clean caption
+    of its concept; it keeps its own URL and uid, so URL and uid dedup keep both."""
+    s, i = sources.take_before(b.rng, at)
+    source = b.shards[s][i]
+    original = b.assets[source["_path"]]
+    asset.spec, asset.pool_source = original.spec, original.path
+    asset.detail = PERTURBATIONS[b.rng.integers(len(PERTURBATIONS))]
+    row["_concept"] = original.spec
+    _recaption(b, row, clean_caption(b.rng, original.spec), "clean")
+    return {
+        "detail": asset.detail,
+        "duplicate_of": source["uid"],
+        "source_shard": shard_name(s),
+        "source_row": i,
+    }
+
+
 def _route_planter(kind: str) -> Callable:
-    def plant(b: PoolBuilder, row: dict, asset: Asset, free) -> dict:
+    def plant(b: PoolBuilder, at, row: dict, asset: Asset, sources) -> dict:
         details = ROUTE_DETAILS[kind]
         asset.route, asset.detail = ROUTE_OF[kind], details[b.rng.integers(len(details))]
         location = PRIVATE_TARGETS.get(asset.detail) if kind == "redirect_private" else None
@@ -142,5 +211,6 @@ PLANTERS: dict[str, Callable] = {
     "tiny_image": _tiny,
     "extreme_aspect": _extreme,
     "eval_near_duplicate": _near_duplicate,
+    COPY: _pool_near_duplicate,
     **{kind: _route_planter(kind) for kind in ROUTE_OF},
 }

@@ -3,6 +3,8 @@
 Grain: one planted problem per pool row, on rows that survive ingest and URL dedup ("base"
 rows), so every planted row reaches the downloader and the filters, and no row carries two
 problems. Per shard, a kind is planted on exactly ``problem_count(rate, rows_per_shard)`` rows.
+The two copying kinds: ``eval_near_duplicate`` shows a perturbed eval image,
+``near_duplicate_image`` a perturbed copy of an earlier clean pool row's image (plant.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ OUTCOMES: dict[str, str] = {
     "tiny_image": "success",
     "extreme_aspect": "success",
     "eval_near_duplicate": "success",
+    "near_duplicate_image": "success",
     "http_404": "http_404",
     "http_500": "http_500",
     "corrupt_bytes": "decode_error",
@@ -34,6 +37,7 @@ DEFAULT_RATES: dict[str, float] = {
     "tiny_image": 0.02,
     "extreme_aspect": 0.02,
     "eval_near_duplicate": 0.01,
+    "near_duplicate_image": 0.02,
     "http_404": 0.03,
     "http_500": 0.01,
     "corrupt_bytes": 0.01,

@@ -70,6 +70,13 @@ class Asset:
     route: str = "ok"
     detail: str | None = None
     eval_image: EvalImage | None = None
+    pool_source: str | None = None  # the URL path of the pool image this one copies
+
+    @property
+    def is_copy(self) -> bool:
+        """Whether this serves a perturbed copy of another image (an eval image, or a pool
+        row's at ``pool_source``): ``spec`` is that image's, ``detail`` the perturbation."""
+        return self.eval_image is not None or self.pool_source is not None
 
 
 def metadata_scores(rng: np.random.Generator, quality: str) -> tuple[float, float]:

@@ -29,7 +29,8 @@ def ordinary_size(
     """(width, height): long side log-uniform in [min_side, max_side], aspect <= max_aspect."""
     long = round(math.exp(rng.uniform(math.log(min_side), math.log(max_side))))
     aspect = math.exp(rng.uniform(0.0, math.log(max_aspect)))
-    return _oriented(rng, long, min(long, max(min_side, round(long / aspect))))
+    # ceil, not round: rounding the short side down could push the aspect past max_aspect
+    return _oriented(rng, long, min(long, max(min_side, math.ceil(long / aspect))))
 
 
 def tiny_size(rng: np.random.Generator) -> tuple[int, int]:

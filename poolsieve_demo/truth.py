@@ -5,11 +5,14 @@ Grain: one document per world. The pool builder's part (rows.PoolBuilder.truth):
 rows. Then:
 
 * ``problems``: one entry per planted content problem (shard, row, uid, url, kind, detail,
-  expect_download, concept, size, and caption_concept / eval_split + eval_key / location);
+  expect_download, concept, size, and caption_concept / eval_split + eval_key / location /
+  duplicate_of + source_shard + source_row);
 * ``problem_counts`` (all shards) and ``problem_counts_per_shard``;
 * ``download``: expected outcome counts over the rows dedup keeps (clean rows -> success), total
   and per shard; ``timeout`` assumes a downloader timeout below ``slow_seconds``;
 * ``eval_near_duplicates``: pool uid -> eval image, with the perturbation;
+* ``image_near_duplicates``: pool uid -> the earlier pool row whose image it copies
+  (``duplicate_of``: that row's uid; ``source_shard``, ``source_row``), with the perturbation;
 * ``trusted`` and ``eval`` sizes; ``seed``, ``config``, both base URLs and the hosts a downloader
   must allowlist to reach the demo server.
 """
@@ -21,8 +24,9 @@ from urllib.parse import urlsplit
 
 from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
 
-#: the format number of world_truth.json (recorded in it as ``version``)
-TRUTH_FORMAT = 2
+#: the format number of world_truth.json (recorded in it as ``version``); 3 adds the
+#: ``near_duplicate_image`` kind and ``image_near_duplicates``
+TRUTH_FORMAT = 3
 
 
 def download_expectation(pool_truth: dict, problems: list[dict]) -> dict:
@@ -71,5 +75,18 @@ def world_truth(pool_truth: dict, problems: list[dict], extras: dict) -> dict:
             }
             for p in problems
             if p["kind"] == "eval_near_duplicate"
+        ],
+        "image_near_duplicates": [
+            {
+                "uid": p["uid"],
+                "shard": p["shard"],
+                "row": p["row"],
+                "duplicate_of": p["duplicate_of"],
+                "source_shard": p["source_shard"],
+                "source_row": p["source_row"],
+                "perturbation": p["detail"],
+            }
+            for p in problems
+            if p["kind"] == "near_duplicate_image"
         ],
     }

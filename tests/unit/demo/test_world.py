@@ -84,7 +84,7 @@ def test_rewrite_replaces_the_world(tmp_path):
 
 def test_layout(world):
     truth = json.loads(world.truth_path.read_text())
-    assert truth == world.truth and truth["version"] == 2 and truth["seed"] == 3
+    assert truth == world.truth and truth["version"] == 3 and truth["seed"] == 3
     assert [pq.read_schema(p) for p in world.shard_paths] == [SCHEMA, SCHEMA]
     assert truth["allowlist_hosts"] == ["127.0.0.1:8808", "localhost:8808"]
     sizes = json.loads((world.trusted_dir / "sizes.json").read_text())
@@ -326,6 +326,10 @@ def test_corrupt_bytes_defeat_opencv_too(world, routes):
                 )
             },
             "eval images",
+        ),
+        (
+            {"config": WorldConfig(rates={"near_duplicate_image": 0.3})},
+            "too few clean rows before",
         ),
         ({"rows_per_shard": 20}, "too many"),
     ],
