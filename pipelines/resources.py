@@ -239,10 +239,11 @@ class CurationResource(dg.ConfigurableResource):
         "near-duplicates (the later is dropped by filters that use it); -1: the rule is off",
     )
     semantic_threshold: float = setting(
-        0.97,
+        0.0,
         "POOLSIEVE_SEMDEDUP_THRESHOLD",
         "near_duplicates (SemDeDup): two images of one image cluster whose embeddings' cosine "
-        "similarity is at least this are near-duplicates; 0: the rule is off",
+        "similarity is at least this are near-duplicates; 0 (the default): the rule is off (it "
+        "needs a strong CLIP's embeddings)",
     )
 
     download_selection: str = setting(

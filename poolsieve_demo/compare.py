@@ -74,8 +74,16 @@ def image_duplicate_rates(root: Path, truth_path: Path) -> dict | None:
     rates = {}
     for rule in (*IMAGE_DUP_RULES, *found_rules, "all"):
         chosen = [(u, d) for u, r, d in drops if rule in ("all", r)]
-        rates[rule] = _rule_rates(chosen, planted, others)
+        rates[rule] = _rule_rates(chosen, planted, others) | {"on": rule in _rules_on(lake)}
     return rates
+
+
+def _rules_on(lake: Lake) -> set[str]:
+    """The rules near_duplicates ran with (its settings.json; every rule when it has none)."""
+    settings = lake.path(IMAGE_DUP_ASSET, "settings.json")
+    if not settings.exists():
+        return {*IMAGE_DUP_RULES, "all"}
+    return {*json.loads(settings.read_text())["rules"], "all"}
 
 
 def _decoded_uids(conn, lake: Lake) -> set[str]:
@@ -108,6 +116,9 @@ def image_duplicate_lines(rates: dict) -> list[str]:
     """One report line per rule of ``image_duplicate_rates`` (the last: any rule)."""
     lines = []
     for rule, r in rates.items():
+        if not r.get("on", True):
+            lines.append(f"image near-duplicates ({rule}): rule off (curation settings)")
+            continue
         found = "none planted"  # a world written before truth format 3
         if r["planted"]:
             named = r["found_with_right_source"] / r["planted"]

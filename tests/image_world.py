@@ -18,7 +18,7 @@ from poolsieve_demo.server import free_port
 
 # More planted eval near-duplicates than the default (1%), so recall is measured on 30 copies.
 CONFIG = WorldConfig(
-    rates={"eval_near_duplicate": 0.1},
+    rates={"eval_near_duplicate": 0.1, "near_duplicate_image": 0.05},
     trusted_samples=200,
     trusted_shard_size=100,
     eval_per_class=3,

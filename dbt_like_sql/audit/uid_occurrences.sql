@@ -1,5 +1,6 @@
 -- Every pool row carrying $uid, valid or quarantined, with what each per-shard step decided for
--- it: URL dedup, download, CLIP score, eval decontamination, and its pool features.
+-- it: URL dedup, download, CLIP score, eval decontamination, and its pool features (with the
+-- earlier images near_duplicates found it a copy of).
 WITH occurrences AS (
     SELECT shard, row_idx, uid, url, url_norm, text,
            NULL::VARCHAR AS quarantine_reason, NULL::VARCHAR AS quarantine_detail
@@ -24,7 +25,11 @@ SELECT
     x.nearest_eval,
     x.flagged AS eval_near_duplicate,
     f.language,
-    f.ineligible_reason
+    f.ineligible_reason,
+    f.phash_duplicate_of,
+    f.phash_distance,
+    f.semantic_duplicate_of,
+    f.semantic_similarity
 FROM occurrences o
 LEFT JOIN {{ source('decisions') }} d ON d.shard = o.shard AND d.row_idx = o.row_idx
 LEFT JOIN {{ source('download_status') }} s ON d.keep AND s.uid = o.uid

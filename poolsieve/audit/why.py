@@ -64,7 +64,11 @@ SOURCES = {
         "uid VARCHAR, max_similarity FLOAT, nearest_eval VARCHAR, flagged BOOLEAN",
     ),
 }
-FEATURES_COLUMNS = "shard VARCHAR, row_idx BIGINT, language VARCHAR, ineligible_reason VARCHAR"
+FEATURES_COLUMNS = (
+    "shard VARCHAR, row_idx BIGINT, language VARCHAR, ineligible_reason VARCHAR, "
+    "phash_duplicate_of VARCHAR, phash_distance INTEGER, semantic_duplicate_of VARCHAR, "
+    "semantic_similarity FLOAT"
+)
 
 
 def _view(conn, name: str, files: list[str], columns: str) -> None:
@@ -172,6 +176,22 @@ def _occurrence_lines(o: dict) -> list[str]:
         lines.append(
             f"    {flag} an eval near-duplicate (max similarity "
             f"{o['eval_max_similarity']:.3f} to {o['nearest_eval']})"
+        )
+    return lines + _near_duplicate_lines(o)
+
+
+def _near_duplicate_lines(o: dict) -> list[str]:
+    """The earlier images near_duplicates found this one a copy of (filters may drop it)."""
+    lines = []
+    if o.get("phash_duplicate_of"):
+        lines.append(
+            f"    near-duplicate image of uid {o['phash_duplicate_of']} (pHash "
+            f"{o['phash_distance']} bits apart)"
+        )
+    if o.get("semantic_duplicate_of"):
+        lines.append(
+            f"    semantic duplicate of uid {o['semantic_duplicate_of']} (embedding cosine "
+            f"{o['semantic_similarity']:.3f})"
         )
     return lines
 

@@ -34,7 +34,7 @@ import json
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -45,11 +45,13 @@ import pyarrow.parquet as pq
 from poolsieve.curate.clusters import CLUSTERS_FILE, shard_embeddings
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
 from poolsieve.images.hashes import HASHES_FILE, PHASH_BITS
-from poolsieve.lake import Lake, commit, literal_path, tmp_path_for, upstream_file
+from poolsieve.lake import Lake, commit, literal_path, tmp_path_for, upstream_file, write_json
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 ASSET = "near_duplicates"
 RESULT_FILE = "near_duplicates.parquet"
+#: the settings the files were decided with (which rules were on), beside the shards' folders
+SETTINGS_FILE = "settings.json"
 RULES = ("phash", "semantic")
 SCHEMA = pa.schema(
     [
@@ -66,12 +68,19 @@ QUERY_BATCH = 4096  # rows per faiss range search: bounds its result lists
 @dataclass(frozen=True)
 class NearDupSettings:
     """``phash_max_distance``: bits (of 64) within which two pHashes match; negative: the rule
-    is off. ``semantic_threshold``: cosine similarity from which two embeddings match; 0: off.
+    is off. ``semantic_threshold``: cosine similarity from which two embeddings match; 0 (the default):
+    off, since it needs a strong CLIP's embeddings (docs/curation.md has the demo's figures).
     ``source``: the embeddings (as curation.cluster_embeddings: the clusters' own)."""
 
     phash_max_distance: int = 2
-    semantic_threshold: float = 0.97
+    semantic_threshold: float = 0.0
     source: str = "scorer"
+
+    def rules_on(self) -> list[str]:
+        return [r for r, on in zip(RULES, self.on(), strict=True) if on]
+
+    def on(self) -> tuple[bool, bool]:
+        return self.phash_max_distance >= 0, self.semantic_threshold > 0
 
     def __post_init__(self):
         if self.phash_max_distance > PHASH_BITS // 2:
@@ -124,6 +133,9 @@ def find_near_duplicates(
     for shard in shards:
         changed = _write_shard(conn, lake, shard)
         (result.written if changed else result.unchanged).append(shard)
+    write_json(
+        lake.root / ASSET / SETTINGS_FILE, {**asdict(settings), "rules": settings.rules_on()}
+    )
     return result
 
 

@@ -21,7 +21,7 @@ from poolsieve.audit.report import lake_counts
 from poolsieve.clip.npz import check_alignment, read_npz
 from poolsieve.images.download import outcome_counts
 from poolsieve.images.status import STATUS_FILE
-from poolsieve_demo.compare import near_duplicate_rates
+from poolsieve_demo.compare import image_duplicate_rates, near_duplicate_rates
 from poolsieve_demo.server import health
 from tests.image_world import make_resources, run_job, run_world, shard_digests
 
@@ -143,6 +143,52 @@ def test_a_copy_names_the_eval_image_it_copies(pipeline):
         if found[d["uid"]]["flagged"] and d["eval_key"] in found[d["uid"]]["nearest_eval"]
     ]
     assert len(hits) >= 0.95 * len(world.truth["eval_near_duplicates"])
+
+
+def _near_duplicate_rows(lake) -> dict[str, dict]:
+    rows = pq.read_table(lake.asset_files("near_duplicates", "near_duplicates.parquet"))
+    return {r["uid"]: r for r in rows.to_pylist() if r["rule"] == "phash"}
+
+
+def _pool_order(lake, shards: list[str]) -> dict[str, tuple[int, int]]:
+    """uid -> (shard's place in pool order, row_idx)."""
+    place = {}
+    for i, shard in enumerate(shards):
+        rows = pq.read_table(lake.partition_file("pool_shard", shard, "rows.parquet"))
+        place |= {r["uid"]: (i, r["row_idx"]) for r in rows.select(["uid", "row_idx"]).to_pylist()}
+    return place
+
+
+def _phashes(lake) -> dict[str, int]:
+    table = pq.read_table(lake.asset_files("image_hashes", "hashes.parquet"))
+    return {r["uid"]: r["phash"] for r in table.to_pylist() if r["phash"] is not None}
+
+
+def test_near_duplicates_drop_the_planted_copies_each_naming_an_earlier_image(pipeline):
+    """Every planted copy whose pHash is within the distance of its source's is dropped, naming
+    an earlier image within that distance (nearly always its source); against the truth:
+    recall and false drops."""
+    lake, world = pipeline["lake"], pipeline["world"]
+    limit = pipeline["resources"].curation.phash_max_distance
+    dropped, phash = _near_duplicate_rows(lake), _phashes(lake)
+    copies = world.truth["image_near_duplicates"]
+    assert len(copies) == 16
+
+    def bits(a: str, b: str) -> int:
+        return bin((phash[a] ^ phash[b]) & (2**64 - 1)).count("1")
+
+    close = [c for c in copies if bits(c["uid"], c["duplicate_of"]) <= limit]
+    assert len(close) >= len(copies) // 2  # the perturbations pHash tolerates
+    place = _pool_order(lake, world.truth["shards"])
+    for copy in close:
+        named = dropped[copy["uid"]]["duplicate_of"]
+        assert bits(copy["uid"], named) <= limit
+        assert place[named] < place[copy["uid"]]
+    rates = image_duplicate_rates(lake.root, world.truth_path)
+    assert rates["phash"]["recall"] >= 0.5
+    assert rates["phash"]["found_with_right_source"] >= 0.9 * len(close)
+    assert rates["phash"]["false_drop_rate"] <= 0.02
+    assert rates["semantic"]["on"] is False  # off by default
 
 
 def test_lake_counts_match_the_truth(pipeline):

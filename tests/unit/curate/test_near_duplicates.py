@@ -102,7 +102,8 @@ def test_a_shard_without_hashes_or_clusters_is_named_not_fatal(lake, mem):
     _shard(lake, "s0", ["a"], [1], [_unit(1, 0)], [0])
     (lake.root / "image_hashes" / "s0" / "hashes.parquet").unlink()
     (lake.root / "shard_clusters" / "s0" / "clusters.parquet").unlink()
-    result = find_near_duplicates(mem, lake, {"s0": 0}, NearDupSettings())
+    settings = NearDupSettings(semantic_threshold=0.9)
+    result = find_near_duplicates(mem, lake, {"s0": 0}, settings)
     assert result.without_hashes == ["s0"] and result.without_clusters == ["s0"]
     assert _found(lake, "s0") == set()
 

@@ -73,7 +73,7 @@ def test_rates_per_rule_and_for_any_rule(lake, truth_path):
     _near_duplicates(lake)
     rates = image_duplicate_rates(lake.root, truth_path)
     assert list(rates) == ["phash", "semantic", "all"]
-    others = {"planted": 4, "others": 6}  # s1-s4, u1, u2 (u3 not decoded)
+    others = {"planted": 4, "others": 6, "on": True}  # s1-s4, u1, u2 (u3 not decoded)
     assert rates["phash"] == {
         **others,
         "found": 2,
@@ -130,3 +130,8 @@ def test_the_demo_command_prints_one_line_per_rule(lake, truth_path, capsys):
         "image near-duplicates (any rule): 75.0% of 4 planted dropped (50.0% naming their "
         "source), 16.67% of 6 others dropped",
     ]
+    settings = lake.root / "near_duplicates" / "settings.json"
+    settings.write_text(json.dumps({"rules": ["phash"]}))  # the semantic rule was off
+    _report_truth({"quarantine": {}, "dedup": {}}, str(lake.root), truth_path)
+    semantic = capsys.readouterr().out.splitlines()[2]
+    assert semantic == "image near-duplicates (semantic): rule off (curation settings)"
