@@ -3,6 +3,8 @@
     poolsieve run --source DIR     register every parquet file of DIR as a shard and run the main
                                    job (--job ingest_job: ingest + dedup only)
     poolsieve why UID [--strategy S]  why a uid is in or out of each subset, and who decided
+    poolsieve affected LISTS       what takedown/hash lists remove: the rows they match, the
+                                   subsets that keep them and the models built on those
     poolsieve lineage STRATEGY     what produced a strategy's model (Dagster event log)
     poolsieve stale                what an edit made stale (filters observed first) and what to re-run
     poolsieve normalize-url URL..  print each URL's normalized form (the SQL macro's answer)
@@ -62,6 +64,35 @@ def cmd_why(args) -> int:
     else:
         print(format_explanation(doc, args.strategy))
     return 0 if doc["occurrences"] else 1
+
+
+def cmd_affected(args) -> int:
+    import json
+
+    from poolsieve.curate import takedown
+    from poolsieve.duck import connect
+    from poolsieve.pipelines.resources import resources_from_env
+    from poolsieve.pool.registry import registered_shards, registry_listing
+
+    lake = resources_from_env(lake={"lake_dir": args.lake}).lake.store  # a folder or a URL
+    if not registry_listing(lake) and not lake.catalog.exists():  # a mistyped --lake: say so
+        print(
+            f"poolsieve affected: {lake.location} is not a lake (no url_registry)", file=sys.stderr
+        )
+        return 2
+    shards = registered_shards(lake)
+    try:  # a bad list, a bad distance, a shard whose rows are gone: said, not a traceback
+        lists = takedown.load_lists(args.lists)
+        with connect() as conn:
+            matches = takedown.match_removals(conn, lake, lists, shards, args.phash_max_distance)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"poolsieve affected: {err}", file=sys.stderr)
+        return 2
+    found = takedown.affected(lake, matches.column("uid").to_pylist())
+    missing = takedown.shards_without_hashes(lake, shards)
+    doc = takedown.report(lists, matches, found, shards, missing)
+    print(json.dumps(doc, indent=1) if args.json else takedown.format_report(doc))
+    return 0
 
 
 def cmd_lineage(args) -> int:
@@ -134,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lake", default=lake_default)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_why)
+    p = sub.add_parser(
+        "affected", help="what takedown/hash lists remove, and the subsets and models they touch"
+    )
+    p.add_argument("lists", help="a list file (.csv or .parquet) or a folder of them")
+    p.add_argument("--lake", default=lake_default)
+    p.add_argument(
+        "--phash-max-distance",
+        type=int,
+        default=4,
+        help="bits within which an image's pHash matches a listed one (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_affected)
     p = sub.add_parser("lineage", help="what produced a strategy's model (from the event log)")
     p.add_argument("strategy")
     p.add_argument("--json", action="store_true")

@@ -64,29 +64,25 @@ def world_truth(pool_truth: dict, problems: list[dict], extras: dict) -> dict:
         "problem_counts": totals,
         "problem_counts_per_shard": per_shard,
         "download": download_expectation(pool_truth, problems),
-        "eval_near_duplicates": [
-            {
-                "uid": p["uid"],
-                "shard": p["shard"],
-                "row": p["row"],
-                "eval_split": p["eval_split"],
-                "eval_key": p["eval_key"],
-                "perturbation": p["detail"],
-            }
-            for p in problems
-            if p["kind"] == "eval_near_duplicate"
-        ],
-        "image_near_duplicates": [
-            {
-                "uid": p["uid"],
-                "shard": p["shard"],
-                "row": p["row"],
-                "duplicate_of": p["duplicate_of"],
-                "source_shard": p["source_shard"],
-                "source_row": p["source_row"],
-                "perturbation": p["detail"],
-            }
-            for p in problems
-            if p["kind"] == "near_duplicate_image"
-        ],
+        "eval_near_duplicates": _copies(
+            problems, "eval_near_duplicate", ("eval_split", "eval_key")
+        ),
+        "image_near_duplicates": _copies(
+            problems, "near_duplicate_image", ("duplicate_of", "source_shard", "source_row")
+        ),
     }
+
+
+def _copies(problems: list[dict], kind: str, fields: tuple[str, ...]) -> list[dict]:
+    """The planted copies of one kind: where each is, what it copies, its perturbation."""
+    return [
+        {
+            "uid": p["uid"],
+            "shard": p["shard"],
+            "row": p["row"],
+            **{f: p[f] for f in fields},
+            "perturbation": p["detail"],
+        }
+        for p in problems
+        if p["kind"] == kind
+    ]

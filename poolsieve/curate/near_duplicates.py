@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -44,7 +43,7 @@ import pyarrow.parquet as pq
 
 from poolsieve.curate.clusters import CLUSTERS_FILE, shard_embeddings
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
-from poolsieve.images.hashes import HASHES_FILE, PHASH_BITS
+from poolsieve.images.hashes import HASHES_FILE, PHASH_BITS, phash_block_params
 from poolsieve.lake import Lake, commit, literal_path, tmp_path_for, upstream_file, write_json
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
@@ -160,14 +159,7 @@ def _phash_duplicates(conn, lake, order, shards, settings, project, result) -> N
         project.run(conn, ["image_rows"], sources, {"shard": shard, "shard_seq": order[shard]})
         conn.execute("INSERT INTO all_image_rows SELECT * FROM image_rows")
     result.images = conn.execute("SELECT count(*) FROM all_image_rows").fetchall()[0][0]
-    blocks = max(settings.phash_max_distance, 0) + 1
-    bits = math.ceil(PHASH_BITS / blocks)
-    params = {
-        "max_distance": settings.phash_max_distance,
-        "blocks": blocks,
-        "block_bits": bits,
-        "block_mask": -1 if bits >= PHASH_BITS else (1 << bits) - 1,
-    }
+    params = phash_block_params(settings.phash_max_distance)
     project.run(conn, ["phash_duplicates"], {"image_rows": "all_image_rows"}, params)
 
 

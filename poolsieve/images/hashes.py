@@ -48,6 +48,16 @@ class HashResult:
     undecodable: int
 
 
+def phash_block_params(max_distance: int) -> dict:
+    """The SQL parameters of a pHash candidate join within ``max_distance`` bits: two 64-bit
+    hashes that close agree exactly on one of ``max_distance + 1`` blocks (the pigeonhole
+    principle), so only rows sharing a block value are compared."""
+    blocks = max(max_distance, 0) + 1
+    bits = -(-PHASH_BITS // blocks)
+    mask = -1 if bits >= PHASH_BITS else (1 << bits) - 1
+    return {"max_distance": max_distance, "blocks": blocks, "block_bits": bits, "block_mask": mask}
+
+
 def phash64(image) -> int:
     """The image's 64-bit DCT perceptual hash as a signed int64 (bit i = the i-th hash cell)."""
     bits = imagehash.phash(image.convert("RGB")).hash.flatten()
