@@ -11,6 +11,7 @@ from poolsieve.assets.metadata import (
     yaml_check,
 )
 from poolsieve.assets.near_duplicates import near_duplicates
+from poolsieve.assets.removals import removals
 from poolsieve.assets.scorer import scorer
 from poolsieve.assets.shard_features import shard_features
 from poolsieve.pipelines.partitions import SHARDS
@@ -20,7 +21,7 @@ from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
 from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()
-INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_duplicate"]
+INELIGIBLE = ["removed", "duplicate_url", "download_failed", "not_embedded", "eval_near_duplicate"]
 
 
 @dg.asset(
@@ -33,6 +34,7 @@ INELIGIBLE = ["duplicate_url", "download_failed", "not_embedded", "eval_near_dup
         eval_decontamination,
         scorer,
         near_duplicates,
+        removals,
     ],
     code_version=PROJECT.code_version(FEATURE_MODELS),
     group_name="curation",

@@ -14,12 +14,14 @@ from poolsieve.assets.metadata_embeddings import metadata_embeddings
 from poolsieve.assets.near_duplicates import near_duplicates
 from poolsieve.assets.pool_features import pool_features
 from poolsieve.assets.pool_shard import pool_shard
+from poolsieve.assets.removals import removals
 from poolsieve.assets.scorer import scorer
 from poolsieve.assets.selected_images import selected_images
 from poolsieve.assets.shard_clusters import shard_clusters
 from poolsieve.assets.shard_features import shard_features
 from poolsieve.assets.shard_images import shard_images
 from poolsieve.assets.subset import subset
+from poolsieve.assets.takedown_lists import takedown_lists
 from poolsieve.assets.train_shards import train_shards
 from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.execution import Execution
@@ -91,6 +93,8 @@ def build_defs(resources: Resources, execution: Execution | None = None) -> dg.D
             image_centroids,
             shard_clusters,
             near_duplicates,
+            takedown_lists,
+            removals,
             pool_features,
             filter_sql,
             subset,

@@ -60,9 +60,11 @@ shard_clusters_job = dg.define_asset_job(
 
 features_job = dg.define_asset_job(
     "features_job",
-    selection=dg.AssetSelection.assets("near_duplicates", "pool_features"),
-    description="near_duplicates, then pool_features over every shard (after the shards' main "
-    "job and their image clusters).",
+    selection=dg.AssetSelection.assets(
+        "near_duplicates", "takedown_lists", "removals", "pool_features"
+    ),
+    description="near_duplicates, the takedown lists observed and their removals, then "
+    "pool_features over every shard (after the shards' main job and their image clusters).",
     tags=CATALOG_TAGS,
 )
 

@@ -246,6 +246,18 @@ class CurationResource(dg.ConfigurableResource):
         "needs a strong CLIP's embeddings)",
     )
 
+    takedown_lists: str = setting(
+        "",
+        "POOLSIEVE_TAKEDOWN_LISTS",
+        "a folder of takedown and hash lists (CSV or parquet: uid, url, sha256 or phash per row; "
+        "docs/curation.md); every row they match is removed from every subset; empty: none",
+    )
+    takedown_phash_distance: int = setting(
+        4,
+        "POOLSIEVE_TAKEDOWN_PHASH_DISTANCE",
+        "a listed pHash removes images whose pHash is within this many bits (of 64)",
+    )
+
     download_selection: str = setting(
         "none",
         "POOLSIEVE_DOWNLOAD_SELECTION",

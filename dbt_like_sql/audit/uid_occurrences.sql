@@ -29,7 +29,11 @@ SELECT
     f.phash_duplicate_of,
     f.phash_distance,
     f.semantic_duplicate_of,
-    f.semantic_similarity
+    f.semantic_similarity,
+    f.removed_by_list,
+    f.removed_by_entry,
+    f.removed_matched_on,
+    f.removed_reference
 FROM occurrences o
 LEFT JOIN {{ source('decisions') }} d ON d.shard = o.shard AND d.row_idx = o.row_idx
 LEFT JOIN {{ source('download_status') }} s ON d.keep AND s.uid = o.uid

@@ -6,6 +6,7 @@
 -- the near-duplicate images an earlier image makes redundant (near_duplicates: by pHash and by
 -- embedding; not a reason of their own: the filters that want them drop them).
 -- ineligible_reason: why a row can never be trained on whatever the filter (NULL: eligible):
+-- removed by a takedown or hash list (removals; removed_by_* name the first entry that matched);
 -- dropped by URL dedup; in download mode also image not downloaded, image not embedded, or an
 -- eval near-duplicate. $mode: 'download' or 'metadata' (DataComp's filtering track).
 -- A features row is joined on (shard, row_idx, uid): a shard whose features are missing or
@@ -37,7 +38,12 @@ SELECT
     ph.distance::INTEGER AS phash_distance,
     se.duplicate_of AS semantic_duplicate_of,
     (1 - se.distance)::FLOAT AS semantic_similarity,
+    rm.list AS removed_by_list,
+    rm.entry AS removed_by_entry,
+    rm.matched_on AS removed_matched_on,
+    rm.reference AS removed_reference,
     CASE
+        WHEN rm.uid IS NOT NULL THEN 'removed'
         WHEN NOT d.keep THEN d.reason
         WHEN $mode = 'metadata' THEN NULL
         WHEN s.status IS DISTINCT FROM 'success' THEN 'download_failed'
@@ -58,6 +64,15 @@ LEFT JOIN {{ source('download_status') }} s ON d.keep AND s.uid = r.uid
 LEFT JOIN {{ source('embeddings') }} e ON d.keep AND e.uid = r.uid
 LEFT JOIN {{ source('decontamination') }} x ON d.keep AND x.uid = r.uid
 LEFT JOIN {{ source('clusters') }} c ON d.keep AND c.uid = r.uid
+LEFT JOIN (  -- the first entry (list, entry) of the takedown lists that matched the row
+    SELECT uid, shard, row_idx,
+           arg_min(list, (list, entry)) AS list,
+           arg_min(entry, (list, entry)) AS entry,
+           arg_min(matched_on, (list, entry)) AS matched_on,
+           arg_min(reference, (list, entry)) AS reference
+    FROM {{ source('removals') }}
+    GROUP BY uid, shard, row_idx
+) rm ON rm.shard = r.shard AND rm.row_idx = r.row_idx
 LEFT JOIN {{ source('near_duplicates') }} ph ON d.keep AND ph.uid = r.uid AND ph.rule = 'phash'
 LEFT JOIN {{ source('near_duplicates') }} se ON d.keep AND se.uid = r.uid AND se.rule = 'semantic'
 WHERE d.reason IS DISTINCT FROM 'duplicate_uid'

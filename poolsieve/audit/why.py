@@ -67,7 +67,8 @@ SOURCES = {
 FEATURES_COLUMNS = (
     "shard VARCHAR, row_idx BIGINT, language VARCHAR, ineligible_reason VARCHAR, "
     "phash_duplicate_of VARCHAR, phash_distance INTEGER, semantic_duplicate_of VARCHAR, "
-    "semantic_similarity FLOAT"
+    "semantic_similarity FLOAT, removed_by_list VARCHAR, removed_by_entry BIGINT, "
+    "removed_matched_on VARCHAR, removed_reference VARCHAR"
 )
 
 
@@ -164,7 +165,8 @@ def _occurrence_lines(o: dict) -> list[str]:
         return [*lines, f"    quarantined: {o['quarantine_reason']} ({o['quarantine_detail']})"]
     lines.append(f"    normalized URL: {o['url_norm']}")
     if not o["dedup_keep"]:
-        return [*lines, f"    dropped by URL dedup: {o['dedup_reason']} of uid {o['duplicate_of']}"]
+        dropped = f"    dropped by URL dedup: {o['dedup_reason']} of uid {o['duplicate_of']}"
+        return [*lines, dropped, *_removal_lines(o)]
     lines.append("    kept by URL dedup")
     status = o["download_status"] or "not downloaded yet"
     error = f" ({o['download_error']}: {o['download_message']})" if o["download_error"] else ""
@@ -177,7 +179,18 @@ def _occurrence_lines(o: dict) -> list[str]:
             f"    {flag} an eval near-duplicate (max similarity "
             f"{o['eval_max_similarity']:.3f} to {o['nearest_eval']})"
         )
-    return lines + _near_duplicate_lines(o)
+    return lines + _near_duplicate_lines(o) + _removal_lines(o)
+
+
+def _removal_lines(o: dict) -> list[str]:
+    """The takedown or hash list entry that removed the row (the first, when several did)."""
+    if not o.get("removed_by_list"):
+        return []
+    reference = f", reference {o['removed_reference']}" if o["removed_reference"] else ""
+    return [
+        f"    REMOVED by takedown list {o['removed_by_list']!r} entry {o['removed_by_entry']} "
+        f"(matched on {o['removed_matched_on']}{reference})"
+    ]
 
 
 def _near_duplicate_lines(o: dict) -> list[str]:

@@ -43,6 +43,8 @@ from poolsieve.curate.near_duplicates import ASSET as NEAR_DUP_ASSET
 from poolsieve.curate.near_duplicates import RESULT_FILE as NEAR_DUP_FILE
 from poolsieve.curate.near_duplicates import SCHEMA as NEAR_DUP_SCHEMA
 from poolsieve.curate.shard_features import FEATURES_FILE, FeatureSettings, recorded_detectors
+from poolsieve.curate.takedown import ASSET as REMOVALS_ASSET
+from poolsieve.curate.takedown import REMOVALS_FILE, REMOVALS_SCHEMA
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.decontamination import RESULT_SCHEMA as DECONTAM_SCHEMA
 from poolsieve.images.status import STATUS_FILE, STATUS_SCHEMA
@@ -79,6 +81,7 @@ DOWNLOAD_INPUTS = {
 OPTIONAL = {
     "clusters": ("shard_clusters", "clusters.parquet"),
     "near_duplicates": (NEAR_DUP_ASSET, NEAR_DUP_FILE),
+    "removals": (REMOVALS_ASSET, REMOVALS_FILE),
 }
 #: the columns a source gives the model when no shard has its file (metadata mode, no clusters)
 EMPTY = {
@@ -89,6 +92,7 @@ EMPTY = {
         [("uid", pa.string()), ("image_cluster", pa.int32()), ("exemplar_cluster", pa.bool_())]
     ),
     "near_duplicates": NEAR_DUP_SCHEMA,
+    "removals": REMOVALS_SCHEMA,
 }
 
 

@@ -209,6 +209,8 @@ def _datacomp(df: pl.DataFrame, image_ok: np.ndarray) -> dict[str, set[str]]:
         "laion": (pl.col("gcld3") == "en") & (pl.col("clip_b32_similarity_score") >= 0.28),
         "image_based": image_based,
         "image_and_clip": image_based & top30,
+        # no images to hash in metadata mode, and the semantic rule is off by default
+        "image_and_clip_dedup": image_based & top30,
         "text_based": english & _has_vocabulary_word(),
     }
     kept = {}

@@ -22,6 +22,8 @@ def test_definitions_hold_the_graph():
         "shard_clusters",
         "image_hashes",
         "near_duplicates",
+        "takedown_lists",
+        "removals",
         "pool_features",
         "filter_sql",
         "subset",
@@ -40,6 +42,8 @@ def test_definitions_hold_the_graph():
     assert parents["shard_features"] == {"pool_shard"}
     assert parents["image_hashes"] == {"shard_images"}
     assert parents["near_duplicates"] == {"image_hashes", "shard_clusters"}
+    assert parents["removals"] == {"takedown_lists", "pool_shard", "image_hashes"}
+    assert graph.get(dg.AssetKey("takedown_lists")).is_observable  # lists are observed data
     assert parents["metadata_embeddings"] == {"pool_shard"}
     assert parents["image_centroids"] == {"clip_embeddings", "metadata_embeddings", "scorer"}
     assert parents["shard_clusters"] == {
@@ -54,6 +58,7 @@ def test_definitions_hold_the_graph():
         "eval_decontamination",
         "scorer",
         "near_duplicates",
+        "removals",
     }
     assert parents["subset"] == {"pool_features", "filter_sql"}
     assert graph.get(dg.AssetKey("filter_sql")).is_observable  # a filter is observed data
