@@ -246,6 +246,24 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
     commit(tmp, final)
 
 
+def write_parquet_if_changed(final: Path, table) -> bool:
+    """Write ``table`` as ``final`` (parquet, atomically) unless the file already holds exactly
+    those bytes; whether it wrote. An unchanged file keeps its mtime, so what is fingerprinted
+    by it (pool_features' parts) is not rebuilt."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    data = buffer.getvalue()
+    if final.exists() and final.read_bytes() == data:
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(final, data)
+    return True
+
+
 def file_sha256(path: str | Path, filesystem=None, chunk: int = 1 << 20) -> str:
     """sha256 of a file (local path, or a path on an fsspec filesystem)."""
     digest = hashlib.sha256()

@@ -29,7 +29,6 @@ time, so memory is the largest cluster, not the pool.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import tempfile
@@ -44,7 +43,7 @@ import pyarrow.parquet as pq
 from poolsieve.curate.clusters import CLUSTERS_FILE, shard_embeddings
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
 from poolsieve.images.hashes import HASHES_FILE, PHASH_BITS, phash_block_params
-from poolsieve.lake import Lake, commit, literal_path, tmp_path_for, upstream_file, write_json
+from poolsieve.lake import Lake, literal_path, upstream_file, write_json, write_parquet_if_changed
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
 ASSET = "near_duplicates"
@@ -199,8 +198,11 @@ def _spill_shard(lake: Lake, shard: str, shard_seq: int, source: str, spill) -> 
     rows = pq.read_table(rows_path, columns=["uid", "row_idx"])
     row_of = dict(zip(rows["uid"].to_pylist(), rows["row_idx"].to_pylist(), strict=True))
     uids, emb = shard_embeddings(lake, shard, source)
-    for cluster in sorted({cluster_of.get(u) for u in uids} - {None}):
-        take = [i for i, u in enumerate(uids) if cluster_of.get(u) == cluster]
+    members: dict[int, list[int]] = {}
+    for i, uid in enumerate(uids):
+        if cluster_of.get(uid) is not None:
+            members.setdefault(cluster_of[uid], []).append(i)
+    for cluster, take in sorted(members.items()):
         keys = [(shard_seq << 40) + row_of[uids[i]] for i in take]
         spill.add(cluster, [uids[i] for i in take], shard, keys, emb[take])
     return True
@@ -293,14 +295,5 @@ def _write_shard(conn, lake: Lake, shard: str) -> bool:
         "WHERE shard = $shard ORDER BY rule, uid",
         params={"shard": shard},
     ).to_arrow_table()
-    buffer = io.BytesIO()
-    pq.write_table(table.cast(SCHEMA), buffer)
-    data = buffer.getvalue()
     path = lake.partition_file(ASSET, shard, RESULT_FILE)
-    if path.exists() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
-    tmp.write_bytes(data)
-    commit(tmp, path)
-    return True
+    return write_parquet_if_changed(path, table.cast(SCHEMA))

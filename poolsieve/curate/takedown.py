@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
 from poolsieve.images.hashes import HASHES_FILE, PHASH_BITS, phash_block_params
-from poolsieve.lake import Lake, atomic_file, literal_path, upstream_file
+from poolsieve.lake import Lake, literal_path, upstream_file, write_parquet_if_changed
 from poolsieve.pool.urlnorm import normalize_urls
 from poolsieve.sqlrunner import SqlProject
 
@@ -309,7 +309,8 @@ def shards_without_hashes(lake: Lake, shards: Iterable[str]) -> list[str]:
 
 def write_removals(lake: Lake, table: pa.Table, shards: Iterable[str]) -> dict[str, int]:
     """``removals/<shard>/removals.parquet`` for each of ``shards`` (REMOVALS_SCHEMA; an empty
-    file for a shard with no match), each written atomically; returns shard -> rows. A match in
+    file for a shard with no match), each written atomically and only when its rows changed
+    (pool_features keeps the parts of the other shards); returns shard -> rows. A match in
     a shard not among ``shards`` is refused: it would be silently left out."""
     shards = sorted(set(shards))
     table = table.cast(REMOVALS_SCHEMA)
@@ -319,10 +320,7 @@ def write_removals(lake: Lake, table: pa.Table, shards: Iterable[str]) -> dict[s
     written = {}
     for shard in shards:
         part = table.filter(pc.equal(table.column("shard"), shard))
-        final = lake.partition_dir(ASSET, shard) / REMOVALS_FILE
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(final) as tmp:
-            pq.write_table(part, tmp)
+        write_parquet_if_changed(lake.partition_dir(ASSET, shard) / REMOVALS_FILE, part)
         written[shard] = part.num_rows
     return written
 

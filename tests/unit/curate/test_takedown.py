@@ -293,6 +293,10 @@ def test_removals_are_written_per_shard_with_empty_files(conn, lake, tmp_path, p
     b = pq.read_table(lake.partition_dir("removals", "b") / "removals.parquet")
     assert a.schema == b.schema == takedown.REMOVALS_SCHEMA
     assert a.column("uid").to_pylist() == [uid(1), uid(2)] and b.num_rows == 0
+    files = [lake.partition_dir("removals", s) / "removals.parquet" for s in ("a", "b")]
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    takedown.write_removals(lake, table, ["a", "b"])  # the same rows: files left as they are
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
     with pytest.raises(ValueError, match=r"shards \['a'\] not among"):
         takedown.write_removals(lake, table, ["b"])
 
