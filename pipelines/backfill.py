@@ -9,8 +9,8 @@ it launches nothing), tags every run with it (``dagster/backfill``), and records
 - ``COMPLETED_SUCCESS`` when every run succeeded, ``COMPLETED_FAILED`` when one failed;
 - ``CANCELED`` when someone cancelled it in the UI (status ``CANCELING``): the CLI starts no
   run after it sees that, and reports the partitions not run as failed;
-- ``FAILED`` when the CLI died before the end: its next start says so (``fail_orphaned``), as
-  pipelines.instance does for the runs.
+- ``FAILED`` when the CLI was interrupted (``fail``), or died before the end: then its next
+  start says so (``fail_orphaned``), as pipelines.instance does for the runs.
 
 The UI's Backfills tab then shows one row per job of a ``poolsieve run``, with every partition's
 run, as for a backfill launched from the UI. The backfill names the code location by the module
@@ -62,6 +62,12 @@ class Backfill:
         else:
             end = status.COMPLETED_FAILED if failed else status.COMPLETED_SUCCESS
         self.record = self.record.with_status(end).with_end_timestamp(now_timestamp())
+        self.instance.update_backfill(self.record)
+
+    def fail(self) -> None:
+        """Record that it ended without finishing (its process was interrupted)."""
+        status = backfill_statuses()
+        self.record = self.record.with_status(status.FAILED).with_end_timestamp(now_timestamp())
         self.instance.update_backfill(self.record)
 
 

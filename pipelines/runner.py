@@ -93,7 +93,11 @@ class Session:
         backfill = start_backfill(
             self.instance, job.name, keys, {**run_tags(), **(tags or {})}, self.location
         )
-        failed = self._execute(job, keys, {**(tags or {}), **backfill.run_tags}, backfill)
+        try:
+            failed = self._execute(job, keys, {**(tags or {}), **backfill.run_tags}, backfill)
+        except BaseException:  # interrupted: recorded as failed now, not at the next start
+            backfill.fail()
+            raise
         canceled = backfill.canceled()
         backfill.finish(failed, canceled)
         if canceled:

@@ -152,3 +152,15 @@ def test_the_ui_finds_the_backfill_and_each_partitions_run(home, lake, source_di
     assert found["partitionSet"] == {"name": "ingest_job_partition_set"}
     statuses = {p["partitionName"]: p["runStatus"] for p in found["partitionStatuses"]["results"]}
     assert statuses == dict.fromkeys(SHARDS, "SUCCESS")
+
+
+def test_an_interrupted_backfill_is_recorded_failed_at_once(home, lake, source_dir, monkeypatch):
+    _source(source_dir)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_run_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_main_job(_resources(lake, source_dir), "ingest_job")
+    assert _only_backfill(dg.DagsterInstance.get()).status == STATUS.FAILED
