@@ -77,6 +77,9 @@ class Sample:
     image_size: int
     caption: str
     uid: str
+    #: the downloader's sha256 of the bytes as served (img2dataset's json; "" when absent): the
+    #: image in the tar may have been re-encoded since
+    served_sha256: str = ""
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -144,7 +147,15 @@ def index_tar(path: str | Path, skipped: dict[str, str]) -> list[Sample]:
             meta = json.loads(_read_text(tf, group.get("json")) or "{}")
             caption = _read_text(tf, group.get("txt"))
             samples.append(
-                Sample(str(path), key, image.offset_data, image.size, caption, meta.get("uid", ""))
+                Sample(
+                    str(path),
+                    key,
+                    image.offset_data,
+                    image.size,
+                    caption,
+                    meta.get("uid", ""),
+                    meta.get("sha256") or "",
+                )
             )
     return sorted(samples, key=lambda s: s.key)
 

@@ -335,12 +335,13 @@ def affected(lake: Lake, removed_uids: Iterable[str], project: SqlProject | None
          "affected": {strategy: {"kept": n, "dropped": n, "examples": [uid...],
                                  "built_on": {"train_shards": bool, "clip_model": bool,
                                               "evaluation": bool}}},
-         "unaffected_held": {strategy: {"dropped": n}}}
+         "unaffected_held": {strategy: {"dropped": n}},
+         "trained_on": {strategy: n}}
 
     ``affected``: the subsets that KEEP at least one removed uid (examples: up to 10, the
     smallest), with which strategy partitions built on the subset exist (they hold the images
     or were trained or evaluated on them); ``unaffected_held``: the subsets whose decisions hold
-    removed uids but drop every one of them."""
+    removed uids but drop every one of them; ``trained_on``: :func:`trained_on`."""
     project = project or SqlProject()
     uids = sorted(set(removed_uids))
     files = lake.asset_files("subset", "decisions.parquet")
@@ -362,7 +363,34 @@ def affected(lake: Lake, removed_uids: Iterable[str], project: SqlProject | None
             }
         else:
             doc["unaffected_held"][strategy] = {"dropped": dropped}
+    doc["trained_on"] = trained_on(lake, uids)
     return doc
+
+
+def trained_on(lake: Lake, uids: Iterable[str]) -> dict[str, int]:
+    """Per strategy, how many of ``uids`` its train shards hold (read from the tars' .json
+    members): a model trained before the subset dropped them was still trained on them, until
+    train_shards and clip_model are materialized again."""
+    wanted, held = set(uids), {}
+    for sizes in lake.glob("train_shards/*/sizes.json") if wanted else []:
+        strategy = unquote(sizes.parent.name)
+        found = {u for tar in sorted(sizes.parent.glob("*.tar")) for u in _tar_uids(tar)}
+        if found & wanted:
+            held[strategy] = len(found & wanted)
+    return held
+
+
+def _tar_uids(tar: Path) -> set[str]:
+    """The uids of a webdataset tar's samples (their .json members)."""
+    import json
+    import tarfile
+
+    with tarfile.open(tar, "r:") as handle:
+        return {
+            json.load(handle.extractfile(m)).get("uid")
+            for m in handle.getmembers()
+            if m.isfile() and m.name.endswith(".json")
+        }
 
 
 def _affected_rows(files: list[str], uids: list[str], project: SqlProject) -> list[tuple]:
@@ -457,4 +485,9 @@ def _subset_lines(doc: dict) -> list[str]:
         lines.append(f"  {strategy}: drops {u['dropped']}")
     if not doc["affected"]:
         lines.append("no subset keeps a removed uid")
+    for strategy, n in doc.get("trained_on", {}).items():
+        lines.append(
+            f"train_shards[{strategy}] still hold {n} removed uid(s): clip_model[{strategy}] and "
+            f"evaluation[{strategy}] were built on them until train_shards is materialized again"
+        )
     return lines

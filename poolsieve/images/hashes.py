@@ -1,9 +1,11 @@
 """image_hashes' logic: each downloaded image's sha256 and perceptual hash.
 
 Writes ``<lake>/image_hashes/<shard>/hashes.parquet``: one row per downloaded sample (uid, key,
-sha256 of the bytes as served, phash, error), in key order. A sample whose image does not decode
-keeps its sha256 and gets a NULL phash with ``error`` set, so every downloaded row is accounted
-for.
+sha256, stored_sha256, phash, error), in key order. ``sha256`` is of the bytes as the server
+sent them (the downloader's, img2dataset's ``compute_hash``: what a takedown list or a later
+re-check compares); ``stored_sha256`` is of the image in the tar, which the downloader may have
+re-encoded. A sample whose image does not decode keeps both and gets a NULL phash with ``error``
+set, so every downloaded row is accounted for.
 
 ``phash`` is imagehash's DCT perceptual hash (``imagehash.phash``, 8x8: 64 bits), stored as a
 signed 64-bit integer (the same bits; parquet has no unsigned 64-bit type DuckDB reads back as
@@ -35,6 +37,7 @@ SCHEMA = pa.schema(
         ("uid", pa.string()),
         ("key", pa.string()),
         ("sha256", pa.string()),
+        ("stored_sha256", pa.string()),
         ("phash", pa.int64()),
         ("error", pa.string()),
     ]
@@ -71,7 +74,8 @@ def hash_row(sample, data: bytes) -> dict:
     return {
         "uid": sample.uid,
         "key": sample.key,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sample.served_sha256 or None,
+        "stored_sha256": hashlib.sha256(data).hexdigest(),
         "phash": phash64(image) if image is not None else None,
         "error": error or None,
     }

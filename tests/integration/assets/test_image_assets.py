@@ -21,7 +21,7 @@ from poolsieve.audit.report import lake_counts
 from poolsieve.clip.npz import check_alignment, read_npz
 from poolsieve.images.download import outcome_counts
 from poolsieve.images.status import STATUS_FILE
-from poolsieve_demo.compare import image_duplicate_rates, near_duplicate_rates
+from poolsieve_demo.compare import image_duplicate_rates, near_duplicate_rates, removal_rates
 from poolsieve_demo.server import health
 from tests.image_world import make_resources, run_job, run_world, shard_digests
 
@@ -189,6 +189,30 @@ def test_near_duplicates_drop_the_planted_copies_each_naming_an_earlier_image(pi
     assert rates["phash"]["found_with_right_source"] >= 0.9 * len(close)
     assert rates["phash"]["false_drop_rate"] <= 0.02
     assert rates["semantic"]["on"] is False  # off by default
+
+
+def test_image_hashes_keep_the_served_bytes_sha256(pipeline):
+    """The downloader may re-encode an image; image_hashes' sha256 is of the bytes served (the
+    world's metadata sha256 is set to them), stored_sha256 of the bytes kept."""
+    lake, served = pipeline["lake"], {}
+    for shard in pipeline["world"].truth["shards"]:  # pool order: a uid's first row was fetched
+        rows = pq.read_table(lake.partition_file("pool_shard", shard, "rows.parquet"))
+        for r in rows.select(["uid", "sha256"]).to_pylist():
+            served.setdefault(r["uid"], r["sha256"])
+    hashes = pq.read_table(lake.asset_files("image_hashes", "hashes.parquet")).to_pylist()
+    decoded = [h for h in hashes if h["error"] is None]
+    assert decoded and all(h["sha256"] == served[h["uid"]] for h in decoded)
+    assert any(h["stored_sha256"] != h["sha256"] for h in decoded)  # re-encoded ones exist
+
+
+def test_the_planted_takedown_requests_are_removed_each_by_its_entry(pipeline):
+    rates = removal_rates(pipeline["lake"].root, pipeline["world"].truth_path)
+    assert rates["planted"] == 16  # 2 per kind per shard
+    assert rates["found"] == rates["right_entry"] == rates["planted"]
+    assert {k: f for k, (f, _) in rates["found_by_kind"].items()} == dict.fromkeys(
+        ("uid", "url", "sha256", "phash"), 4
+    )
+    assert {"sha256_metadata", "sha256_image"} <= set(rates["target_matched_on"])
 
 
 def test_lake_counts_match_the_truth(pipeline):
