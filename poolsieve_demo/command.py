@@ -118,8 +118,8 @@ def _write_world(args, world) -> None:
 
 
 def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
-    """Print how the lake's counts, decontamination and pool near-duplicate drops (when the lake
-    has them) compare with the truth; the mismatches."""
+    """Print how the lake's counts, decontamination, pool near-duplicate drops and takedown
+    removals (when the lake has them) compare with the truth; the mismatches."""
     from pathlib import Path
 
     from poolsieve_demo.compare import (
@@ -127,6 +127,8 @@ def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
         image_duplicate_lines,
         image_duplicate_rates,
         near_duplicate_rates,
+        removal_lines,
+        removal_rates,
     )
 
     mismatches = compare_with_truth(counts, truth)
@@ -141,5 +143,7 @@ def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
         )
     image_rates = image_duplicate_rates(Path(lake_dir), truth)
     for line in image_duplicate_lines(image_rates or {}):
+        print(line)
+    for line in removal_lines(removal_rates(Path(lake_dir), truth)):
         print(line)
     return mismatches

@@ -1,6 +1,7 @@
 """A lake's results against the demo world's truth: counts that differ, how well
-eval_decontamination found the planted eval near-duplicates, and how well the pool-wide
-near-duplicate step dropped the planted copies of pool images (``near_duplicate_image``)."""
+eval_decontamination found the planted eval near-duplicates, how well the pool-wide
+near-duplicate step dropped the planted copies of pool images (``near_duplicate_image``), and
+which rows the world's takedown requests removed (``removals``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from poolsieve.curate.takedown import ASSET as REMOVALS_ASSET
+from poolsieve.curate.takedown import KINDS as TAKEDOWN_KINDS
+from poolsieve.curate.takedown import REMOVALS_FILE
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.pixel_features import DetectionRates, detection_rates
 from poolsieve.lake import Lake
@@ -131,3 +135,85 @@ def image_duplicate_lines(rates: dict) -> list[str]:
             f"{r['false_drop_rate']:.2%} of {r['others']} others dropped"
         )
     return lines
+
+
+def removal_rates(root: Path, truth_path: Path) -> dict | None:
+    """How the rows ``removals`` took compare with the world's takedown targets: planted
+    (targets), found (targets removed), found_by_kind {kind: (found, planted)}, right_entry
+    (targets removed by their own entry of the world's list), other_removed (removed uids that
+    are no target: a pHash entry takes near-identical pictures too), other_matched_on
+    {matched_on: such uids} and target_matched_on {matched_on: targets} (a sha256 entry should
+    match on both sha256_metadata and sha256_image). None when the lake has no removals."""
+    files = Lake(root).asset_files(REMOVALS_ASSET, REMOVALS_FILE)
+    if not files:
+        return None
+    takedown = json.loads(Path(truth_path).read_text()).get("takedown") or {}
+    targets = {e["uid"]: e for e in takedown.get("entries", [])}
+    rows = (
+        duckdb.connect()
+        .execute('SELECT uid, "list", entry, matched_on FROM read_parquet($p)', {"p": files})
+        .fetchall()
+    )
+    removed = {u for u, *_ in rows}
+    right = {
+        u
+        for u, name, entry, _ in rows
+        if u in targets and name == takedown.get("list") and entry == targets[u]["entry"]
+    }
+    by_match: dict[bool, dict[str, set[str]]] = {True: {}, False: {}}  # target? -> how
+    for u, _, _, matched_on in rows:
+        by_match[u in targets].setdefault(matched_on, set()).add(u)
+    return {
+        "planted": len(targets),
+        "found": len(removed & targets.keys()),
+        "found_by_kind": _found_by_kind(targets, removed),
+        "right_entry": len(right),
+        "other_removed": len(removed - targets.keys()),
+        "other_matched_on": {m: len(us) for m, us in sorted(by_match[False].items())},
+        "target_matched_on": {m: len(us) for m, us in sorted(by_match[True].items())},
+    }
+
+
+def _found_by_kind(targets: dict[str, dict], removed: set[str]) -> dict[str, tuple[int, int]]:
+    """kind -> (targets of that kind removed, targets of that kind), for the kinds planted."""
+    kinds = [k for k in TAKEDOWN_KINDS if any(e["kind"] == k for e in targets.values())]
+    return {
+        k: (
+            sum(1 for u, e in targets.items() if e["kind"] == k and u in removed),
+            sum(1 for e in targets.values() if e["kind"] == k),
+        )
+        for k in kinds
+    }
+
+
+#: why a removed uid that is no target was taken, as the summary says it (in this order)
+OTHER_CAUSES = {
+    "phash": "pHash neighbours",
+    "sha256_image": "same image bytes",
+    "sha256_metadata": "same metadata sha256",
+    "url": "same URL",
+    "uid": "same uid",
+}
+
+
+def removal_lines(rates: dict | None) -> list[str]:
+    """The summary line of ``removal_rates`` (none without removals)."""
+    if rates is None:
+        return []
+    found = "none planted"  # a world written before truth format 4
+    if rates["planted"]:
+        kinds = ", ".join(f"{k} {f}/{n}" for k, (f, n) in rates["found_by_kind"].items())
+        found = (
+            f"{rates['found'] / rates['planted']:.1%} of {rates['planted']} planted rows removed"
+            f" ({kinds})"
+        )
+        if rates["right_entry"] != rates["found"]:
+            found += f", {rates['found'] - rates['right_entry']} by another entry only"
+    n = rates["other_removed"]
+    others = f"{n} other row{'' if n == 1 else 's'} removed"
+    if n:
+        matched = rates["other_matched_on"]
+        causes = [c for m, c in OTHER_CAUSES.items() if m in matched]
+        causes += [m for m in matched if m not in OTHER_CAUSES]
+        others += f" ({', '.join(causes)})"
+    return [f"takedown requests: {found}, {others}"]

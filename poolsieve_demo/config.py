@@ -21,6 +21,8 @@ class WorldConfig:
     ``slow_seconds``: how long a ``slow`` route waits; a downloader timeout below it -> timeout.
     ``pool_sizes`` / ``clean_sizes``: (min side, max side, max aspect) of ordinary pool images and
     of trusted/eval images. ``formats``: share of pool images per file format.
+    ``takedown_per_kind``: takedown list entries per shard of each kind (uid, url, sha256,
+    phash; takedown.py), each naming its own clean row; 0 = a list with no entries.
     """
 
     rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
@@ -40,6 +42,7 @@ class WorldConfig:
     eval_per_class: int = 10
     retrieval_images: int = 200
     retrieval_captions: int = 2
+    takedown_per_kind: int = 2
 
     def __post_init__(self):
         object.__setattr__(self, "rates", resolve_rates(self.rates))
@@ -47,6 +50,8 @@ class WorldConfig:
             raise ValueError(f"formats must be shares of jpg/png/webp summing to 1: {self.formats}")
         if self.slow_seconds <= 0 or min(self.trusted_shard_size, self.trusted_samples) <= 0:
             raise ValueError("slow_seconds, trusted_samples and trusted_shard_size must be > 0")
+        if self.takedown_per_kind < 0:
+            raise ValueError(f"takedown_per_kind must be >= 0: {self.takedown_per_kind}")
 
     def to_json(self) -> dict:
         return asdict(self)

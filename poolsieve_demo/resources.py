@@ -1,10 +1,10 @@
 """The production resources pointed at the demo world in a lake, and its image server's hook.
 
 The world lives in ``<lake>/demo/world``. Production code knows nothing of it: this module hands
-over the world's paths (pool source, trusted set, eval sets), the filters' parameter profile for
-a small pool scored by a tiny CLIP (``tiny-cpu``), and a downloader subclass that allowlists the
-world's server, holds the timeout below its slow routes (which exist to time out) and keeps the
-server up while a step downloads (``shared_demo_server``).
+over the world's paths (pool source, trusted set, eval sets, takedown lists), the filters'
+parameter profile for a small pool scored by a tiny CLIP (``tiny-cpu``), and a downloader
+subclass that allowlists the world's server, holds the timeout below its slow routes (which exist
+to time out) and keeps the server up while a step downloads (``shared_demo_server``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from poolsieve.images.address import endpoints_for_hosts
 from poolsieve.images.settings import DownloadSettings
 from poolsieve.lake import Lake
 from poolsieve_demo.shared import shared_demo_server
-from poolsieve_demo.world import load_demo_world
+from poolsieve_demo.takedown import FOLDER as TAKEDOWN_FOLDER
+from poolsieve_demo.world import TRUTH_FILE, load_demo_world
 
 #: the filters' parameter profile for the world's tiny scorer and small images
 PARAM_PROFILE = "tiny-cpu"
@@ -62,6 +63,14 @@ class DemoDownloaderResource(DownloaderResource):
             yield
 
 
+def takedown_dir(world: Path) -> str:
+    """The world's takedown list folder; "" (no lists) for a world written before it had one
+    (truth format < 4), which would otherwise fail ``removals``. A world not written yet gets
+    the folder it will have."""
+    folder = world / TAKEDOWN_FOLDER
+    return "" if (world / TRUTH_FILE).exists() and not folder.is_dir() else str(folder)
+
+
 def demo_resources(
     lake_dir: str | Path,
     *,
@@ -70,8 +79,8 @@ def demo_resources(
     **overrides: Mapping[str, Any],
 ) -> Resources:
     """Every resource as production builds it from ``env`` (POOLSIEVE_* variables, see
-    resources_from_env), with the world's paths, profile and downloader, and ``overrides``
-    ({field: value} per key) on top."""
+    resources_from_env), with the world's paths (its takedown lists too), profile and
+    downloader, and ``overrides`` ({field: value} per key) on top."""
     cache = overrides.get("lake", {}).get("lake_cache") or (os.environ if env is None else env).get(
         "POOLSIEVE_LAKE_CACHE"
     )
@@ -81,7 +90,7 @@ def demo_resources(
         "downloader": {"world_dir": str(world), "lock_dir": str(world.parent.parent / "locks")},
         "scorer": {"trusted_dir": str(world / "trusted")},
         "eval_sets": {"eval_dir": str(world / "eval")},
-        "curation": {"param_profile": PARAM_PROFILE},
+        "curation": {"param_profile": PARAM_PROFILE, "takedown_lists": takedown_dir(world)},
     }
     for key, fields in overrides.items():
         values[key] = {**values.get(key, {}), **fields}

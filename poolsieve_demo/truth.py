@@ -13,6 +13,9 @@ rows. Then:
 * ``eval_near_duplicates``: pool uid -> eval image, with the perturbation;
 * ``image_near_duplicates``: pool uid -> the earlier pool row whose image it copies
   (``duplicate_of``: that row's uid; ``source_shard``, ``source_row``), with the perturbation;
+* ``takedown``: the takedown list the world writes (``list``: its name) and its ``entries``,
+  one per target row: entry (1-based row of the list), kind (uid, url, sha256 or phash), the
+  target's uid, shard and row, and the entry's reference (takedown.py);
 * ``trusted`` and ``eval`` sizes; ``seed``, ``config``, both base URLs and the hosts a downloader
   must allowlist to reach the demo server.
 """
@@ -25,8 +28,8 @@ from urllib.parse import urlsplit
 from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
 
 #: the format number of world_truth.json (recorded in it as ``version``); 3 adds the
-#: ``near_duplicate_image`` kind and ``image_near_duplicates``
-TRUTH_FORMAT = 3
+#: ``near_duplicate_image`` kind and ``image_near_duplicates``; 4 adds ``takedown``
+TRUTH_FORMAT = 4
 
 
 def download_expectation(pool_truth: dict, problems: list[dict]) -> dict:
@@ -51,8 +54,9 @@ def _counts(problems: list[dict], shards: list[str]) -> tuple[dict, dict]:
     return {k: total[k] for k in PROBLEM_KINDS}, per_shard
 
 
-def world_truth(pool_truth: dict, problems: list[dict], extras: dict) -> dict:
-    """The world's truth: the pool's truth + problems, download expectations and ``extras``."""
+def world_truth(pool_truth: dict, problems: list[dict], extras: dict, takedown: dict) -> dict:
+    """The world's truth: the pool's truth + problems, download expectations, the takedown
+    list's targets and ``extras``."""
     totals, per_shard = _counts(problems, pool_truth["shards"])
     hosts = [urlsplit(u).netloc for u in (extras["base_url"], extras["alt_base_url"])]
     return {
@@ -70,6 +74,7 @@ def world_truth(pool_truth: dict, problems: list[dict], extras: dict) -> dict:
         "image_near_duplicates": _copies(
             problems, "near_duplicate_image", ("duplicate_of", "source_shard", "source_row")
         ),
+        "takedown": takedown,
     }
 
 

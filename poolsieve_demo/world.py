@@ -7,6 +7,7 @@
     root/routes.json                      how the server answers each URL path (docroot.py)
     root/trusted/trusted-00000.tar ...    clean pairs for the scorer (+ sizes.json)
     root/eval/classification/, retrieval/ held-out eval sets (evalsets.py)
+    root/takedown/requests.csv            a takedown list naming clean rows (takedown.py)
     root/world_truth.json                 everything planted and what to expect (truth.py)
 
 Why a world and not just a pool: the downloader, the filters, the scorer and the evaluation all
@@ -34,12 +35,14 @@ from poolsieve_demo.metadata_problems import QUARANTINE_REASONS, resolve_counts
 from poolsieve_demo.plant import plant_problems
 from poolsieve_demo.rows import PoolBuilder, shard_name, truth_params, write_shards
 from poolsieve_demo.server import DEFAULT_PORT, DemoImageServer
+from poolsieve_demo.takedown import FOLDER as TAKEDOWN_FOLDER
+from poolsieve_demo.takedown import plant_takedown
 from poolsieve_demo.trusted import write_trusted
 from poolsieve_demo.truth import world_truth
 
 DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 TRUTH_FILE = "world_truth.json"
-PARTS = ("source", "images", "routes.json", "trusted", "eval")
+PARTS = ("source", "images", "routes.json", "trusted", "eval", TAKEDOWN_FOLDER)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class DemoWorld:
     @property
     def eval_dir(self) -> Path:
         return self.root / "eval"
+
+    @property
+    def takedown_dir(self) -> Path:
+        """The folder of takedown lists (curation.takedown_lists points at it)."""
+        return self.root / TAKEDOWN_FOLDER
 
     @property
     def truth_path(self) -> Path:
@@ -106,24 +114,30 @@ def write_demo_world(
 ) -> DemoWorld:
     """Write the whole demo world under ``root`` (replacing an earlier one); see the module doc."""
     root, config = Path(root), config or WorldConfig()
-    eval_rng, pool_rng, trusted_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    # a 4th child leaves the first three (and what they draw) as they were
+    eval_rng, pool_rng, trusted_rng, takedown_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
     )
     evals = draw_eval_images(eval_rng, config)
     builder, hosts = _build_pool(pool_rng, base_url, n_shards, rows_per_shard, config)
     problems = plant_problems(builder, config.rates, evals)
-    sizes = _stage_and_publish(root, builder, evals, trusted_rng, config)
+    sizes, takedown = _stage_and_publish(
+        root, builder, problems, evals, (trusted_rng, takedown_rng), config
+    )
     pool_truth = builder.truth(seed, truth_params(n_shards, rows_per_shard, hosts, builder.counts))
     extras = {"config": config.to_json(), "base_url": hosts[0], "alt_base_url": hosts[1]}
-    truth = world_truth(pool_truth, problems, {**sizes, **extras})
+    truth = world_truth(pool_truth, problems, {**sizes, **extras}, takedown)
     text = json.dumps(truth, indent=1, sort_keys=True) + "\n"
     write_bytes_atomic(root / TRUTH_FILE, text.encode())
     return DemoWorld(root, json.loads(text))  # the truth exactly as a reader will see it
 
 
-def _stage_and_publish(root: Path, builder, evals, trusted_rng, config: WorldConfig) -> dict:
+def _stage_and_publish(
+    root: Path, builder, problems: list[dict], evals, rngs: tuple, config: WorldConfig
+) -> tuple[dict, dict]:
     """Write every part into a staging folder, then move them into ``root``; returns the
-    trusted and eval set sizes."""
+    trusted and eval set sizes, and the takedown list's truth. ``rngs``: (trusted, takedown)."""
+    trusted_rng, takedown_rng = rngs
     staging = root / f".world-staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
@@ -134,10 +148,18 @@ def _stage_and_publish(root: Path, builder, evals, trusted_rng, config: WorldCon
             "trusted": write_trusted(staging / "trusted", trusted_rng, config),
             "eval": write_eval_sets(staging / "eval", evals),
         }
+        takedown = plant_takedown(
+            takedown_rng,
+            builder,
+            problems,
+            staging / "images",
+            staging / TAKEDOWN_FOLDER,
+            config.takedown_per_kind,
+        )
         _publish(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return sizes
+    return sizes, takedown
 
 
 def _build_pool(rng, base_url: str, n_shards: int, rows_per_shard: int, config: WorldConfig):

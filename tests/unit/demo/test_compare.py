@@ -1,18 +1,27 @@
-"""The pool near-duplicate table against the truth (compare.image_duplicate_rates), and the lines
-``poolsieve demo`` prints from it."""
+"""The pool near-duplicate table and the takedown removals against the truth
+(compare.image_duplicate_rates, compare.removal_rates), and the lines ``poolsieve demo`` prints
+from them."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from poolsieve.curate.takedown import ASSET as REMOVALS_ASSET
+from poolsieve.curate.takedown import REMOVALS_FILE, REMOVALS_SCHEMA
 from poolsieve.images.decontamination import RESULT_FILE, RESULT_SCHEMA
 from poolsieve_demo.command import _report_truth
-from poolsieve_demo.compare import image_duplicate_lines, image_duplicate_rates
+from poolsieve_demo.compare import (
+    image_duplicate_lines,
+    image_duplicate_rates,
+    removal_lines,
+    removal_rates,
+)
 
 DROPS_SCHEMA = pa.schema(
     [
@@ -135,3 +144,92 @@ def test_the_demo_command_prints_one_line_per_rule(lake, truth_path, capsys):
     _report_truth({"quarantine": {}, "dedup": {}}, str(lake.root), truth_path)
     semantic = capsys.readouterr().out.splitlines()[2]
     assert semantic == "image near-duplicates (semantic): rule off (curation settings)"
+
+
+#: the world's takedown targets: t5's phash entry is never matched to it
+TARGETS = [("t1", "uid"), ("t2", "url"), ("t3", "sha256"), ("t4", "phash"), ("t5", "phash")]
+REMOVED = {  # partition -> (uid, entry, matched_on); shard_c matched nothing
+    "shard_a": [("t1", 1, "uid"), ("t2", 2, "url"), ("t3", 3, "sha256_metadata")],
+    "shard_b": [("t3", 3, "sha256_image"), ("t4", 5, "phash"), ("o1", 4, "phash")],
+    "shard_c": [],
+}
+
+
+def _takedown_truth(tmp_path, entries) -> Path:
+    path = tmp_path / "takedown_truth.json"
+    doc = {"expected": {"quarantine": {}, "dedup": {}}, "eval_near_duplicates": []}
+    path.write_text(json.dumps({**doc, **({"takedown": entries} if entries else {})}))
+    return path
+
+
+def _removals(lake) -> None:
+    for partition, matches in REMOVED.items():
+        rows = [
+            {"uid": u, "shard": partition, "row_idx": k, "list": "requests", "entry": e}
+            | {"kind": dict(TARGETS).get(u, "phash"), "matched_on": m, "distance": 0}
+            for k, (u, e, m) in enumerate(matches)
+        ]
+        _write(lake, REMOVALS_ASSET, partition, REMOVALS_FILE, rows, REMOVALS_SCHEMA)
+
+
+@pytest.fixture
+def takedown_truth(tmp_path):
+    entries = [
+        {"entry": n, "kind": k, "uid": u, "shard": "shard_a", "row": n, "reference": f"r{n}"}
+        for n, (u, k) in enumerate(TARGETS, start=1)
+    ]
+    return _takedown_truth(tmp_path, {"list": "requests", "entries": entries})
+
+
+def test_no_removals_no_rates(lake, takedown_truth):
+    assert removal_rates(lake.root, takedown_truth) is None
+    assert removal_lines(None) == []
+
+
+def test_removal_rates_against_the_planted_requests(lake, takedown_truth, capsys):
+    """t4 is removed by t5's entry only (found, not by its own entry); o1 is no target."""
+    _removals(lake)
+    rates = removal_rates(lake.root, takedown_truth)
+    assert rates == {
+        "planted": 5,
+        "found": 4,
+        "found_by_kind": {"uid": (1, 1), "url": (1, 1), "sha256": (1, 1), "phash": (1, 2)},
+        "right_entry": 3,
+        "other_removed": 1,
+        "other_matched_on": {"phash": 1},
+        "target_matched_on": {"phash": 1, "sha256_image": 1, "sha256_metadata": 1}
+        | {"uid": 1, "url": 1},
+    }
+    want = (
+        "takedown requests: 80.0% of 5 planted rows removed (uid 1/1, url 1/1, sha256 1/1, "
+        "phash 1/2), 1 by another entry only, 1 other row removed (pHash neighbours)"
+    )
+    assert removal_lines(rates) == [want]
+    _report_truth({"quarantine": {}, "dedup": {}}, str(lake.root), takedown_truth)
+    assert capsys.readouterr().out.splitlines()[-1] == want
+
+
+def test_every_request_found_by_its_own_entry(lake, tmp_path):
+    entries = [
+        {"entry": n, "kind": k, "uid": u, "shard": "shard_a", "row": n, "reference": f"r{n}"}
+        for n, (u, k) in enumerate(TARGETS[:3], start=1)
+    ]
+    truth = _takedown_truth(tmp_path, {"list": "requests", "entries": entries})
+    _removals(lake)
+    rates = removal_rates(lake.root, truth)
+    assert (rates["found"], rates["right_entry"], rates["other_removed"]) == (3, 3, 2)
+    assert removal_lines(rates) == [
+        "takedown requests: 100.0% of 3 planted rows removed (uid 1/1, url 1/1, sha256 1/1), "
+        "2 other rows removed (pHash neighbours)"
+    ]
+
+
+def test_a_world_without_requests_counts_every_removal_as_other(lake, tmp_path):
+    """A truth written before format 4 plants no requests."""
+    _removals(lake)
+    rates = removal_rates(lake.root, _takedown_truth(tmp_path, None))
+    assert rates["planted"] == rates["found"] == 0 and rates["found_by_kind"] == {}
+    assert removal_lines(rates) == [
+        "takedown requests: none planted, 5 other rows removed "
+        "(pHash neighbours, same image bytes, same metadata sha256, same URL, same uid)"
+    ]

@@ -23,6 +23,7 @@ from poolsieve_demo.problems import OUTCOMES, PROBLEM_KINDS, ROUTE_OF, problem_c
 from poolsieve_demo.render import FORMATS, shape_mask
 from poolsieve_demo.rows import SCHEMA
 from poolsieve_demo.specs import sample_spec
+from poolsieve_demo.world import PARTS, TRUTH_FILE
 
 SMALL = WorldConfig(
     trusted_samples=120,
@@ -84,8 +85,10 @@ def test_rewrite_replaces_the_world(tmp_path):
 
 def test_layout(world):
     truth = json.loads(world.truth_path.read_text())
-    assert truth == world.truth and truth["version"] == 3 and truth["seed"] == 3
+    assert truth == world.truth and truth["version"] == 4 and truth["seed"] == 3
     assert [pq.read_schema(p) for p in world.shard_paths] == [SCHEMA, SCHEMA]
+    assert sorted(p.name for p in world.root.iterdir()) == sorted([*PARTS, TRUTH_FILE])
+    assert world.takedown_dir == world.root / "takedown"
     assert truth["allowlist_hosts"] == ["127.0.0.1:8808", "localhost:8808"]
     sizes = json.loads((world.trusted_dir / "sizes.json").read_text())
     assert sizes == {"trusted-00000.tar": 50, "trusted-00001.tar": 50, "trusted-00002.tar": 20}
