@@ -110,7 +110,10 @@ def list_files(path: str | Path) -> list[Path]:
     Anything else in the folder is refused: a list in another format would be ignored."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such list file or folder")
+        raise FileNotFoundError(
+            f"{path}: no such takedown list file or folder (set by POOLSIEVE_TAKEDOWN_LISTS, "
+            "the curation resource's takedown_lists; empty for no lists)"
+        )
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.name[0] != ".")
     for file in files:
         if not file.is_file() or file.suffix.lower() not in LIST_SUFFIXES:

@@ -44,6 +44,7 @@ def _resources(location: str, world, cache: Path | None = None, options: str = "
         downloader={"world_dir": str(world.root), "lock_dir": str(world.root.parent / "locks")},
         scorer={"trusted_dir": str(world.root / "trusted")},
         eval_sets={"eval_dir": str(world.root / "eval")},
+        curation={"takedown_lists": str(world.root / "takedown")},
         embedding={"batch_size": 32, "workers": 1},
     )
 
