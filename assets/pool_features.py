@@ -21,7 +21,14 @@ from poolsieve.curate.features import FEATURE_MODELS, build_pool_features
 from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()
-INELIGIBLE = ["removed", "duplicate_url", "download_failed", "not_embedded", "eval_near_duplicate"]
+INELIGIBLE = [
+    "removed",
+    "duplicate_url",
+    "opted_out",
+    "download_failed",
+    "not_embedded",
+    "eval_near_duplicate",
+]
 
 
 @dg.asset(

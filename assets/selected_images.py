@@ -15,7 +15,7 @@ from poolsieve.images.selection import selected_uids
 @dg.asset(
     partitions_def=SHARDS,
     deps=[url_dedup, download_selection],
-    code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1",
+    code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1-optout1",
     group_name="images",
     kinds={"img2dataset", "webdataset"},
     check_specs=[

@@ -32,7 +32,7 @@ COMMON_ERRORS = [
 @dg.asset(
     partitions_def=SHARDS,
     deps=[url_dedup],
-    code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1",
+    code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1-optout1",
     group_name="images",
     kinds={"img2dataset", "webdataset"},
     check_specs=[

@@ -7,7 +7,9 @@
 -- embedding; not a reason of their own: the filters that want them drop them).
 -- ineligible_reason: why a row can never be trained on whatever the filter (NULL: eligible):
 -- removed by a takedown or hash list (removals; removed_by_* name the first entry that matched);
--- dropped by URL dedup; in download mode also image not downloaded, image not embedded, or an
+-- dropped by URL dedup; opted out by its site (download_status: a host file or the image's
+-- headers; optout_signal names which, download_message the rule); in download mode also image
+-- not downloaded, image not embedded, or an
 -- eval near-duplicate. $mode: 'download' or 'metadata' (DataComp's filtering track).
 -- A features row is joined on (shard, row_idx, uid): a shard whose features are missing or
 -- older than its rows gets NULL features, which the YAML's not_null tests catch.
@@ -24,6 +26,7 @@ SELECT
     d.duplicate_of,
     s.status AS download_status,
     s.error_category AS download_error,
+    s.optout_signal,
     coalesce(s.original_width, f.meta_width) AS width,
     coalesce(s.original_height, f.meta_height) AS height,
     e.clip_score,
@@ -45,6 +48,7 @@ SELECT
     CASE
         WHEN rm.uid IS NOT NULL THEN 'removed'
         WHEN NOT d.keep THEN d.reason
+        WHEN s.error_category = 'opted_out' THEN 'opted_out'
         WHEN $mode = 'metadata' THEN NULL
         WHEN s.status IS DISTINCT FROM 'success' THEN 'download_failed'
         WHEN e.clip_score IS NULL THEN 'not_embedded'

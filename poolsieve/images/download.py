@@ -9,6 +9,7 @@ is kept under a ``.<name>.<uuid>.tmp`` name) — never a mix of old and new file
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ import pyarrow.parquet as pq
 from poolsieve.duck import DuckSettings, connect
 from poolsieve.images.address import Allowlist, check_url
 from poolsieve.images.img2dataset_run import Log, Progress, run_img2dataset
+from poolsieve.images.optout.check import SIGNALS_FILE, host_optouts, signals_table
+from poolsieve.images.optout.hosts import FOLDER as HOSTS_FOLDER
+from poolsieve.images.optout.hosts import HostCache
 from poolsieve.images.settings import DownloadSettings
 from poolsieve.images.status import STATUS_FILE, build_status, error_counts, read_results
 from poolsieve.lake import Lake, literal_path, replace_dir, tmp_path_for, upstream_file
@@ -55,8 +59,10 @@ def download_shard(
     settings: DownloadSettings | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
+    hosts: HostCache | None = None,
 ) -> DownloadResult:
     """Download the images of ``rows`` (uid, url, text[, face_bboxes, sha256]) into ``out_dir``.
+    ``hosts``: where the hosts' opt-out files are cached (None: fetched, kept nowhere).
 
     Must run in the main thread (img2dataset installs a signal handler). ``progress(done,
     total)`` is called from a background thread while img2dataset runs, and once at the end;
@@ -66,7 +72,8 @@ def download_shard(
     table, out_dir, start = load_rows(rows, settings), Path(out_dir), time.monotonic()
     work = tmp_path_for(out_dir)
     try:
-        images = _download_into(work, table, settings, progress, log)
+        hosts = hosts or HostCache(None, out_dir.name)
+        images = _download_into(work, table, settings, progress, log, hosts)
         replace_dir(images, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -95,13 +102,21 @@ def refuse_bad_urls(table: pa.Table, settings: DownloadSettings) -> dict[str, st
     return {uid: reason for uid, reason in reasons.items() if reason is not None}
 
 
-def _download_into(work: Path, table: pa.Table, settings, progress, log) -> Path:
-    """Fill ``work/images`` with img2dataset's output and ``download_status.parquet``."""
+def _without(table: pa.Table, uids: dict[str, str]) -> pa.Table:
+    keep = [u not in uids for u in table.column("uid").to_pylist()]
+    return table.filter(pa.array(keep, pa.bool_()))  # typed: an empty list has no type
+
+
+def _download_into(work: Path, table: pa.Table, settings, progress, log, hosts) -> Path:
+    """Fill ``work/images`` with img2dataset's output, the rows' opt-out signal answers and,
+    last, ``download_status.parquet``. Rows refused by their URL alone are not even checked
+    against their host's opt-out files; rows those opt out are never fetched."""
     work.mkdir()
     images = work / "images"
     refused = refuse_bad_urls(table, settings)
-    keep = [u not in refused for u in table.column("uid").to_pylist()]
-    todo = table.filter(pa.array(keep, pa.bool_()))  # typed: an empty list has no type
+    opted_out, answers = host_optouts(_without(table, refused), settings, hosts)
+    refused |= opted_out
+    todo = _without(table, refused)
     if todo.num_rows:
         has_bboxes = "face_bboxes" in todo.column_names
         run_img2dataset(
@@ -115,7 +130,11 @@ def _download_into(work: Path, table: pa.Table, settings, progress, log) -> Path
             log=log,
         )
     images.mkdir(exist_ok=True)
-    pq.write_table(build_status(table, refused, read_results(images)), images / STATUS_FILE)
+    status = build_status(table, refused, read_results(images))
+    seen = dt.datetime.now(dt.UTC)
+    signals = signals_table(status, answers, seen, settings.honour_optouts)
+    pq.write_table(signals, images / SIGNALS_FILE)
+    pq.write_table(status, images / STATUS_FILE)
     return images
 
 
@@ -182,7 +201,10 @@ def download_kept(
     if uids is not None:
         rows = rows.filter(pc.is_in(rows.column("uid"), pa.array(sorted(uids), pa.string())))
     out_dir = lake.partition_dir(asset, shard)
-    result = download_shard(rows, out_dir, settings, progress, log)
+    hosts = HostCache(
+        lake.root / HOSTS_FOLDER, shard, tuple(lake.glob(f"{HOSTS_FOLDER}/*.parquet"))
+    )
+    result = download_shard(rows, out_dir, settings, progress, log, hosts)
     return result, rows
 
 

@@ -23,6 +23,7 @@ GUARD_CATEGORIES = (
     "decompression_bomb",
     "not_image",
     "deadline",  # the whole fetch (connect, redirects, body) outlasted DownloadSettings.deadline
+    "opted_out",  # an opt-out signal (poolsieve.images.optout): "opted_out: <signal>: <answer>"
 )
 # Rows img2dataset never reported on (its shard crashed): failed, never lost.
 MISSING = "missing"

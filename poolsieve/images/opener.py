@@ -23,6 +23,7 @@ import urllib.request
 from poolsieve.images.connection import GuardedHTTPConnection, GuardedHTTPSConnection
 from poolsieve.images.deadline import Attempt
 from poolsieve.images.errors import GuardRefusal
+from poolsieve.images.optout.response import OptOutProcessor
 from poolsieve.images.policy import FetchPolicy
 from poolsieve.images.redirects import RedirectHandler
 
@@ -92,9 +93,12 @@ class GuardedOpener(urllib.request.OpenerDirector):
 
 
 def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
-    """An opener with only the guarded http(s) handlers (no file, ftp, data or proxy handlers)."""
+    """An opener with only the guarded http(s) handlers (no file, ftp, data or proxy handlers)
+    and, unless the policy says not to, the check of the image response's opt-out headers."""
     opener = GuardedOpener(policy)
+    optouts = (OptOutProcessor(policy),) if policy.honour_optouts else ()
     for handler in (
+        *optouts,
         urllib.request.ProxyHandler({}),
         urllib.request.UnknownHandler(),
         _HTTPHandler(policy),

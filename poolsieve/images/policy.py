@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from poolsieve.images.address import Allowlist
+from poolsieve.images.optout import DEFAULT_DIRECTIVES, DEFAULT_USER_AGENTS
 
 MAX_IMAGE_BYTES = 20 * 2**20
 MAX_IMAGE_PIXELS = 89_478_485  # PIL's default decompression-bomb limit
@@ -27,3 +28,8 @@ class FetchPolicy:
     max_image_pixels: int = MAX_IMAGE_PIXELS
     max_redirects: int = MAX_REDIRECTS
     deadline: float = 30.0  # seconds for one fetch: connect, redirects and body together
+    # opt-out headers on the image response (X-Robots-Tag, tdm-reservation): refused as
+    # ``opted_out``; empty ``optout_directives`` and honour_optouts False check none
+    honour_optouts: bool = True
+    optout_agents: tuple[str, ...] = DEFAULT_USER_AGENTS
+    optout_directives: tuple[str, ...] = DEFAULT_DIRECTIVES

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from poolsieve.images.address import Allowlist
 from poolsieve.images.guard import GuardedTimeout
+from poolsieve.images.optout import DEFAULT_DIRECTIVES, DEFAULT_USER_AGENTS
 from poolsieve.images.policy import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_REDIRECTS, FetchPolicy
 
 #: the default deadline of one fetch, in timeouts
@@ -45,9 +46,25 @@ class DownloadSettings:
     # socket read, so a server dripping a byte per read would hold a thread for ever without it.
     # None: DEADLINE_TIMEOUTS x timeout. A fetch past it is refused as ``deadline``, not retried.
     deadline: float | None = None
+    # Opt-out signals (poolsieve.images.optout): checked unless honour_optouts is False. The
+    # host files are checked for every agent of optout_agents (the first one is also the token
+    # img2dataset sends in its User-Agent); a cached host file is reused for optout_max_age_h
+    # hours (RFC 9309 caps robots.txt caching at 24). robots_unreachable: what a robots.txt that
+    # failed with a 5xx or a network error means: "disallow" (RFC 9309 2.3.1.4) or "allow".
+    honour_optouts: bool = True
+    optout_agents: tuple[str, ...] = DEFAULT_USER_AGENTS
+    optout_directives: tuple[str, ...] = DEFAULT_DIRECTIVES
+    optout_max_age_h: float = 24.0
+    robots_unreachable: str = "disallow"
 
     def __post_init__(self):
         object.__setattr__(self, "allowlist", tuple(self.allowlist))
+        object.__setattr__(self, "optout_agents", tuple(self.optout_agents))
+        object.__setattr__(self, "optout_directives", tuple(self.optout_directives))
+        if self.robots_unreachable not in ("disallow", "allow"):
+            raise ValueError(
+                f"robots_unreachable must be 'disallow' or 'allow', not {self.robots_unreachable!r}"
+            )
         Allowlist.parse(self.allowlist)  # fail at configuration time, not in a worker
         if self.timeout <= 0 or (self.deadline is not None and self.deadline <= 0):
             raise ValueError(
@@ -65,6 +82,9 @@ class DownloadSettings:
             max_image_pixels=self.max_image_pixels,
             max_redirects=self.max_redirects,
             deadline=self.deadline_seconds,
+            honour_optouts=self.honour_optouts,
+            optout_agents=self.optout_agents,
+            optout_directives=self.optout_directives,
         )
 
 
@@ -91,6 +111,10 @@ def img2dataset_kwargs(settings: DownloadSettings, *, has_bboxes: bool) -> dict:
         "thread_count": settings.thread_count,
         "number_sample_per_shard": settings.number_sample_per_shard,
         "oom_shard_count": settings.oom_shard_count,
+        # the guard checks X-Robots-Tag itself (naming the directive); img2dataset's own check
+        # would only repeat it with a message that names none
+        "disallowed_header_directives": [],
+        "user_agent_token": settings.optout_agents[0] if settings.optout_agents else None,
         "compute_hash": "sha256",
         "verify_hash": ["sha256", "sha256"] if settings.verify_sha256 else None,
         "distributor": "multiprocessing",

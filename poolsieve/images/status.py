@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from poolsieve.images.errors import MISSING, categorize
+from poolsieve.images.optout import OPTED_OUT
+from poolsieve.images.optout.response import parse_refusal
 
 STATUS_FILE = "download_status.parquet"
 SIZE_COLUMNS = ("width", "height", "original_width", "original_height")
@@ -25,6 +27,7 @@ STATUS_SCHEMA = pa.schema(
         ("status", pa.string()),  # "success" | "failed"
         ("error_category", pa.string()),
         ("error_message", pa.string()),
+        ("optout_signal", pa.string()),  # the signal of an ``opted_out`` row (optout_signals)
         *((name, pa.int32()) for name in SIZE_COLUMNS),
         ("key", pa.string()),  # the sample's webdataset key (``{key}.jpg`` in the tar)
     ]
@@ -43,6 +46,12 @@ def read_results(folder: Path) -> dict[str, dict]:
 
 def status_row(uid: str, url: str, refusal: str | None, result: dict | None) -> dict:
     """The status of one uid from its pre-check refusal or its img2dataset result."""
+    row = _status_row(uid, url, refusal, result)
+    found = parse_refusal(row["error_message"]) if row["error_category"] == OPTED_OUT else None
+    return row | {"optout_signal": found[0] if found else None}
+
+
+def _status_row(uid: str, url: str, refusal: str | None, result: dict | None) -> dict:
     row = dict.fromkeys(STATUS_SCHEMA.names) | {"uid": uid, "url": url, "status": "failed"}
     if refusal is not None:
         return row | {"error_category": categorize(refusal), "error_message": refusal}
