@@ -14,6 +14,7 @@ from poolsieve.pipelines.resources import DownloaderResource, LakeResource
 
 from poolsieve.images.download import DOWNLOAD_MODELS, download_kept
 from poolsieve.images.errors import GUARD_CATEGORIES
+from poolsieve.images.optout import SIGNALS
 from poolsieve.sqlrunner import SqlProject
 
 PROJECT = SqlProject()
@@ -95,6 +96,7 @@ def download_metadata(result, rows_in: int, verify_sha256: bool) -> dict:
         "failed": result.failed,
         "success_rate": dg.MetadataValue.float(result.success / max(result.total, 1)),
         **reason_counts("errors", result.errors, sorted({*COMMON_ERRORS, *result.errors})),
+        **reason_counts("opted_out", result.optouts, list(SIGNALS)),
         "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
         "images_per_s": dg.MetadataValue.float(round(result.total / max(result.seconds, 1e-9), 1)),
         "tars": [str(p.name) for p in result.tars],

@@ -28,6 +28,7 @@ from poolsieve.clip.scorer import ScorerSettings
 from poolsieve.curate.features import FeatureSettings
 from poolsieve.curate.near_duplicates import NearDupSettings
 from poolsieve.duck import DuckSettings, connect
+from poolsieve.images.optout import DEFAULT_DIRECTIVES, DEFAULT_USER_AGENTS
 from poolsieve.images.pixel_features import PIXEL_THRESHOLD
 from poolsieve.images.settings import DownloadSettings
 from poolsieve.lake import Lake
@@ -135,6 +136,29 @@ class DownloaderResource(dg.ConfigurableResource):
     min_success_rate: float = setting(
         0.5, "POOLSIEVE_MIN_DOWNLOAD_SUCCESS_RATE", "shard_images warns below this success rate"
     )
+    honour_optouts: bool = setting(
+        True,
+        "POOLSIEVE_HONOUR_OPTOUTS",
+        "check robots.txt, tdmrep.json, ai.txt, X-Robots-Tag and tdm-reservation per image",
+    )
+    optout_agents: list[str] = setting(
+        list(DEFAULT_USER_AGENTS),
+        "POOLSIEVE_OPTOUT_AGENTS",
+        "user agents the opt-out rules are checked for; the first is sent (env: comma-separated)",
+    )
+    optout_directives: list[str] = setting(
+        list(DEFAULT_DIRECTIVES),
+        "POOLSIEVE_OPTOUT_DIRECTIVES",
+        "X-Robots-Tag directives that opt an image out (env: comma-separated)",
+    )
+    optout_max_age_h: float = setting(
+        24.0, "POOLSIEVE_OPTOUT_MAX_AGE_H", "hours a host's cached opt-out files stay fresh"
+    )
+    robots_unreachable: str = setting(
+        "disallow",
+        "POOLSIEVE_ROBOTS_UNREACHABLE",
+        "a robots.txt answering 5xx or unreachable: 'disallow' (RFC 9309) or 'allow'",
+    )
 
     @property
     def settings(self) -> DownloadSettings:
@@ -144,6 +168,11 @@ class DownloaderResource(dg.ConfigurableResource):
             thread_count=self.threads,
             allowlist=tuple(self.allowlist),
             verify_sha256=self.verify_sha256,
+            honour_optouts=self.honour_optouts,
+            optout_agents=tuple(self.optout_agents),
+            optout_directives=tuple(self.optout_directives),
+            optout_max_age_h=self.optout_max_age_h,
+            robots_unreachable=self.robots_unreachable,
         )
 
     @contextlib.contextmanager

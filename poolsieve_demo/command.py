@@ -118,8 +118,9 @@ def _write_world(args, world) -> None:
 
 
 def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
-    """Print how the lake's counts, decontamination, pool near-duplicate drops and takedown
-    removals (when the lake has them) compare with the truth; the mismatches."""
+    """Print how the lake's counts, decontamination, pool near-duplicate drops, takedown
+    removals and opted-out downloads (when the lake has them) compare with the truth; the
+    mismatches."""
     from pathlib import Path
 
     from poolsieve_demo.compare import (
@@ -127,6 +128,8 @@ def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
         image_duplicate_lines,
         image_duplicate_rates,
         near_duplicate_rates,
+        optout_lines,
+        optout_rates,
         removal_lines,
         removal_rates,
     )
@@ -145,5 +148,7 @@ def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
     for line in image_duplicate_lines(image_rates or {}):
         print(line)
     for line in removal_lines(removal_rates(Path(lake_dir), truth)):
+        print(line)
+    for line in optout_lines(optout_rates(Path(lake_dir), truth)):
         print(line)
     return mismatches

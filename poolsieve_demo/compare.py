@@ -1,7 +1,8 @@
 """A lake's results against the demo world's truth: counts that differ, how well
 eval_decontamination found the planted eval near-duplicates, how well the pool-wide
-near-duplicate step dropped the planted copies of pool images (``near_duplicate_image``), and
-which rows the world's takedown requests removed (``removals``)."""
+near-duplicate step dropped the planted copies of pool images (``near_duplicate_image``),
+which rows the world's takedown requests removed (``removals``), and which rows the downloader
+opted out (download_status' ``opted_out`` rows, by ``optout_signal``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from poolsieve.curate.takedown import ASSET as REMOVALS_ASSET
 from poolsieve.curate.takedown import KINDS as TAKEDOWN_KINDS
 from poolsieve.curate.takedown import REMOVALS_FILE
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
+from poolsieve.images.optout import OPTED_OUT, SIGNALS
 from poolsieve.images.pixel_features import DetectionRates, detection_rates
+from poolsieve.images.status import STATUS_FILE
 from poolsieve.lake import Lake
 
 
@@ -217,3 +220,75 @@ def removal_lines(rates: dict | None) -> list[str]:
         causes += [m for m in matched if m not in OTHER_CAUSES]
         others += f" ({', '.join(causes)})"
     return [f"takedown requests: {found}, {others}"]
+
+
+#: the download_status column naming the signal an opted-out row was refused for
+SIGNAL_COLUMN = "optout_signal"
+
+
+def optout_rates(root: Path, truth_path: Path) -> dict | None:
+    """How the downloader's opted-out rows (``shard_images`` download_status, error_category
+    ``opted_out``) compare with the planted opt-out signals: per signal {"planted", "found"}
+    (found: a planted uid opted out naming that signal), "wrong_signal" (planted uids opted out
+    naming another one), "controls" {"planted", "kept"} (look-alike rows downloaded: status
+    success), "other_opted_out" (opted-out uids neither planted nor control) and
+    "by_category_only" (True when download_status has no optout_signal column, an older lake:
+    then any opted-out planted uid counts as found). None when the lake has no download_status."""
+    files = Lake(root).asset_files("shard_images", STATUS_FILE)
+    if not files:
+        return None
+    optouts = json.loads(Path(truth_path).read_text()).get("optouts") or {}
+    planted = {s: set(optouts.get("signals", {}).get(s, [])) for s in SIGNALS}
+    controls = {u for uids in optouts.get("controls", {}).values() for u in uids}
+    opted, kept, by_category = _opted_out(files)
+    signal_of = {u: s for s, uids in planted.items() for u in uids}
+    found = {
+        s: sum(1 for u in uids if u in opted and (by_category or opted[u] == s))
+        for s, uids in planted.items()
+    }
+    wrong = len(signal_of.keys() & opted.keys()) - sum(found.values())
+    return {
+        "signals": {s: {"planted": len(planted[s]), "found": found[s]} for s in SIGNALS},
+        "wrong_signal": wrong,
+        "controls": {"planted": len(controls), "kept": len(controls & kept)},
+        "other_opted_out": len(opted.keys() - signal_of.keys() - controls),
+        "by_category_only": by_category,
+    }
+
+
+def _opted_out(files: list[str]) -> tuple[dict[str, str | None], set[str], bool]:
+    """({opted-out uid: its optout_signal}, uids downloaded, whether the signal column is
+    missing from every file: then each signal is None)."""
+    conn = duckdb.connect()
+    source = "read_parquet($p, union_by_name = true)"
+    columns = {
+        r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {source}", {"p": files}).fetchall()
+    }
+    by_category = SIGNAL_COLUMN not in columns
+    signal = "NULL" if by_category else SIGNAL_COLUMN
+    rows = conn.execute(
+        f"SELECT uid, status, error_category, {signal} FROM {source}", {"p": files}
+    ).fetchall()
+    opted = {u: s for u, _, category, s in rows if category == OPTED_OUT}
+    kept = {u for u, status, *_ in rows if status == "success"}
+    return opted, kept, by_category
+
+
+def optout_lines(rates: dict | None) -> list[str]:
+    """The summary line of ``optout_rates`` (none without download_status)."""
+    if rates is None:
+        return []
+    planted = {s: r for s, r in rates["signals"].items() if r["planted"]}
+    found = "none planted"  # a world written before truth format 5
+    if planted:
+        found = ", ".join(f"{s} {r['found']}/{r['planted']}" for s, r in planted.items())
+        if rates["wrong_signal"]:
+            found += f", {rates['wrong_signal']} planted naming another signal"
+    c, n = rates["controls"], rates["other_opted_out"]
+    line = (
+        f"opt-out signals: {found}, controls kept {c['kept']}/{c['planted']}, "
+        f"{n} other row{'' if n == 1 else 's'} opted out"
+    )
+    if rates["by_category_only"]:
+        line += " (no optout_signal column: counted by error category only)"
+    return [line]

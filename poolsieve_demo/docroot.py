@@ -9,6 +9,12 @@ applies them; see server.py)::
     not_image         an HTML page (text/html), status 200
     404 / 500         that status, no file
     redirect_private  302 to a private/link-local address (``location``), never contacted
+    file              a host file (robots.txt...): the file with the route's ``type``
+
+A route may carry ``headers`` ({name: value}) the server adds to its answer: an opt-out row's
+X-Robots-Tag / tdm-reservation (optout.py). ``host_files`` ({URL path: route of kind ``file``:
+serve the file with the route's Content-Type}) holds the host's own files, in every world:
+``/robots.txt``, ``/.well-known/tdmrep.json``, ``/ai.txt``, naming the opt-out rows' paths.
 
 Every minted path has a route; any other path is a 404.
 """
@@ -21,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from poolsieve_demo.optout import HOST_FILE_TYPES, host_files, response_headers
 from poolsieve_demo.perturb import perturb
 from poolsieve_demo.problems import PRIVATE_TARGETS
 from poolsieve_demo.render import FORMATS, encode, render
 from poolsieve_demo.rows import Asset
 
-ROUTES_VERSION = 1
+#: 2 adds route ``headers`` and ``host_files``
+ROUTES_VERSION = 2
 HTML_TYPE = "text/html; charset=utf-8"
 HTML_PAGES = {
     "html_page": "<!doctype html><html><head><title>Gallery</title></head>"
@@ -73,7 +81,21 @@ def route(asset: Asset, slow_seconds: float) -> dict:
         entry["delay"] = slow_seconds
     if asset.route == "redirect_private":
         entry["location"] = PRIVATE_TARGETS[asset.detail]
+    if asset.optout is not None and (headers := response_headers(asset.optout, asset.detail)):
+        entry["headers"] = headers
     return entry
+
+
+def write_host_files(root: Path, assets: dict[str, Asset]) -> dict[str, dict]:
+    """Write the host files under ``root/images`` (their URL paths); returns their routes."""
+    planted = [(a.optout, a.detail, path) for path, a in assets.items() if a.optout is not None]
+    routes = {}
+    for path, data in host_files(planted).items():
+        target = root / "images" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        routes[path] = {"kind": "file", "file": path.lstrip("/"), "type": HOST_FILE_TYPES[path]}
+    return routes
 
 
 def write_docroot(root: Path, assets: dict[str, Asset], slow_seconds: float) -> dict[str, str]:
@@ -88,6 +110,11 @@ def write_docroot(root: Path, assets: dict[str, Asset], slow_seconds: float) -> 
             if asset.route in ("ok", "slow"):
                 served[path] = hashlib.sha256(data).hexdigest()
         routes[path] = route(asset, slow_seconds)
-    document = {"version": ROUTES_VERSION, "slow_seconds": slow_seconds, "routes": routes}
+    document = {
+        "version": ROUTES_VERSION,
+        "slow_seconds": slow_seconds,
+        "routes": routes,
+        "host_files": write_host_files(root, assets),
+    }
     (root / "routes.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     return served

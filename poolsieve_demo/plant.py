@@ -1,7 +1,8 @@
 """Plant the content problems on the pool's surviving rows and record each one for the truth.
 
 Grain: one truth entry per planted row (shard, row, uid, url, kind, detail, expected download
-outcome, the row's true concept and image size, plus kind-specific facts). Only "base" rows
+outcome, the row's true concept and image size, plus kind-specific facts: an opt-out row's
+signal and its headers or host file, optout.truth_facts). Only "base" rows
 (every one of them is kept by ingest and URL dedup) are planted, each at most once, and each shard
 gets exactly ``problem_count(rate, rows_per_shard)`` rows of each kind.
 
@@ -16,6 +17,7 @@ kinds with the next problem row of its shard that is not a copy: the counts per 
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +30,7 @@ from poolsieve_demo.captions import (
     mismatched_caption,
 )
 from poolsieve_demo.evalsets import EvalImage
+from poolsieve_demo.optout import OPTOUT_KINDS, detail_for, truth_facts
 from poolsieve_demo.perturb import PERTURBATIONS
 from poolsieve_demo.problems import (
     OUTCOMES,
@@ -56,10 +59,12 @@ COPY = "near_duplicate_image"
 @dataclass
 class Copyable:
     """What the copying kinds may still copy: the unused eval images (taken from the end), and
-    the clean pool rows (shard index, row) no copy has taken yet, in pool order."""
+    the clean pool rows (shard index, row) no copy has taken yet, in pool order. Also how many
+    rows of each opt-out kind are planted so far (their details are planted in turn)."""
 
     evals: list[EvalImage]
     rows: list[tuple[int, int]] = field(default_factory=list)
+    optouts: Counter = field(default_factory=Counter)
 
     def before(self, at: tuple[int, int]) -> int:
         """How many of ``rows`` precede ``at`` in pool order."""
@@ -204,6 +209,16 @@ def _route_planter(kind: str) -> Callable:
     return plant
 
 
+def _optout_planter(kind: str) -> Callable:
+    def plant(b: PoolBuilder, at, row: dict, asset: Asset, sources: Copyable) -> dict:
+        """The row's image is served as before, with an opt-out signal (optout.py) on it."""
+        asset.optout, asset.detail = kind, detail_for(kind, sources.optouts[kind])
+        sources.optouts[kind] += 1
+        return {"detail": asset.detail, **truth_facts(kind, asset.detail)}
+
+    return plant
+
+
 PLANTERS: dict[str, Callable] = {
     "mismatched_caption": _mismatched,
     "non_english_caption": _foreign,
@@ -213,4 +228,5 @@ PLANTERS: dict[str, Callable] = {
     "eval_near_duplicate": _near_duplicate,
     COPY: _pool_near_duplicate,
     **{kind: _route_planter(kind) for kind in ROUTE_OF},
+    **{kind: _optout_planter(kind) for kind in OPTOUT_KINDS},
 }

@@ -5,6 +5,8 @@ rows), so every planted row reaches the downloader and the filters, and no row c
 problems. Per shard, a kind is planted on exactly ``problem_count(rate, rows_per_shard)`` rows.
 The two copying kinds: ``eval_near_duplicate`` shows a perturbed eval image,
 ``near_duplicate_image`` a perturbed copy of an earlier clean pool row's image (plant.py).
+The ``optout_*`` kinds serve the image with an opt-out signal on it (a header, or a rule naming its
+path in a host file: optout.py); ``optout_control`` with a look-alike signal that opts nothing out.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ OUTCOMES: dict[str, str] = {
     "slow_response": "timeout",
     "not_image": "not_image",
     "redirect_private": "blocked",
+    "optout_x_robots_tag": "opted_out",
+    "optout_tdm_reservation": "opted_out",
+    "optout_robots_txt": "opted_out",
+    "optout_tdmrep_json": "opted_out",
+    "optout_ai_txt": "opted_out",
+    "optout_control": "success",
 }
 PROBLEM_KINDS: tuple[str, ...] = tuple(OUTCOMES)
 DOWNLOAD_OUTCOMES: tuple[str, ...] = tuple(dict.fromkeys(OUTCOMES.values()))
@@ -44,6 +52,12 @@ DEFAULT_RATES: dict[str, float] = {
     "slow_response": 0.006,
     "not_image": 0.01,
     "redirect_private": 0.006,
+    "optout_x_robots_tag": 0.01,
+    "optout_tdm_reservation": 0.01,
+    "optout_robots_txt": 0.01,
+    "optout_tdmrep_json": 0.01,
+    "optout_ai_txt": 0.01,
+    "optout_control": 0.01,
 }
 #: the route the server applies to a planted row's URL path (every other path: "ok")
 ROUTE_OF: dict[str, str] = {

@@ -71,6 +71,7 @@ class Asset:
     detail: str | None = None
     eval_image: EvalImage | None = None
     pool_source: str | None = None  # the URL path of the pool image this one copies
+    optout: str | None = None  # the opt-out kind planted here (optout.py; ``detail`` says which)
 
     @property
     def is_copy(self) -> bool:

@@ -2,7 +2,8 @@
 
 Grain: one request -> one answer chosen by the URL path's route (docroot.py lists them; query
 strings and trailing slashes are ignored; unknown paths are 404; ``/_health`` answers with the
-server's pid). It runs as a separate process so callers own it by PID::
+server's pid; a route's ``headers`` are added to its answer; the host files (``host_files``:
+robots.txt, tdmrep.json, ai.txt) are served like any route). It runs as a separate process so callers own it by PID::
 
     python -m poolsieve_demo.server --root ROOT --host 127.0.0.1 --port 8808
 
@@ -39,6 +40,37 @@ HEALTH_PATH = "/_health"
 DEFAULT_PORT = 8808  # `make demo`'s world; tests give theirs a free port (its URLs name the port)
 MAX_DELAY_S = 60.0  # a slow route never sleeps longer, whatever routes.json says
 SOCKET_TIMEOUT_S = 15.0  # a silent client holds a handler thread at most this long
+#: headers a route may not set (the server's own framing and redirects)
+RESERVED_HEADERS = frozenset({"content-type", "content-length", "location", "connection"})
+MAX_ROUTE_HEADERS = 16
+
+
+def check_route_headers(path: str, headers: object) -> dict[str, str]:
+    """A route's extra headers, checked: at most MAX_ROUTE_HEADERS str -> str pairs, a token
+    name that is none of RESERVED_HEADERS and no control characters (no header injection)."""
+    if not isinstance(headers, dict) or len(headers) > MAX_ROUTE_HEADERS:
+        raise ValueError(f"routes.json {path}: headers must be a dict of <= {MAX_ROUTE_HEADERS}")
+    for name, value in headers.items():
+        bad_name = not (isinstance(name, str) and name.isascii() and _is_token(name))
+        bad_value = not isinstance(value, str) or any(ord(c) < 32 or ord(c) == 127 for c in value)
+        if bad_name or bad_value or name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"routes.json {path}: header {name!r}: {value!r} is not allowed")
+    return headers
+
+
+def _is_token(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name)
+
+
+def load_routes(root: Path) -> tuple[dict[str, dict], float]:
+    """The routes of ``root/routes.json`` (the host files' among them, headers checked) and its
+    ``slow_seconds``."""
+    document = json.loads((root / "routes.json").read_text())
+    routes = {**document.get("host_files", {}), **document["routes"]}
+    for path, entry in routes.items():
+        if "headers" in entry:
+            check_route_headers(path, entry["headers"])
+    return routes, float(document.get("slow_seconds", 3.0))
 
 
 def check_loopback(host: str) -> None:
@@ -74,19 +106,19 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class DemoHTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer holding a world's docroot and routes."""
+    """ThreadingHTTPServer holding a world's docroot and routes. ``bind=False`` binds no socket:
+    requests are then handed to ``finish_request`` (a connected socket each), as the unit tests
+    do over socket pairs."""
 
     daemon_threads = True
 
-    def __init__(self, root: Path, host: str, port: int):
+    def __init__(self, root: Path, host: str, port: int, bind: bool = True):
         check_loopback(host)
-        document = json.loads((root / "routes.json").read_text())
         self.docroot = (root / "images").resolve()
-        self.routes: dict[str, dict] = document["routes"]
-        self.slow_seconds = float(document.get("slow_seconds", 3.0))
+        self.routes, self.slow_seconds = load_routes(root)
         self.world_root = str(root.resolve())
         self.last_request = time.monotonic()
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), _Handler, bind_and_activate=bind)
 
     def handle_error(self, request, client_address) -> None:
         """Quiet about clients that hang up (a downloader timing out on a slow route)."""
@@ -123,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         kind = entry["kind"]
         if kind == "slow":
             time.sleep(min(float(entry.get("delay", self.server.slow_seconds)), MAX_DELAY_S))
-        if kind in ("ok", "slow", "corrupt", "not_image"):
+        if kind in ("ok", "slow", "corrupt", "not_image", "file"):
             return self._send_file(entry, send_body)
         if kind == "redirect_private":
             return self._send(302, "text/plain", b"moved\n", send_body, entry["location"])
@@ -134,14 +166,25 @@ class _Handler(BaseHTTPRequestHandler):
         path = (self.server.docroot / entry["file"]).resolve()
         if not path.is_relative_to(self.server.docroot) or not path.is_file():
             return self._send(404, "text/plain", b"404\n", send_body)
-        self._send(200, entry["type"], path.read_bytes(), send_body)
+        data = path.read_bytes()
+        self._send(200, entry["type"], data, send_body, headers=entry.get("headers"))
 
-    def _send(self, status: int, ctype: str, data: bytes, send_body: bool, location=None) -> None:
+    def _send(
+        self,
+        status: int,
+        ctype: str,
+        data: bytes,
+        send_body: bool,
+        location: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         if location is not None:
             self.send_header("Location", location)
+        for name, value in (headers or {}).items():  # checked when routes.json was read
+            self.send_header(name, value)
         self.end_headers()
         if send_body:
             self.wfile.write(data)

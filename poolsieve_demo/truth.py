@@ -6,7 +6,8 @@ rows. Then:
 
 * ``problems``: one entry per planted content problem (shard, row, uid, url, kind, detail,
   expect_download, concept, size, and caption_concept / eval_split + eval_key / location /
-  duplicate_of + source_shard + source_row);
+  duplicate_of + source_shard + source_row / an opt-out row's signal + headers or host_file
+  (+ user_agent, tdm_reservation));
 * ``problem_counts`` (all shards) and ``problem_counts_per_shard``;
 * ``download``: expected outcome counts over the rows dedup keeps (clean rows -> success), total
   and per shard; ``timeout`` assumes a downloader timeout below ``slow_seconds``;
@@ -16,6 +17,10 @@ rows. Then:
 * ``takedown``: the takedown list the world writes (``list``: its name) and its ``entries``,
   one per target row: entry (1-based row of the list), kind (uid, url, sha256 or phash), the
   target's uid, shard and row, and the entry's reference (takedown.py);
+* ``optouts``: ``signals`` {signal: uids the downloader must opt out naming that signal},
+  ``controls`` {detail: uids it must download: look-alike signals}, ``control_signals``
+  {detail: the signal it imitates}, ``host_files`` {signal: URL path} and ``assumes`` (the
+  downloader's default user_agents and directives the controls hold under; optout.py);
 * ``trusted`` and ``eval`` sizes; ``seed``, ``config``, both base URLs and the hosts a downloader
   must allowlist to reach the demo server.
 """
@@ -25,11 +30,14 @@ from __future__ import annotations
 from collections import Counter
 from urllib.parse import urlsplit
 
+from poolsieve.images.optout import HOST_FILES, SIGNALS
+from poolsieve_demo.optout import ASSUMED, CONTROL, CONTROL_SIGNAL, DETAILS, SIGNAL_OF
 from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
 
 #: the format number of world_truth.json (recorded in it as ``version``); 3 adds the
-#: ``near_duplicate_image`` kind and ``image_near_duplicates``; 4 adds ``takedown``
-TRUTH_FORMAT = 4
+#: ``near_duplicate_image`` kind and ``image_near_duplicates``; 4 adds ``takedown``; 5 adds the
+#: ``optout_*`` kinds (download outcome ``opted_out``) and ``optouts``
+TRUTH_FORMAT = 5
 
 
 def download_expectation(pool_truth: dict, problems: list[dict]) -> dict:
@@ -75,6 +83,25 @@ def world_truth(pool_truth: dict, problems: list[dict], extras: dict, takedown: 
             problems, "near_duplicate_image", ("duplicate_of", "source_shard", "source_row")
         ),
         "takedown": takedown,
+        "optouts": optout_summary(problems),
+    }
+
+
+def optout_summary(problems: list[dict]) -> dict:
+    """The planted opt-out rows by signal, and the control rows by detail (uids, pool order)."""
+    signals: dict[str, list[str]] = {s: [] for s in SIGNALS}
+    controls: dict[str, list[str]] = {d: [] for d in DETAILS[CONTROL]}
+    for p in problems:
+        if p["kind"] in SIGNAL_OF:
+            signals[SIGNAL_OF[p["kind"]]].append(p["uid"])
+        elif p["kind"] == CONTROL:
+            controls[p["detail"]].append(p["uid"])
+    return {
+        "signals": signals,
+        "controls": controls,
+        "control_signals": dict(CONTROL_SIGNAL),
+        "host_files": dict(HOST_FILES),
+        "assumes": {k: list(v) for k, v in ASSUMED.items()},
     }
 
 

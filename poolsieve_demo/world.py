@@ -4,6 +4,7 @@
 
     root/source/shard_00000.parquet ...   the pool (DataComp schema), URLs on the demo server
     root/images/img/0000001.jpg ...       the server's docroot
+    root/images/robots.txt, ai.txt, .well-known/tdmrep.json   the host's opt-out files (optout.py)
     root/routes.json                      how the server answers each URL path (docroot.py)
     root/trusted/trusted-00000.tar ...    clean pairs for the scorer (+ sizes.json)
     root/eval/classification/, retrieval/ held-out eval sets (evalsets.py)

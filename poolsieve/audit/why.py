@@ -30,6 +30,7 @@ from poolsieve.audit.events import (
 )
 from poolsieve.curate.features import part_files
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
+from poolsieve.images.optout.check import SIGNALS_FILE
 from poolsieve.images.status import STATUS_FILE
 from poolsieve.lake import SHARD_ASSETS, Lake
 from poolsieve.sqlrunner import SqlProject
@@ -57,6 +58,11 @@ SOURCES = {
         STATUS_FILE,
         "uid VARCHAR, status VARCHAR, error_category VARCHAR, error_message VARCHAR",
     ),
+    "optout_signals": (
+        "shard_images",
+        SIGNALS_FILE,
+        "uid VARCHAR, signal VARCHAR, answer VARCHAR, detail VARCHAR, seen_at TIMESTAMPTZ",
+    ),
     "embeddings": ("clip_embeddings", "embeddings.parquet", "uid VARCHAR, clip_score FLOAT"),
     "decontamination": (
         "eval_decontamination",
@@ -82,7 +88,7 @@ def _view(conn, name: str, files: list[str], columns: str) -> None:
 def _register(conn, lake: Lake) -> None:
     for name, (asset, file, columns) in SOURCES.items():
         files = lake.asset_files(asset, file)
-        if name == "download_status":  # metadata mode downloads the selection into selected_images
+        if name in ("download_status", "optout_signals"):  # metadata mode: selected_images
             files += lake.asset_files("selected_images", file)
         _view(conn, name, files, columns)
     _view(conn, "pool_features", part_files(lake.path("pool_features")), FEATURES_COLUMNS)
@@ -111,11 +117,13 @@ def explain_uid(lake: Lake, uid: str, instance=None, project: SqlProject | None 
     with duckdb.connect() as conn:
         _register(conn, lake)
         sources = {n: n for n in [*SOURCES, "pool_features", "subset_decisions"]}
-        project.run(conn, ["uid_occurrences", "uid_strategies"], sources, {"uid": uid})
+        models = ["uid_occurrences", "uid_strategies", "uid_optout_signals"]
+        project.run(conn, models, sources, {"uid": uid})
         doc = {
             "uid": uid,
             "occurrences": _records(conn, "uid_occurrences"),
             "strategies": _records(conn, "uid_strategies"),
+            "optout_signals": _records(conn, "uid_optout_signals"),
         }
     if instance is not None:
         doc["versions"] = step_versions(instance, doc)
@@ -209,6 +217,20 @@ def _near_duplicate_lines(o: dict) -> list[str]:
     return lines
 
 
+def _signal_lines(signals: list[dict]) -> list[str]:
+    """The opt-out signals checked when the image was downloaded, each with its answer."""
+    if not signals:
+        return []
+    lines = ["  opt-out signals checked at download:"]
+    for s in signals:
+        answer = "OPTED OUT" if s["answer"] == "disallowed" else s["answer"]
+        detail = f": {s['detail']}" if s["detail"] else ""
+        lines.append(
+            f"    {s['signal']}: {answer}{detail} (seen {s['seen_at']:%Y-%m-%d %H:%M:%S %Z})"
+        )
+    return lines
+
+
 def _version(m: dict) -> str:
     return f"run {m['run_id'][:8]}, code {m['code_version']}, data {str(m['data_version'])[:12]}"
 
@@ -237,6 +259,7 @@ def format_explanation(doc: dict, strategy: str | None = None) -> str:
         return lines[0] + ": not in any ingested shard of this lake"
     for o in doc["occurrences"]:
         lines += _occurrence_lines(o)
+    lines += _signal_lines(doc.get("optout_signals", []))
     chosen = [s for s in doc["strategies"] if strategy in (None, s["strategy"])]
     if strategy and not chosen:
         lines.append(

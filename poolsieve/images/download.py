@@ -9,9 +9,11 @@ is kept under a ``.<name>.<uuid>.tmp`` name) — never a mix of old and new file
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,7 @@ class DownloadResult:
     stats: tuple[Path, ...]  # img2dataset's NNNNNNNN_stats.json
     status_path: Path  # download_status.parquet: one row per input uid
     seconds: float
+    optouts: dict[str, int] = dataclasses.field(default_factory=dict)  # opted-out rows per signal
 
     @property
     def total(self) -> int:
@@ -159,6 +162,7 @@ def _result(out_dir: Path, seconds: float) -> DownloadResult:
         stats=tuple(sorted(out_dir.glob("*_stats.json"))),
         status_path=out_dir / STATUS_FILE,
         seconds=seconds,
+        optouts=dict(Counter(s for s in status.column("optout_signal").to_pylist() if s)),
     )
 
 

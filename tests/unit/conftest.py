@@ -14,6 +14,13 @@ import pytest
 MOVE = "belongs in tests/integration (the unit lane runs no {what})"
 
 
+def pytest_configure(config):
+    """matplotlib builds its font cache (running fc-list) on its first import in a fresh
+    environment: done here, before the lane refuses subprocesses, so a unit test that plots does
+    not fail only on a fresh clone."""
+    import matplotlib.font_manager  # noqa: F401
+
+
 def _refuse(what: str):
     def refuse(*args, **kwargs):
         raise AssertionError(MOVE.format(what=what))

@@ -13,7 +13,9 @@ fetch a new host; each keeps its own record.
 
 What a record answers (``judge``): a 2xx robots.txt is parsed (RFC 9309) and the image URL
 checked for every configured agent; a 4xx robots.txt means no rules; a 5xx or a network error
-means complete disallow (RFC 9309 2.3.1.4; ``robots_unreachable="allow"`` relaxes it). A 2xx
+means complete disallow (RFC 9309 2.3.1.4; ``robots_unreachable="allow"`` relaxes it), but a
+fetch the guard refused (a host resolving to a private address...) is ``unavailable``: the
+image's own fetch meets the same refusal and reports it as what it is. A 2xx
 tdmrep.json or ai.txt is parsed; anything else means the signal is ``unavailable`` (allowed).
 
 Scale: the lookup reads the origin and fetch-time columns of every shard's records with one
@@ -35,6 +37,7 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 
+from poolsieve.images.errors import GUARD_CATEGORIES, categorize
 from poolsieve.images.opener import build_opener
 from poolsieve.images.optout import (
     ALLOWED,
@@ -193,6 +196,8 @@ def _parse(record: dict, settings):
                 return UNAVAILABLE, f"{name} unusable: {err}"
         return RobotsRules.parse(record["body"] or "", name)
     why = record["error"] or f"HTTP {status}"
+    if categorize(record["error"]) in GUARD_CATEGORIES:  # the image's own fetch is refused too
+        return UNAVAILABLE, f"{name} not fetched: {why}"
     unreachable = status is None or status >= 500
     if signal == "robots_txt" and unreachable and settings.robots_unreachable == "disallow":
         return DISALLOWED, f"{name} unreachable ({why}): complete disallow (RFC 9309 2.3.1.4)"

@@ -271,10 +271,10 @@ def test_pool_features_has_one_row_per_uid_and_passes_its_yaml_tests(pipeline):
             "SELECT count(*) FILTER (WHERE language = 'en'), count(*) FROM pool_features"
         ).fetchall()[0]
     counts = lake_counts(pipeline["lake"].root)
-    assert (
-        reasons["download_failed"]
-        == sum(counts["download"].values()) - counts["download"]["success"]
-    )
+    failed = sum(counts["download"].values()) - counts["download"]["success"]
+    assert reasons["download_failed"] + reasons["opted_out"] == failed
+    assert reasons["opted_out"] == counts["download"]["opted_out"]
+    assert reasons["opted_out"] == world.truth["download"]["expected"]["opted_out"]
     assert reasons["eval_near_duplicate"] == counts["decontamination"]["flagged"]
     assert sum(reasons.values()) == counts["dedup"]["keep"] + counts["dedup"]["duplicate_url"]
     planted = world.truth["problem_counts"]["non_english_caption"]
@@ -321,3 +321,30 @@ def test_why_traces_a_dead_link_and_a_duplicate_and_passes_its_yaml_tests(pipeli
         project.run(conn, ["uid_occurrences", "uid_strategies"], sources, {"uid": dead["uid"]})
         for name in ("uid_occurrences", "uid_strategies"):
             assert column_test_failures(conn, project.model(name), name) == []
+
+
+def test_every_planted_opt_out_is_ineligible_by_its_own_signal_and_why_shows_it(pipeline):
+    from poolsieve.audit.why import explain_uid, format_explanation
+
+    lake, world = pipeline["lake"], pipeline["world"]
+    optouts = world.truth["optouts"]
+    with pipeline["resources"].lake.connect() as conn:
+        rows = conn.execute(
+            "SELECT uid, ineligible_reason, optout_signal FROM pool_features "
+            "WHERE optout_signal IS NOT NULL OR ineligible_reason = 'opted_out'"
+        ).fetchall()
+    got = {uid: (reason, signal) for uid, reason, signal in rows}
+    want = {u: ("opted_out", s) for s, uids in optouts["signals"].items() for u in uids}
+    assert got == want and want  # every planted row, by its signal; no control, no other row
+    uid = optouts["signals"]["robots_txt"][0]
+    doc = explain_uid(lake, uid)
+    text = format_explanation(doc)
+    assert "(opted_out: opted_out: robots_txt: Disallow: " in text
+    answers = {s["signal"]: s["answer"] for s in doc["optout_signals"]}
+    assert answers == {"robots_txt": "disallowed", "tdmrep_json": "allowed", "ai_txt": "allowed"}
+    assert "    robots_txt: OPTED OUT: Disallow: " in text
+    kept = optouts["controls"]["x_robots_tag_noindex"][0]
+    answers = {s["signal"]: s["answer"] for s in explain_uid(lake, kept)["optout_signals"]}
+    assert answers == dict.fromkeys(
+        ("robots_txt", "tdmrep_json", "ai_txt", "x_robots_tag", "tdm_reservation"), "allowed"
+    )

@@ -30,6 +30,7 @@ from PIL import Image
 from poolsieve.images.download import download_shard
 from poolsieve.images.errors import GuardRefusal
 from poolsieve.images.opener import build_opener
+from poolsieve.images.optout.check import SIGNALS_FILE
 from poolsieve.images.policy import FetchPolicy
 from poolsieve.images.settings import DownloadSettings, img2dataset_kwargs
 from poolsieve.images.status import STATUS_FILE, status_row
@@ -213,6 +214,8 @@ def test_settings_become_datacomp_img2dataset_arguments():
         "thread_count": 32,
         "number_sample_per_shard": 10_000,
         "oom_shard_count": 8,
+        "disallowed_header_directives": [],  # the guard checks X-Robots-Tag itself
+        "user_agent_token": "img2dataset",
         "compute_hash": "sha256",
         "verify_hash": ["sha256", "sha256"],
         "distributor": "multiprocessing",
@@ -320,6 +323,7 @@ def test_outputs_are_img2dataset_shards(scenario):
         "00000001.tar",
         "00000001_stats.json",
         STATUS_FILE,
+        SIGNALS_FILE,
     ]
     assert [p.name for p in result.tars] == ["00000000.tar", "00000001.tar"]
     stats = [json.loads(p.read_text()) for p in result.stats]
@@ -397,7 +401,13 @@ def rerun(scenario, server, tmp_path_factory):
 
 def test_rerun_replaces_the_whole_folder(rerun):
     names = sorted(p.name for p in rerun.out_dir.iterdir())
-    assert names == ["00000000.parquet", "00000000.tar", "00000000_stats.json", STATUS_FILE]
+    assert names == [
+        "00000000.parquet",
+        "00000000.tar",
+        "00000000_stats.json",
+        STATUS_FILE,
+        SIGNALS_FILE,
+    ]
     assert sorted(p.name for p in rerun.out_dir.parent.iterdir()) == ["images"]  # no temp left
     status = pq.read_table(rerun.status_path)
     assert status.column("uid").to_pylist() == [uid(100), uid(101)]

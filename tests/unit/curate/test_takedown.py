@@ -151,7 +151,7 @@ def test_a_folder_with_something_else_than_lists_is_refused(tmp_path):
     (folder / "a.csv").write_bytes(b"uid\n\xff\xfe\n")
     with pytest.raises(takedown.ListError, match=r"a\.csv: not a readable UTF-8 CSV"):
         takedown.load_lists(folder)
-    with pytest.raises(FileNotFoundError, match="no such list"):
+    with pytest.raises(FileNotFoundError, match="no such takedown list"):
         takedown.load_lists(tmp_path / "missing")
 
 

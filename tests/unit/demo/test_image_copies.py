@@ -14,6 +14,7 @@ from PIL import Image
 
 from poolsieve_demo import WorldConfig, write_demo_world
 from poolsieve_demo.concepts import COLORS, SHAPES
+from poolsieve_demo.optout import OPTOUT_KINDS
 from poolsieve_demo.perturb import PERTURBATIONS
 from poolsieve_demo.problems import problem_count
 from tests.unit.demo.test_world import _words
@@ -88,7 +89,10 @@ def test_copies_on_a_crowded_first_shard(tmp_path, seed):
     """One shard, 12 copies among 60 rows: with these seeds several copies are first drawn onto
     rows with no clean row before them and trade kinds with a later problem row; the counts and
     every rule still hold. (Too few clean rows are left for takedown targets: none asked.)"""
-    config = WorldConfig(rates={KIND: 0.2}, retrieval_images=4, takedown_per_kind=0, **SMALL)
+    no_optouts = dict.fromkeys(OPTOUT_KINDS, 0.0)  # the crowded shard as these seeds drew it
+    config = WorldConfig(
+        rates={KIND: 0.2, **no_optouts}, retrieval_images=4, takedown_per_kind=0, **SMALL
+    )
     world = write_demo_world(tmp_path, seed=seed, n_shards=1, rows_per_shard=60, config=config)
     assert len(_check_copies(world, 0.2)) == 12
 
