@@ -13,6 +13,7 @@ from poolsieve.assets.leaderboard import leaderboard
 from poolsieve.assets.metadata_embeddings import metadata_embeddings
 from poolsieve.assets.near_duplicates import near_duplicates
 from poolsieve.assets.pool_features import pool_features
+from poolsieve.assets.pool_health import pool_health, subset_health
 from poolsieve.assets.pool_shard import pool_shard
 from poolsieve.assets.removals import removals
 from poolsieve.assets.scorer import scorer
@@ -25,9 +26,11 @@ from poolsieve.assets.takedown_lists import takedown_lists
 from poolsieve.assets.train_shards import train_shards
 from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.execution import Execution
+from poolsieve.pipelines.health import pool_health_schedule, subset_health_sensor
 from poolsieve.pipelines.jobs import (
     centroids_job,
     features_job,
+    health_job,
     ingest_job,
     leaderboard_job,
     metadata_shard_job,
@@ -41,6 +44,7 @@ from poolsieve.pipelines.jobs import (
     shard_job,
     shard_steps_job,
     strategy_job,
+    subset_health_job,
     subset_job,
     training_job,
     url_dedup_job,
@@ -71,6 +75,8 @@ JOBS = [
     url_dedup_job,
     shard_steps_job,
     metadata_shard_steps_job,
+    health_job,
+    subset_health_job,
 ]
 
 
@@ -89,6 +95,8 @@ def build_defs(resources: Resources, execution: Execution | None = None) -> dg.D
             clip_embeddings,
             eval_decontamination,
             image_hashes,
+            pool_health,
+            subset_health,
             metadata_embeddings,
             image_centroids,
             shard_clusters,
@@ -106,8 +114,8 @@ def build_defs(resources: Resources, execution: Execution | None = None) -> dg.D
             leaderboard,
         ],
         jobs=[execution.bind(job) for job in JOBS],
-        sensors=[pool_source_sensor, dedup_recheck_sensor],
-        schedules=[pool_refresh_schedule],
+        sensors=[pool_source_sensor, dedup_recheck_sensor, subset_health_sensor],
+        schedules=[pool_refresh_schedule, pool_health_schedule],
         resources=resources.as_dict(),
     )
 

@@ -36,6 +36,19 @@ metadata_shard_job = dg.define_asset_job(
     tags=POOL_ORDER_TAGS,
 )
 
+health_job = dg.define_asset_job(
+    "health_job",
+    selection=dg.AssetSelection.assets("pool_health"),
+    description="Per shard: a sample of its downloaded URLs fetched again (link rot, hash "
+    "drift); pool_health_schedule runs it for every downloaded shard.",
+)
+
+subset_health_job = dg.define_asset_job(
+    "subset_health_job",
+    selection=dg.AssetSelection.assets("subset_health"),
+    description="Each strategy's share still downloadable, from the latest pool_health checks.",
+)
+
 scorer_job = dg.define_asset_job(
     "scorer_job",
     selection=dg.AssetSelection.assets("scorer"),

@@ -28,6 +28,7 @@ from poolsieve.clip.scorer import ScorerSettings
 from poolsieve.curate.features import FeatureSettings
 from poolsieve.curate.near_duplicates import NearDupSettings
 from poolsieve.duck import DuckSettings, connect
+from poolsieve.images.health import HealthSettings
 from poolsieve.images.optout import DEFAULT_DIRECTIVES, DEFAULT_USER_AGENTS
 from poolsieve.images.pixel_features import PIXEL_THRESHOLD
 from poolsieve.images.settings import DownloadSettings
@@ -159,6 +160,25 @@ class DownloaderResource(dg.ConfigurableResource):
         "POOLSIEVE_ROBOTS_UNREACHABLE",
         "a robots.txt answering 5xx or unreachable: 'disallow' (RFC 9309) or 'allow'",
     )
+    health_sample_rate: float = setting(
+        0.01, "POOLSIEVE_HEALTH_SAMPLE_RATE", "share of downloaded rows pool_health re-fetches"
+    )
+    health_minimum: int = setting(
+        20, "POOLSIEVE_HEALTH_MINIMUM", "pool_health re-fetches at least this many rows per shard"
+    )
+    health_phash_distance: int = setting(
+        6,
+        "POOLSIEVE_HEALTH_PHASH_DISTANCE",
+        "pool_health: other bytes within this many pHash bits are the same picture re-encoded",
+    )
+
+    @property
+    def health(self) -> HealthSettings:
+        return HealthSettings(
+            rate=self.health_sample_rate,
+            minimum=self.health_minimum,
+            phash_distance=self.health_phash_distance,
+        )
 
     @property
     def settings(self) -> DownloadSettings:

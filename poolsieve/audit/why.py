@@ -29,6 +29,7 @@ from poolsieve.audit.events import (
     read_by,
 )
 from poolsieve.curate.features import part_files
+from poolsieve.curate.strategies import subset_decisions_view
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
 from poolsieve.images.optout.check import SIGNALS_FILE
 from poolsieve.images.status import STATUS_FILE
@@ -92,18 +93,7 @@ def _register(conn, lake: Lake) -> None:
             files += lake.asset_files("selected_images", file)
         _view(conn, name, files, columns)
     _view(conn, "pool_features", part_files(lake.path("pool_features")), FEATURES_COLUMNS)
-    subsets = lake.asset_files("subset", "decisions.parquet")
-    if subsets:
-        conn.sql(
-            "SELECT *, regexp_extract(filename, '/subset/([^/]+)/decisions.parquet$', 1) AS strategy "
-            "FROM read_parquet($files, filename = true)",
-            params={"files": subsets},
-        ).create_view("subset_decisions")
-    else:
-        conn.execute(
-            "CREATE OR REPLACE TEMP TABLE subset_decisions "
-            "(uid VARCHAR, keep BOOLEAN, reason VARCHAR, strategy VARCHAR)"
-        )
+    subset_decisions_view(conn, lake.asset_files("subset", "decisions.parquet"))
 
 
 def _records(conn, relation: str) -> list[dict]:

@@ -335,3 +335,20 @@ def _without_uid_unique(model):
         for c in model.spec.get("columns", [])
     ]
     return replace(model, spec={**model.spec, "columns": columns})
+
+
+def subset_decisions_view(conn, files: list[str], name: str = "subset_decisions") -> None:
+    """Every subset's decisions.parquet (``files``: Lake.asset_files("subset", ...)) as one
+    relation ``name`` with the strategy taken from its folder; an empty one (uid, keep, reason,
+    strategy) when no subset exists yet."""
+    if files:
+        conn.sql(
+            "SELECT *, regexp_extract(filename, '/subset/([^/]+)/decisions.parquet$', 1) "
+            "AS strategy FROM read_parquet($files, filename = true)",
+            params={"files": files},
+        ).create_view(name)
+    else:
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} "
+            "(uid VARCHAR, keep BOOLEAN, reason VARCHAR, strategy VARCHAR)"
+        )

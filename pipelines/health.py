@@ -1,0 +1,51 @@
+"""Pool health on the refresh's clock: every scheduled refresh re-checks each downloaded shard
+(pool_health), and subset_health follows once checks have landed.
+
+pool_health_schedule fires on the refresh's cron (POOLSIEVE_REFRESH_CRON) and requests one
+health_job run per shard that has images (shard_images materialized), keyed by the tick, so a
+tick's checks run once. subset_health_sensor requests subset_health_job when a pool_health
+materialization is newer than the one its last request saw (at most every 5 minutes, so a
+tick's shards are mostly in before the share is computed; a late shard triggers another).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from poolsieve.pipelines.jobs import health_job, subset_health_job
+from poolsieve.pipelines.partitions import SHARDS
+from poolsieve.pipelines.refresh import REFRESH_CRON
+
+POOL_HEALTH = dg.AssetKey("pool_health")
+
+
+def downloaded_shards(instance: dg.DagsterInstance) -> list[str]:
+    """The registered shards, in pool order, whose images were downloaded."""
+    done = set(instance.get_materialized_partitions(dg.AssetKey("shard_images")))
+    return [s for s in instance.get_dynamic_partitions(SHARDS.name) if s in done]
+
+
+@dg.schedule(cron_schedule=REFRESH_CRON, job=health_job, execution_timezone="UTC")
+def pool_health_schedule(context: dg.ScheduleEvaluationContext):
+    """With each scheduled refresh: a pool_health run per downloaded shard."""
+    shards = downloaded_shards(context.instance)
+    if not shards:
+        return dg.SkipReason("no shard has downloaded images to re-check yet")
+    tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
+    return [dg.RunRequest(partition_key=s, run_key=f"health-{s}-{tick}") for s in shards]
+
+
+def latest_health_id(instance: dg.DagsterInstance) -> int:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=POOL_HEALTH), limit=1
+    ).records
+    return records[0].storage_id if records else 0
+
+
+@dg.sensor(job=subset_health_job, minimum_interval_seconds=300)
+def subset_health_sensor(context: dg.SensorEvaluationContext):
+    """subset_health again once a newer pool_health check exists."""
+    latest, seen = latest_health_id(context.instance), int(context.cursor or 0)
+    if latest <= seen:
+        return dg.SkipReason("no pool_health check since subset_health's last request")
+    context.update_cursor(str(latest))
+    return dg.RunRequest(run_key=f"subset-health-{latest}")

@@ -1,0 +1,236 @@
+"""Pool health: a sample of one shard's downloaded URLs fetched again, and what changed.
+
+Links rot and images drift after a pool is built (DataComp users saw 6-9% of downloads fail
+soon after release and over a third of URLs invalid a year later; DataComp #67: 14% of
+DataComp-1B's sha256 no longer match). Each check re-fetches a sample of the shard's downloaded
+rows through the download guard and compares each with what was downloaded:
+
+- ``alive``: the same bytes (sha256 of the served bytes, image_hashes' ``sha256``);
+- ``dead``: the fetch failed (``error_category`` as download_status names it: http_404, ...);
+- ``opted_out``: the site opts the image out now (the guard's header check);
+- ``reencoded``: other bytes, the same picture (pHash within ``phash_distance`` bits of the
+  downloaded image's);
+- ``replaced``: other bytes, another picture (or bytes that no longer decode).
+
+Grain: one row per sampled uid per check. The sample is fixed per uid (a hash of the uid and
+``salt`` below ``rate``), so successive checks follow the same rows and their rates compare over
+time. ``pool_health/<shard>/checks.parquet`` holds the latest check; ``history.parquet`` one
+summary row per check (the rates over time; the asset's metadata plots them in the UI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.client
+import urllib.error
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from poolsieve.clip.encode import decode_image
+from poolsieve.images.errors import categorize
+from poolsieve.images.hashes import ASSET as HASHES_ASSET
+from poolsieve.images.hashes import HASHES_FILE, phash64
+from poolsieve.images.opener import build_opener
+from poolsieve.images.optout import OPTED_OUT
+from poolsieve.images.status import STATUS_FILE
+from poolsieve.lake import Lake, commit, tmp_path_for, upstream_file
+
+ASSET = "pool_health"
+CHECKS_FILE = "checks.parquet"
+HISTORY_FILE = "history.parquet"
+OUTCOMES = ("alive", "dead", OPTED_OUT, "reencoded", "replaced")
+CHECKS_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("url", pa.string()),
+        ("checked_at", pa.timestamp("us", tz="UTC")),
+        ("outcome", pa.string()),
+        ("error_category", pa.string()),
+        ("sha256_before", pa.string()),
+        ("sha256_after", pa.string()),
+        ("phash_distance", pa.int32()),  # NULL: same bytes, dead, or no longer decodable
+    ]
+)
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("checked_at", pa.timestamp("us", tz="UTC")),
+        ("downloaded", pa.int64()),
+        ("checked", pa.int64()),
+        *((name, pa.int64()) for name in OUTCOMES),
+        ("link_rot_rate", pa.float64()),
+        ("hash_drift_rate", pa.float64()),
+        ("image_change_rate", pa.float64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """Which rows a check re-fetches and when other bytes still count as the same picture."""
+
+    rate: float = 0.01  # share of downloaded rows re-checked each time
+    minimum: int = 20  # per shard, at least this many (all when fewer were downloaded)
+    phash_distance: int = 6  # bits; DCT pHash of a re-encoded picture moves a few bits
+    salt: str = "pool-health-v1"  # changes which rows are sampled
+
+    def __post_init__(self):
+        if not 0 <= self.rate <= 1 or self.minimum < 0 or not 0 <= self.phash_distance <= 64:
+            raise ValueError(
+                f"health: rate in [0, 1], minimum >= 0, phash_distance in [0, 64] (got {self})"
+            )
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    checks_path: Path
+    history_path: Path
+    summary: dict  # this check's HISTORY_SCHEMA row
+
+
+def _draw(uid: str, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}:{uid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def sample(downloaded: list[dict], settings: HealthSettings) -> list[dict]:
+    """The downloaded rows this shard re-checks: those whose draw is below ``rate``, topped up
+    to ``minimum`` with the lowest draws (a fixed set per uid while the settings stay)."""
+    ranked = sorted(downloaded, key=lambda r: _draw(r["uid"], settings.salt))
+    chosen = [r for r in ranked if _draw(r["uid"], settings.salt) < settings.rate]
+    return ranked[: max(len(chosen), min(settings.minimum, len(ranked)))]
+
+
+def downloaded_rows(lake: Lake, shard: str) -> list[dict]:
+    """uid, url, sha256 (served) and phash of every image the shard downloaded."""
+    status = pq.read_table(upstream_file(lake, "shard_images", shard, STATUS_FILE))
+    hashes = pq.read_table(upstream_file(lake, HASHES_ASSET, shard, HASHES_FILE))
+    urls = dict(zip(*(status.column(c).to_pylist() for c in ("uid", "url")), strict=True))
+    return [
+        {"uid": h["uid"], "url": urls[h["uid"]], "sha256": h["sha256"], "phash": h["phash"]}
+        for h in hashes.select(["uid", "sha256", "phash"]).to_pylist()
+        if h["uid"] in urls
+    ]
+
+
+def fetch(opener, url: str, timeout: float) -> tuple[bytes | None, str | None]:
+    """(body, None) or (None, error category): one guarded fetch, never raising."""
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.read(), None
+    except urllib.error.HTTPError as err:
+        err.close()
+        return None, categorize(str(err))
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        return None, categorize(str(err)) or "other"
+
+
+def judge(row: dict, body: bytes | None, error: str | None, settings: HealthSettings) -> dict:
+    """One sampled row's outcome (see the module docstring)."""
+    out = {"uid": row["uid"], "url": row["url"], "sha256_before": row["sha256"]}
+    if body is None:
+        outcome = OPTED_OUT if error == OPTED_OUT else "dead"
+        return out | {"outcome": outcome, "error_category": error}
+    out["sha256_after"] = hashlib.sha256(body).hexdigest()
+    if out["sha256_after"] == row["sha256"]:
+        return out | {"outcome": "alive"}
+    image, _ = decode_image(body)
+    if image is None or row["phash"] is None:
+        return out | {"outcome": "replaced"}
+    distance = bin((phash64(image) ^ row["phash"]) & (2**64 - 1)).count("1")
+    same = distance <= settings.phash_distance
+    return out | {"outcome": "reencoded" if same else "replaced", "phash_distance": distance}
+
+
+def recheck(rows: list[dict], download, settings: HealthSettings) -> list[dict]:
+    """Fetch every row again (``download``: DownloadSettings: guard, timeout, threads)."""
+    opener = build_opener(download.policy())
+    checked_at = dt.datetime.now(dt.UTC)
+
+    def one(row: dict) -> dict:
+        body, error = fetch(opener, row["url"], download.timeout)
+        return judge(row, body, error, settings) | {"checked_at": checked_at}
+
+    if not rows:
+        return []
+    with ThreadPoolExecutor(max(1, min(download.thread_count, len(rows)))) as pool:
+        return list(pool.map(one, rows))
+
+
+def summarize(checks: list[dict], downloaded: int, checked_at: dt.datetime) -> dict:
+    """One check's counts and rates: link rot over the rows checked, hash drift and image
+    change over the rows still reachable."""
+    counts = Counter(c["outcome"] for c in checks)
+    reachable = len(checks) - counts["dead"] - counts[OPTED_OUT]
+    drift = counts["reencoded"] + counts["replaced"]
+    return {
+        "checked_at": checked_at,
+        "downloaded": downloaded,
+        "checked": len(checks),
+        **{o: counts[o] for o in OUTCOMES},
+        "link_rot_rate": counts["dead"] / len(checks) if checks else 0.0,
+        "hash_drift_rate": drift / reachable if reachable else 0.0,
+        "image_change_rate": counts["replaced"] / reachable if reachable else 0.0,
+    }
+
+
+def check_shard(lake: Lake, shard: str, download, settings: HealthSettings) -> HealthResult:
+    """Re-check ``shard``'s sample; write the check and append its summary to the history."""
+    rows = downloaded_rows(lake, shard)
+    checks = recheck(sample(rows, settings), download, settings)
+    folder = lake.partition_dir(ASSET, shard)
+    folder.mkdir(parents=True, exist_ok=True)
+    checked_at = checks[0]["checked_at"] if checks else dt.datetime.now(dt.UTC)
+    summary = summarize(checks, len(rows), checked_at)
+    history = _history(folder / HISTORY_FILE) + [summary]
+    _write(folder / CHECKS_FILE, pa.Table.from_pylist(checks, schema=CHECKS_SCHEMA))
+    _write(folder / HISTORY_FILE, pa.Table.from_pylist(history, schema=HISTORY_SCHEMA))
+    return HealthResult(folder / CHECKS_FILE, folder / HISTORY_FILE, summary)
+
+
+def _history(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def _write(path: Path, table: pa.Table) -> None:
+    tmp = tmp_path_for(path)
+    pq.write_table(table, tmp)
+    commit(tmp, path)
+
+
+SUBSET_ASSET = "subset_health"
+SUBSET_FILE = "subset_health.parquet"
+
+
+def subset_health(lake: Lake, project=None) -> tuple[Path, pa.Table]:
+    """Each strategy's share still downloadable (dbt_like_sql/health/subset_health.sql) over
+    the latest check of every shard, written as ``subset_health/subset_health.parquet``."""
+    from poolsieve.curate.strategies import subset_decisions_view
+    from poolsieve.duck import DuckSettings, connect
+    from poolsieve.sqlrunner import SqlProject
+
+    project = project or SqlProject()
+    checks = lake.asset_files(ASSET, CHECKS_FILE)
+    subsets = lake.asset_files("subset", "decisions.parquet")
+    with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
+        _checks_view(conn, checks)
+        subset_decisions_view(conn, subsets)
+        sources = {"subset_decisions": "subset_decisions", "health_checks": "health_checks"}
+        project.run(conn, ["subset_health"], sources)
+        table = conn.table("subset_health").to_arrow_table()
+    path = lake.path(SUBSET_ASSET, SUBSET_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, table)
+    return path, table
+
+
+def _checks_view(conn, files: list[str]) -> None:
+    if files:
+        conn.read_parquet(files).create_view("health_checks")
+    else:
+        conn.from_arrow(CHECKS_SCHEMA.empty_table()).create_view("health_checks")
