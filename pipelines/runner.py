@@ -203,6 +203,31 @@ def run_main_job(
     return (1 if failed else 0), counts
 
 
+def run_health(resources: Resources, location: str = LOCATION) -> int:
+    """pool_health for every shard with downloaded images (one backfill), then subset_health:
+    what a scheduled refresh's checks do, now. Prints the pool's rates and each subset's share;
+    returns the exit status."""
+    from poolsieve.images.health import health_lines, latest_counts, subset_health
+
+    execution = Execution.from_env()
+    ray = RayRuns(execution, resources) if execution.on_ray else None
+    defs, instance = build_defs(resources, execution), get_instance()
+    session = Session(defs, instance, resources.lake.store, None, ray=ray, location=location)
+    shards = session.shards_with("shard_images")
+    if not shards:
+        print("poolsieve: no shard has downloaded images to re-check", file=sys.stderr)
+        return 1
+    print(f"poolsieve: re-checking a sample of {len(shards)} shards' downloaded URLs")
+    with resources.downloader.hosts_up():
+        failed = session.each("health_job", shards, always=True)
+    failed += [] if session.one("subset_health_job", always=True) else ["subset_health"]
+    subsets = subset_health(resources.lake.store)[1].to_pylist()
+    print("\n".join(health_lines(latest_counts(resources.lake.store), subsets)))
+    if failed:
+        print(f"poolsieve: health checks failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _sweep(store: Lake) -> None:
     """Remove the temporaries that crashed runs left in the lake (lake.sweep_temporaries)."""
     removed = sweep_temporaries(store.root)

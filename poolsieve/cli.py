@@ -44,6 +44,12 @@ def cmd_run(args) -> int:
     )[0]
 
 
+def cmd_health(args) -> int:
+    from poolsieve.pipelines.runner import run_health
+
+    return run_health(_resources(args))
+
+
 def _registered_shards(instance) -> list[str]:
     from poolsieve.pipelines.partitions import SHARDS
 
@@ -159,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.add_argument("--source", required=True)
     p.set_defaults(fn=cmd_run)
+    p = sub.add_parser(
+        "health", help="re-check a sample of the downloaded URLs now: link rot, hash drift"
+    )
+    p.add_argument("--lake", default=lake_default)
+    p.add_argument("--memory-limit", default="2GB", help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_health)
     p = sub.add_parser("why", help="why a uid is in or out of each subset (sample provenance)")
     p.add_argument("uid")
     p.add_argument("--strategy", default=None, help="only this strategy's decision")

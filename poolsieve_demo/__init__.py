@@ -14,11 +14,14 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the lazy exports are, for type checkers and editors
+    from poolsieve_demo.aging import age_world, current_epoch
     from poolsieve_demo.config import WorldConfig
     from poolsieve_demo.server import DemoImageServer, free_port
     from poolsieve_demo.world import DemoWorld, load_demo_world, write_demo_world
 
 _EXPORTS = {
+    "age_world": "poolsieve_demo.aging",
+    "current_epoch": "poolsieve_demo.aging",
     "DemoImageServer": "poolsieve_demo.server",
     "free_port": "poolsieve_demo.server",
     "DemoWorld": "poolsieve_demo.world",
@@ -30,6 +33,8 @@ __all__ = [
     "DemoImageServer",
     "DemoWorld",
     "WorldConfig",
+    "age_world",
+    "current_epoch",
     "free_port",
     "load_demo_world",
     "write_demo_world",

@@ -15,6 +15,8 @@ import sys
 from poolsieve.cli import add_run_options
 from poolsieve_demo.server import DEFAULT_PORT
 
+LOCATION = "poolsieve_demo.definitions"  # the code location the demo's backfills name
+
 
 def add_command(sub) -> None:
     """Add ``demo`` to the ``poolsieve`` subcommands."""
@@ -39,6 +41,11 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
         "--scorer-samples", type=int, default=0, help="scorer training budget (0: tiny-cpu's)"
     )
     p.add_argument(
+        "--no-aging",
+        action="store_true",
+        help="skip pool health: the re-checks before and after the world ages (epoch 2)",
+    )
+    p.add_argument(
         "--train-samples",
         type=int,
         default=0,
@@ -58,6 +65,7 @@ def run_demo(args) -> int:
     exit status 1 when a run failed or a count differs from the truth."""
     from poolsieve.pipelines.runner import run_main_job
 
+    from poolsieve_demo.aging import serve_epoch
     from poolsieve_demo.resources import demo_resources, world_dir
     from poolsieve_demo.world import TRUTH_FILE
 
@@ -74,12 +82,29 @@ def run_demo(args) -> int:
         scorer={"samples": args.scorer_samples},
         training={"samples": args.train_samples},
     )
-    status, counts = run_main_job(
-        resources, args.job, force=args.force, location="poolsieve_demo.definitions"
-    )
+    serve_epoch(world, 1)  # the pool as it was built: what the truth's downloads expect
+    status, counts = run_main_job(resources, args.job, force=args.force, location=LOCATION)
+    if status == 0 and args.job == "all" and not args.no_aging:
+        status = _age_and_recheck(resources, world)
     mismatches = _report_truth(counts, args.lake, world / TRUTH_FILE)
     print("browse the runs: make dev  (Dagster UI on http://127.0.0.1:3000)")
     return status or (1 if mismatches else 0)
+
+
+def _age_and_recheck(resources, world) -> int:
+    """Pool health as a scheduled refresh would see it: every downloaded URL re-checked at
+    epoch 1 (all alive), the world aged (aging.age_world: links die, images are re-encoded or
+    replaced), and checked again; the exit status."""
+    from poolsieve.pipelines.runner import run_health
+
+    from poolsieve_demo.aging import age_world
+
+    print("poolsieve demo: pool health at epoch 1 (as downloaded)")
+    status = run_health(resources, LOCATION)
+    record = age_world(world)
+    sizes = ", ".join(f"{len(record[k])} {k}" for k in ("dead", "reencoded", "replaced"))
+    print(f"poolsieve demo: the world aged to epoch {record['epoch']} ({sizes}); checked again")
+    return status or run_health(resources, LOCATION)
 
 
 def _port_problem(args, world) -> str | None:
@@ -124,6 +149,8 @@ def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
     from pathlib import Path
 
     from poolsieve_demo.compare import (
+        aging_lines,
+        aging_rates,
         compare_with_truth,
         image_duplicate_lines,
         image_duplicate_rates,
@@ -150,5 +177,7 @@ def _report_truth(counts: dict, lake_dir: str, truth) -> dict:
     for line in removal_lines(removal_rates(Path(lake_dir), truth)):
         print(line)
     for line in optout_lines(optout_rates(Path(lake_dir), truth)):
+        print(line)
+    for line in aging_lines(aging_rates(Path(lake_dir), truth)):
         print(line)
     return mismatches

@@ -1,12 +1,15 @@
 """A lake's results against the demo world's truth: counts that differ, how well
 eval_decontamination found the planted eval near-duplicates, how well the pool-wide
 near-duplicate step dropped the planted copies of pool images (``near_duplicate_image``),
-which rows the world's takedown requests removed (``removals``), and which rows the downloader
-opted out (download_status' ``opted_out`` rows, by ``optout_signal``)."""
+which rows the world's takedown requests removed (``removals``), which rows the downloader
+opted out (download_status' ``opted_out`` rows, by ``optout_signal``), and how pool health's
+re-fetch checks (``pool_health``) found the rows the world's aging killed, re-encoded or
+replaced (aging.py)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -20,6 +23,7 @@ from poolsieve.images.optout import OPTED_OUT, SIGNALS
 from poolsieve.images.pixel_features import DetectionRates, detection_rates
 from poolsieve.images.status import STATUS_FILE
 from poolsieve.lake import Lake
+from poolsieve_demo.truth import AGING_KINDS, aging_of
 
 
 def compare_with_truth(counts: dict, truth_path: Path) -> dict:
@@ -292,3 +296,73 @@ def optout_lines(rates: dict | None) -> list[str]:
     if rates["by_category_only"]:
         line += " (no optout_signal column: counted by error category only)"
     return [line]
+
+
+#: pool health's re-fetch checks: one row per check (uid, url, checked_at, outcome,
+#: error_category, sha256_before, sha256_after, phash_distance), per shard partition
+HEALTH_ASSET, HEALTH_FILE = "pool_health", "checks.parquet"
+ALIVE = "alive"  # the outcome of a check that got the same bytes; the others: AGING_KINDS
+
+
+def aging_rates(root: Path, truth_path: Path) -> dict | None:
+    """How pool health's checks compare with the world's aging (truth ``aging``). A uid checked
+    more than once counts by its latest check (``checked_at``). Returns "epoch" (the world's),
+    "checked" (uids checked), per kind {"planted", "checked" (planted uids checked), "found"
+    (checked with that outcome)}, "wrong_outcome" (planted uids checked with another outcome,
+    alive included), "others_checked" (uids checked that are not aged) and "false_alarms" {outcome:
+    such uids with an outcome other than alive}. None when the lake has no pool_health."""
+    files = Lake(root).asset_files(HEALTH_ASSET, HEALTH_FILE)
+    if not files:
+        return None
+    aging = aging_of(json.loads(Path(truth_path).read_text()))
+    planted = {u: kind for kind in AGING_KINDS for u in aging.get(kind, [])}
+    latest = dict(
+        duckdb.connect()
+        .execute(
+            "SELECT uid, arg_max(outcome, checked_at) FROM read_parquet($p, union_by_name = true)"
+            " GROUP BY uid",
+            {"p": files},
+        )
+        .fetchall()
+    )
+    kinds = {
+        kind: {
+            "planted": sum(1 for k in planted.values() if k == kind),
+            "checked": sum(1 for u, k in planted.items() if k == kind and u in latest),
+            "found": sum(1 for u, k in planted.items() if k == kind and latest.get(u) == kind),
+        }
+        for kind in AGING_KINDS
+    }
+    others = {u: o for u, o in latest.items() if u not in planted}
+    alarms = Counter(o for o in others.values() if o != ALIVE)
+    return {
+        "epoch": aging["epoch"],
+        "checked": len(latest),
+        "kinds": kinds,
+        "wrong_outcome": sum(k["checked"] - k["found"] for k in kinds.values()),
+        "others_checked": len(others),
+        "false_alarms": {str(o): n for o, n in sorted(alarms.items(), key=lambda x: str(x[0]))},
+    }
+
+
+def aging_lines(rates: dict | None) -> list[str]:
+    """The summary line of ``aging_rates`` (none without pool_health)."""
+    if rates is None:
+        return []
+    planted = {k: r for k, r in rates["kinds"].items() if r["planted"]}
+    found = f"none planted (world at epoch {rates['epoch']})"
+    if planted:
+        found = ", ".join(
+            f"{k} {r['found']}/{r['planted']} found ({r['checked']} checked)"
+            for k, r in planted.items()
+        )
+        if rates["wrong_outcome"]:
+            found += f", {rates['wrong_outcome']} aged rows checked with another outcome"
+    n = sum(rates["false_alarms"].values())
+    alarms = f"{n} false alarm{'' if n == 1 else 's'}"
+    if n:
+        alarms += " (" + ", ".join(f"{o} {c}" for o, c in rates["false_alarms"].items()) + ")"
+    return [
+        f"pool aging: {found}; {alarms} in {rates['others_checked']} other rows checked "
+        f"({rates['checked']} rows checked)"
+    ]

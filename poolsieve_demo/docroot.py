@@ -15,6 +15,8 @@ A route may carry ``headers`` ({name: value}) the server adds to its answer: an 
 X-Robots-Tag / tdm-reservation (optout.py). ``host_files`` ({URL path: route of kind ``file``:
 serve the file with the route's Content-Type}) holds the host's own files, in every world:
 ``/robots.txt``, ``/.well-known/tdmrep.json``, ``/ai.txt``, naming the opt-out rows' paths.
+A route may carry ``epochs`` ({"N": route}): what the path answers from epoch N on, once the
+world is aged (aging.py writes them; the server follows the world's ``epoch.json``).
 
 Every minted path has a route; any other path is a 404.
 """
@@ -33,8 +35,8 @@ from poolsieve_demo.problems import PRIVATE_TARGETS
 from poolsieve_demo.render import FORMATS, encode, render
 from poolsieve_demo.rows import Asset
 
-#: 2 adds route ``headers`` and ``host_files``
-ROUTES_VERSION = 2
+#: 2 adds route ``headers`` and ``host_files``; 3 adds a route's ``epochs`` overrides (aging.py)
+ROUTES_VERSION = 3
 HTML_TYPE = "text/html; charset=utf-8"
 HTML_PAGES = {
     "html_page": "<!doctype html><html><head><title>Gallery</title></head>"

@@ -87,7 +87,11 @@ def demo_resources(
     world = world_dir(lake_dir, cache)
     values = {
         "lake": {"lake_dir": str(lake_dir), "source": str(world / "source")},
-        "downloader": {"world_dir": str(world), "lock_dir": str(world.parent.parent / "locks")},
+        "downloader": {  # pool health re-checks every downloaded row (the demo is small)
+            "world_dir": str(world),
+            "lock_dir": str(world.parent.parent / "locks"),
+            "health_sample_rate": 1.0,
+        },
         "scorer": {"trusted_dir": str(world / "trusted")},
         "eval_sets": {"eval_dir": str(world / "eval")},
         "curation": {"param_profile": PARAM_PROFILE, "takedown_lists": takedown_dir(world)},

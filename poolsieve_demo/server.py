@@ -2,8 +2,15 @@
 
 Grain: one request -> one answer chosen by the URL path's route (docroot.py lists them; query
 strings and trailing slashes are ignored; unknown paths are 404; ``/_health`` answers with the
-server's pid; a route's ``headers`` are added to its answer; the host files (``host_files``:
-robots.txt, tdmrep.json, ai.txt) are served like any route). It runs as a separate process so callers own it by PID::
+server's pid, its world and the epoch it serves; a route's ``headers`` are added to its answer;
+the host files (``host_files``: robots.txt, tdmrep.json, ai.txt) are served like any route).
+
+Epochs (aging.py): the world's current epoch is ``<root>/epoch.json`` (``{"epoch": N}``; absent:
+1), and a route may carry ``epochs`` ({"N": route}): from epoch N on, that route answers instead.
+Every request stats ``routes.json`` and ``epoch.json`` (two stat calls) and reloads both when
+either changed, so a running server follows ``age_world`` without a restart; a file that fails
+to load then leaves the last good routes in place. It runs as a separate process so callers own
+it by PID::
 
     python -m poolsieve_demo.server --root ROOT --host 127.0.0.1 --port 8808
 
@@ -32,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +51,9 @@ SOCKET_TIMEOUT_S = 15.0  # a silent client holds a handler thread at most this l
 #: headers a route may not set (the server's own framing and redirects)
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "location", "connection"})
 MAX_ROUTE_HEADERS = 16
+#: the world's current epoch (written atomically by aging.age_world; absent: epoch 1)
+EPOCH_FILE = "epoch.json"
+MAX_EPOCH = 1000  # an epoch file naming more is refused (a bounded, checked number)
 
 
 def check_route_headers(path: str, headers: object) -> dict[str, str]:
@@ -63,14 +74,83 @@ def _is_token(name: str) -> bool:
 
 
 def load_routes(root: Path) -> tuple[dict[str, dict], float]:
-    """The routes of ``root/routes.json`` (the host files' among them, headers checked) and its
-    ``slow_seconds``."""
+    """The routes of ``root/routes.json`` (the host files' among them, headers and epoch
+    overrides checked) and its ``slow_seconds``."""
     document = json.loads((root / "routes.json").read_text())
     routes = {**document.get("host_files", {}), **document["routes"]}
     for path, entry in routes.items():
-        if "headers" in entry:
-            check_route_headers(path, entry["headers"])
+        _check_route(path, entry)
+        for key, override in check_route_epochs(path, entry.get("epochs", {})).items():
+            _check_route(f"{path} (epoch {key})", override)
     return routes, float(document.get("slow_seconds", 3.0))
+
+
+def _check_route(path: str, entry: object) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+        raise ValueError(f"routes.json {path}: a route must be a dict with a 'kind'")
+    if "headers" in entry:
+        check_route_headers(path, entry["headers"])
+
+
+def check_route_epochs(path: str, epochs: object) -> dict[str, dict]:
+    """A route's epoch overrides, checked: {"N": route} with 2 <= N <= MAX_EPOCH, no nesting."""
+    if not isinstance(epochs, dict):
+        raise ValueError(f"routes.json {path}: epochs must be a dict")
+    for key, override in epochs.items():
+        if not (isinstance(key, str) and key.isdigit() and 2 <= int(key) <= MAX_EPOCH):
+            raise ValueError(f"routes.json {path}: epoch {key!r} is not in 2..{MAX_EPOCH}")
+        if isinstance(override, dict) and "epochs" in override:
+            raise ValueError(f"routes.json {path}: epoch {key} nests epochs")
+    return epochs
+
+
+def route_at(entry: dict, epoch: int) -> dict:
+    """The route ``entry`` answers with at ``epoch``: its override of the latest epoch <= it, or
+    (none due) the entry itself without its ``epochs``."""
+    if "epochs" not in entry:
+        return entry
+    due = [int(k) for k in entry["epochs"] if int(k) <= epoch]
+    if due:
+        return entry["epochs"][str(max(due))]
+    return {k: v for k, v in entry.items() if k != "epochs"}
+
+
+def read_epoch(root: Path) -> int:
+    """The epoch in ``root/epoch.json`` (1 when absent); ValueError naming the file if bad."""
+    path = root / EPOCH_FILE
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        return 1
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a JSON epoch file ({error})") from error
+    epoch = document.get("epoch") if isinstance(document, dict) else None
+    if type(epoch) is not int or not 1 <= epoch <= MAX_EPOCH:
+        raise ValueError(f"{path}: 'epoch' must be an int in 1..{MAX_EPOCH}, not {epoch!r}")
+    return epoch
+
+
+def _signature(root: Path) -> tuple:
+    """What changes when routes.json or epoch.json is replaced or edited (two stat calls)."""
+    marks = []
+    for name in ("routes.json", EPOCH_FILE):
+        try:
+            st = os.stat(root / name)
+        except FileNotFoundError:
+            marks.append(None)
+            continue
+        marks.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(marks)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What the server answers from: one immutable snapshot, swapped whole on a reload."""
+
+    signature: tuple
+    routes: dict[str, dict]
+    slow_seconds: float
+    epoch: int
 
 
 def check_loopback(host: str) -> None:
@@ -114,11 +194,40 @@ class DemoHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, root: Path, host: str, port: int, bind: bool = True):
         check_loopback(host)
+        self.root = root
         self.docroot = (root / "images").resolve()
-        self.routes, self.slow_seconds = load_routes(root)
+        signature = _signature(root)
+        self.served = _Served(signature, *load_routes(root), read_epoch(root))
+        self._reload_lock = threading.Lock()
         self.world_root = str(root.resolve())
         self.last_request = time.monotonic()
         super().__init__((host, port), _Handler, bind_and_activate=bind)
+
+    @property
+    def routes(self) -> dict[str, dict]:
+        return self.served.routes
+
+    @property
+    def slow_seconds(self) -> float:
+        return self.served.slow_seconds
+
+    def current(self) -> _Served:
+        """The snapshot to answer from, reloaded first when routes.json or epoch.json changed
+        (a file that fails to load keeps the last good snapshot; the failure goes to stderr)."""
+        signature = _signature(self.root)
+        if signature == self.served.signature:
+            return self.served
+        with self._reload_lock:
+            if signature != self.served.signature:
+                self.served = self._reload(signature)
+        return self.served
+
+    def _reload(self, signature: tuple) -> _Served:
+        try:
+            return _Served(signature, *load_routes(self.root), read_epoch(self.root))
+        except (OSError, ValueError, KeyError) as error:
+            print(f"poolsieve-demo: keeping the last good routes: {error}", file=sys.stderr)
+            return replace(self.served, signature=signature)  # not retried until it changes
 
     def handle_error(self, request, client_address) -> None:
         """Quiet about clients that hang up (a downloader timing out on a slow route)."""
@@ -143,18 +252,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        served = self.server.current()
         if path == HEALTH_PATH:
             health = {
                 "server": "poolsieve-demo",
                 "pid": os.getpid(),
                 "root": self.server.world_root,
+                "epoch": served.epoch,
             }
             return self._send(200, "application/json", json.dumps(health).encode(), send_body)
         self.server.last_request = time.monotonic()
-        entry = self.server.routes.get(path, {"kind": "404"})
+        entry = route_at(served.routes.get(path, {"kind": "404"}), served.epoch)
         kind = entry["kind"]
         if kind == "slow":
-            time.sleep(min(float(entry.get("delay", self.server.slow_seconds)), MAX_DELAY_S))
+            time.sleep(min(float(entry.get("delay", served.slow_seconds)), MAX_DELAY_S))
         if kind in ("ok", "slow", "corrupt", "not_image", "file"):
             return self._send_file(entry, send_body)
         if kind == "redirect_private":

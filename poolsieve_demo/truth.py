@@ -21,6 +21,11 @@ rows. Then:
   ``controls`` {detail: uids it must download: look-alike signals}, ``control_signals``
   {detail: the signal it imitates}, ``host_files`` {signal: URL path} and ``assumes`` (the
   downloader's default user_agents and directives the controls hold under; optout.py);
+* ``aging``: how the world has aged since it was written (aging.py): ``epoch`` (1: never aged),
+  ``rates``, the aged uids per kind (``dead``, ``reencoded``, ``replaced``) and ``rows``, one per
+  aged row: uid, shard, row, url, kind, sha256_before, sha256_after (None: dead),
+  phash_distance (None: dead), file (the new body's docroot path; None: dead). A truth older
+  than format 6 has none: read it with ``aging_of(truth)``;
 * ``trusted`` and ``eval`` sizes; ``seed``, ``config``, both base URLs and the hosts a downloader
   must allowlist to reach the demo server.
 """
@@ -36,8 +41,20 @@ from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
 
 #: the format number of world_truth.json (recorded in it as ``version``); 3 adds the
 #: ``near_duplicate_image`` kind and ``image_near_duplicates``; 4 adds ``takedown``; 5 adds the
-#: ``optout_*`` kinds (download outcome ``opted_out``) and ``optouts``
-TRUTH_FORMAT = 5
+#: ``optout_*`` kinds (download outcome ``opted_out``) and ``optouts``; 6 adds ``aging``
+TRUTH_FORMAT = 6
+#: the aging kinds (aging.py), in record order
+AGING_KINDS: tuple[str, ...] = ("dead", "reencoded", "replaced")
+
+
+def no_aging() -> dict:
+    """The ``aging`` record of a world at epoch 1 (never aged)."""
+    return {"epoch": 1, "rates": {}, **{k: [] for k in AGING_KINDS}, "rows": []}
+
+
+def aging_of(truth: dict) -> dict:
+    """A truth's ``aging`` record; a truth older than format 6 is a world never aged."""
+    return truth.get("aging") or no_aging()
 
 
 def download_expectation(pool_truth: dict, problems: list[dict]) -> dict:
@@ -84,6 +101,7 @@ def world_truth(pool_truth: dict, problems: list[dict], extras: dict, takedown: 
         ),
         "takedown": takedown,
         "optouts": optout_summary(problems),
+        "aging": no_aging(),
     }
 
 

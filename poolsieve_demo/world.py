@@ -10,6 +10,7 @@
     root/eval/classification/, retrieval/ held-out eval sets (evalsets.py)
     root/takedown/requests.csv            a takedown list naming clean rows (takedown.py)
     root/world_truth.json                 everything planted and what to expect (truth.py)
+    root/epoch.json                       only once aged: the epoch the server serves (aging.py)
 
 Why a world and not just a pool: the downloader, the filters, the scorer and the evaluation all
 need real bytes with known problems in them. The folders are built in a staging folder beside
@@ -35,7 +36,7 @@ from poolsieve_demo.evalsets import draw_eval_images, write_eval_sets
 from poolsieve_demo.metadata_problems import QUARANTINE_REASONS, resolve_counts
 from poolsieve_demo.plant import plant_problems
 from poolsieve_demo.rows import PoolBuilder, shard_name, truth_params, write_shards
-from poolsieve_demo.server import DEFAULT_PORT, DemoImageServer
+from poolsieve_demo.server import DEFAULT_PORT, EPOCH_FILE, DemoImageServer
 from poolsieve_demo.takedown import FOLDER as TAKEDOWN_FOLDER
 from poolsieve_demo.takedown import plant_takedown
 from poolsieve_demo.trusted import write_trusted
@@ -191,8 +192,10 @@ def _sync_metadata(builder: PoolBuilder, served: dict[str, str]) -> None:
 
 
 def _publish(staging: Path, root: Path) -> None:
-    """Move the staged parts into ``root``, replacing older ones; drop a stale truth first."""
+    """Move the staged parts into ``root``, replacing older ones; drop a stale truth and an
+    aged world's epoch file first (a new world starts at epoch 1)."""
     (root / TRUTH_FILE).unlink(missing_ok=True)
+    (root / EPOCH_FILE).unlink(missing_ok=True)
     trash = staging / ".old"
     trash.mkdir()
     for name in PARTS:

@@ -234,3 +234,31 @@ def _checks_view(conn, files: list[str]) -> None:
         conn.read_parquet(files).create_view("health_checks")
     else:
         conn.from_arrow(CHECKS_SCHEMA.empty_table()).create_view("health_checks")
+
+
+def latest_counts(lake: Lake) -> dict[str, int]:
+    """Outcome counts over every shard's latest check ({} when none ran)."""
+    counts: Counter = Counter()
+    for path in lake.asset_files(ASSET, CHECKS_FILE):
+        counts.update(pq.read_table(path, columns=["outcome"]).column("outcome").to_pylist())
+    return {o: counts[o] for o in OUTCOMES} if counts else {}
+
+
+def health_lines(counts: dict[str, int], subsets: list[dict]) -> list[str]:
+    """What ``poolsieve health`` prints: the pool's latest checks and each subset's share."""
+    if not counts:
+        return ["pool health: no check yet"]
+    checked = sum(counts.values())
+    summary = summarize([{"outcome": o} for o, n in counts.items() for _ in range(n)], 0, None)
+    lines = [
+        f"pool health: {checked} downloaded URLs re-checked: "
+        + ", ".join(f"{n} {o}" for o, n in counts.items())
+        + f"; link rot {summary['link_rot_rate']:.1%}, hash drift "
+        f"{summary['hash_drift_rate']:.1%} (image changed {summary['image_change_rate']:.1%})"
+    ]
+    lines += [
+        f"  {r['strategy']}: {r['downloadable_share']:.1%} of {r['checked']} checked rows still "
+        "downloadable"
+        for r in subsets
+    ]
+    return lines
