@@ -3,7 +3,14 @@ subset_health: each strategy's share still downloadable. Re-run by pool_health_s
 
 import dagster as dg
 from poolsieve.assets.image_hashes import image_hashes
-from poolsieve.assets.metadata import failing_clearly, reason_counts
+from poolsieve.assets.metadata import (
+    ROWS_CONSERVED,
+    YAML_TESTS,
+    conservation_check,
+    failing_clearly,
+    reason_counts,
+    yaml_check,
+)
 from poolsieve.assets.shard_images import shard_images
 from poolsieve.assets.subset import subset
 from poolsieve.pipelines.partitions import SHARDS
@@ -24,6 +31,7 @@ HISTORY_ROWS = 12  # the latest checks shown as a table in the UI
     code_version="health-v1",
     group_name="health",
     kinds={"parquet"},
+    check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="pool_health", blocking=True)],
 )
 def pool_health(
     context: dg.AssetExecutionContext, lake: LakeResource, downloader: DownloaderResource
@@ -46,7 +54,10 @@ def pool_health(
             **{rate: dg.MetadataValue.float(round(s[rate], 4)) for rate in RATES},
             "history": dg.MetadataValue.md(history_table(result.history_path)),
             "checks_path": dg.MetadataValue.path(str(result.checks_path)),
-        }
+        },
+        check_results=[
+            conservation_check(ROWS_CONSERVED, result.sampled, {o: s[o] for o in OUTCOMES})
+        ],
     )
 
 
@@ -70,11 +81,12 @@ def history_table(path) -> str:
     code_version=PROJECT.code_version(["subset_health"]),
     group_name="health",
     kinds={"duckdb", "parquet"},
+    check_specs=[dg.AssetCheckSpec(YAML_TESTS, asset="subset_health", blocking=True)],
 )
 def subset_health(context: dg.AssetExecutionContext, lake: LakeResource):
     """Each strategy's share of its kept rows still downloadable, on the rows the latest
     pool_health checks re-fetched."""
-    path, table = compute_subset_health(lake.store, PROJECT)
+    path, table, failures = compute_subset_health(lake.store, PROJECT)
     rows = table.to_pylist()
     for r in rows:
         context.log.info(
@@ -91,5 +103,6 @@ def subset_health(context: dg.AssetExecutionContext, lake: LakeResource):
             },
             "strategies": len(rows),
             "path": dg.MetadataValue.path(str(path)),
-        }
+        },
+        check_results=[yaml_check(YAML_TESTS, failures)],
     )

@@ -24,14 +24,19 @@ def downloaded_shards(instance: dg.DagsterInstance) -> list[str]:
     return [s for s in instance.get_dynamic_partitions(SHARDS.name) if s in done]
 
 
-@dg.schedule(cron_schedule=REFRESH_CRON, job=health_job, execution_timezone="UTC")
-def pool_health_schedule(context: dg.ScheduleEvaluationContext):
-    """With each scheduled refresh: a pool_health run per downloaded shard."""
-    shards = downloaded_shards(context.instance)
+def health_requests(instance: dg.DagsterInstance, tick: str):
+    """A pool_health run per downloaded shard, keyed by ``tick``; a SkipReason when none."""
+    shards = downloaded_shards(instance)
     if not shards:
         return dg.SkipReason("no shard has downloaded images to re-check yet")
-    tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
     return [dg.RunRequest(partition_key=s, run_key=f"health-{s}-{tick}") for s in shards]
+
+
+@dg.schedule(cron_schedule=REFRESH_CRON, job_name=health_job.name, execution_timezone="UTC")
+def pool_health_schedule(context: dg.ScheduleEvaluationContext):
+    """With each scheduled refresh: a pool_health run per downloaded shard."""
+    tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
+    return health_requests(context.instance, tick)
 
 
 def latest_health_id(instance: dg.DagsterInstance) -> int:
@@ -41,11 +46,19 @@ def latest_health_id(instance: dg.DagsterInstance) -> int:
     return records[0].storage_id if records else 0
 
 
-@dg.sensor(job=subset_health_job, minimum_interval_seconds=300)
+def subset_health_request(instance: dg.DagsterInstance, cursor: str | None):
+    """(request or SkipReason, new cursor): a subset_health run when a pool_health check is
+    newer than ``cursor`` (the latest check's storage id seen)."""
+    latest, seen = latest_health_id(instance), int(cursor or 0)
+    if latest <= seen:
+        return dg.SkipReason("no pool_health check since subset_health's last request"), cursor
+    return dg.RunRequest(run_key=f"subset-health-{latest}"), str(latest)
+
+
+@dg.sensor(job_name=subset_health_job.name, minimum_interval_seconds=300)
 def subset_health_sensor(context: dg.SensorEvaluationContext):
     """subset_health again once a newer pool_health check exists."""
-    latest, seen = latest_health_id(context.instance), int(context.cursor or 0)
-    if latest <= seen:
-        return dg.SkipReason("no pool_health check since subset_health's last request")
-    context.update_cursor(str(latest))
-    return dg.RunRequest(run_key=f"subset-health-{latest}")
+    request, cursor = subset_health_request(context.instance, context.cursor)
+    if cursor != context.cursor:
+        context.update_cursor(cursor)
+    return request

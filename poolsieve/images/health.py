@@ -91,6 +91,7 @@ class HealthResult:
     checks_path: Path
     history_path: Path
     summary: dict  # this check's HISTORY_SCHEMA row
+    sampled: int  # rows the sample chose (each must have one check)
 
 
 def _draw(uid: str, salt: str) -> float:
@@ -182,7 +183,8 @@ def summarize(checks: list[dict], downloaded: int, checked_at: dt.datetime) -> d
 def check_shard(lake: Lake, shard: str, download, settings: HealthSettings) -> HealthResult:
     """Re-check ``shard``'s sample; write the check and append its summary to the history."""
     rows = downloaded_rows(lake, shard)
-    checks = recheck(sample(rows, settings), download, settings)
+    chosen = sample(rows, settings)
+    checks = recheck(chosen, download, settings)
     folder = lake.partition_dir(ASSET, shard)
     folder.mkdir(parents=True, exist_ok=True)
     checked_at = checks[0]["checked_at"] if checks else dt.datetime.now(dt.UTC)
@@ -190,7 +192,7 @@ def check_shard(lake: Lake, shard: str, download, settings: HealthSettings) -> H
     history = _history(folder / HISTORY_FILE) + [summary]
     _write(folder / CHECKS_FILE, pa.Table.from_pylist(checks, schema=CHECKS_SCHEMA))
     _write(folder / HISTORY_FILE, pa.Table.from_pylist(history, schema=HISTORY_SCHEMA))
-    return HealthResult(folder / CHECKS_FILE, folder / HISTORY_FILE, summary)
+    return HealthResult(folder / CHECKS_FILE, folder / HISTORY_FILE, summary, len(chosen))
 
 
 def _history(path: Path) -> list[dict]:
@@ -207,12 +209,13 @@ SUBSET_ASSET = "subset_health"
 SUBSET_FILE = "subset_health.parquet"
 
 
-def subset_health(lake: Lake, project=None) -> tuple[Path, pa.Table]:
+def subset_health(lake: Lake, project=None) -> tuple[Path, pa.Table, list[str]]:
     """Each strategy's share still downloadable (dbt_like_sql/health/subset_health.sql) over
-    the latest check of every shard, written as ``subset_health/subset_health.parquet``."""
+    the latest check of every shard, written as ``subset_health/subset_health.parquet``; and
+    the model's failed YAML column tests."""
     from poolsieve.curate.strategies import subset_decisions_view
     from poolsieve.duck import DuckSettings, connect
-    from poolsieve.sqlrunner import SqlProject
+    from poolsieve.sqlrunner import SqlProject, column_test_failures
 
     project = project or SqlProject()
     checks = lake.asset_files(ASSET, CHECKS_FILE)
@@ -223,10 +226,11 @@ def subset_health(lake: Lake, project=None) -> tuple[Path, pa.Table]:
         sources = {"subset_decisions": "subset_decisions", "health_checks": "health_checks"}
         project.run(conn, ["subset_health"], sources)
         table = conn.table("subset_health").to_arrow_table()
+        failures = column_test_failures(conn, project.model("subset_health"), "subset_health")
     path = lake.path(SUBSET_ASSET, SUBSET_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write(path, table)
-    return path, table
+    return path, table, failures
 
 
 def _checks_view(conn, files: list[str]) -> None:

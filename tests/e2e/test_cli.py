@@ -144,6 +144,7 @@ def test_demo_main_job_runs_the_whole_graph_and_prints_the_leaderboard(tmp_path,
     downloaded = int(re.search(r"downloaded\s+(\d+)\n", out).group(1))
     assert downloaded > 0 and re.search(rf"embedded\s+{downloaded}\n", out)
     assert re.search(r"eval near-duplicates: 100.0% of \d+ planted flagged", out), out
+    _every_planted_one_found(out)
     board = out.split("leaderboard (same samples seen and seed for every strategy)")[1]
     rows = [line for line in board.splitlines() if line.startswith("| ") and "strategy" not in line]
     strategies = {r.split("|")[1].strip() for r in rows}
@@ -155,6 +156,20 @@ def test_demo_main_job_runs_the_whole_graph_and_prints_the_leaderboard(tmp_path,
     again = _run(["demo", "--lake", str(tmp_path / "lake"), "--job", "shard_job"], tmp_path)
     assert again.returncode == 0 and "all counts match" in again.stdout  # re-run: idempotent
     assert "no scorer yet" not in again.stdout  # the scorer is reused
+
+
+def _every_planted_one_found(out: str) -> None:
+    """The summary's opt-out and aging lines: every planted signal and aged row found, every
+    control kept, no false alarm."""
+    optouts = re.search(r"opt-out signals: (.*)", out).group(1)
+    pairs = re.findall(r"(\w+) (\d+)/(\d+)", optouts)
+    assert len(pairs) == 6 and all(found == planted for _, found, planted in pairs), optouts
+    assert "0 other rows opted out" in optouts
+    aging = re.search(r"pool aging: (.*)", out).group(1)
+    pairs = re.findall(r"(\w+) (\d+)/(\d+) found", aging)
+    assert len(pairs) == 3 and all(f == p and int(p) > 0 for _, f, p in pairs), aging
+    assert "; 0 false alarms" in aging
+    assert "pool health: " in out and "still downloadable" in out
 
 
 def _audit_commands_answer(tmp_path):

@@ -17,11 +17,11 @@ def _layout_block() -> list[str]:
 
 
 def _listed_stages(lines: list[str]) -> dict[str, set[str]]:
-    """{stage: module names} from the indented ``  stage/   a, b, c`` lines (and their
-    continuation lines)."""
+    """{stage: module names} from the indented ``  stage/   a, b, c`` lines (a subpackage:
+    ``  stage/sub/   a, b``) and their continuation lines."""
     stages, current = {}, None
     for line in lines:
-        match = re.match(r"^  (\w+)/\s+(.*)$", line)
+        match = re.match(r"^  ([\w/]+)/\s+(.*)$", line)
         if match:
             current = match.group(1)
             stages[current] = set()
@@ -37,7 +37,7 @@ def _listed_stages(lines: list[str]) -> dict[str, set[str]]:
 
 def test_every_stage_package_and_module_is_listed_and_exists():
     listed = _listed_stages(_layout_block())
-    on_disk = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    on_disk = {p.parent.relative_to(PACKAGE).as_posix() for p in PACKAGE.glob("*/**/__init__.py")}
     assert set(listed) == on_disk, (set(listed), on_disk)
     for stage, names in listed.items():
         modules = {p.stem for p in (PACKAGE / stage).glob("*.py") if p.stem != "__init__"}

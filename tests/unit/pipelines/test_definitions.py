@@ -33,6 +33,8 @@ def test_definitions_hold_the_graph():
         "clip_model",
         "evaluation",
         "leaderboard",
+        "pool_health",
+        "subset_health",
     }
     parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys} for k in keys}
     assert parents["url_dedup"] == {"pool_shard"}
@@ -41,6 +43,8 @@ def test_definitions_hold_the_graph():
     assert parents["eval_decontamination"] == {"shard_images"}
     assert parents["shard_features"] == {"pool_shard"}
     assert parents["image_hashes"] == {"shard_images"}
+    assert parents["pool_health"] == {"shard_images", "image_hashes"}
+    assert parents["subset_health"] == {"pool_health", "subset"}
     assert parents["near_duplicates"] == {"image_hashes", "shard_clusters"}
     assert parents["removals"] == {"takedown_lists", "pool_shard", "image_hashes"}
     assert graph.get(dg.AssetKey("takedown_lists")).is_observable  # lists are observed data
@@ -82,13 +86,17 @@ def test_definitions_hold_the_graph():
         "selected_images_job",
         "training_job",
         "observe_filters_job",
+        "health_job",
+        "subset_health_job",
     ):
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {
         "pool_source_sensor",
         "dedup_recheck_sensor",
+        "subset_health_sensor",
     }
     assert defs.resolve_schedule_def("pool_refresh_schedule").cron_schedule == "0 3 * * *"
+    assert defs.resolve_schedule_def("pool_health_schedule").cron_schedule == "0 3 * * *"
 
 
 def test_every_asset_has_a_description():
@@ -165,3 +173,25 @@ def test_the_run_queue_serializes_only_what_must_take_turns():
             wanted.add("poolsieve/catalog")
         assert queued == wanted, job.name
         assert queued <= limited, job.name
+
+
+def test_pool_health_runs_on_the_refresh_clock_for_every_downloaded_shard():
+    from poolsieve.pipelines.health import health_requests, subset_health_request
+    from poolsieve.pipelines.partitions import SHARDS
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SHARDS.name, ["a", "b", "c"])
+        assert isinstance(health_requests(instance, "t1"), dg.SkipReason)
+        for shard in ("c", "a"):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization("shard_images", partition=shard)
+            )
+        requests = health_requests(instance, "t1")
+        assert [r.partition_key for r in requests] == ["a", "c"]  # pool order, downloaded only
+        assert {r.run_key for r in requests} == {"health-a-t1", "health-c-t1"}
+        skip, cursor = subset_health_request(instance, None)
+        assert isinstance(skip, dg.SkipReason) and cursor is None
+        instance.report_runless_asset_event(dg.AssetMaterialization("pool_health", partition="a"))
+        request, cursor = subset_health_request(instance, cursor)
+        assert isinstance(request, dg.RunRequest) and cursor
+        assert isinstance(subset_health_request(instance, cursor)[0], dg.SkipReason)
