@@ -32,6 +32,7 @@ from poolsieve.pipelines.runner import Session, _curate
 from poolsieve.audit.events import latest_record
 from poolsieve.audit.why import explain_uid
 from poolsieve.curate.strategies import pairs_to_uids, read_subset_npy
+from poolsieve.images.optout import HOST_FILES
 from poolsieve.images.selection import selection_path
 from poolsieve.images.status import STATUS_FILE
 from poolsieve_demo import WorldConfig
@@ -197,7 +198,11 @@ def test_only_the_union_of_the_chosen_subsets_is_selected_and_requested(curated)
     assert {r["uid"] for r in selection} == union
     for r in selection:
         assert r["strategies"] == [n for n in CHOSEN if r["uid"] in _kept(lake, n)]
-    assert set(curated["requested"]) == {paths[u] for u in union}  # nothing else fetched
+    images = set(curated["requested"]) - set(HOST_FILES.values())  # + the opt-out files, once
+    assert images == {paths[u] for u in union}  # no other image fetched
+    assert sorted(p for p in curated["requested"] if p in HOST_FILES.values()) == sorted(
+        HOST_FILES.values()
+    )
     assert set(_status(lake)) == union
 
 
