@@ -10,8 +10,9 @@ from poolsieve.assets.metadata import (
 )
 from poolsieve.assets.url_dedup import url_dedup
 from poolsieve.pipelines.partitions import SHARDS
-from poolsieve.pipelines.resources import DownloaderResource, LakeResource
+from poolsieve.pipelines.resources import CurationResource, DownloaderResource, LakeResource
 
+from poolsieve.curate.takedown import ListError, download_blocks
 from poolsieve.images.download import DOWNLOAD_MODELS, download_kept
 from poolsieve.images.errors import GUARD_CATEGORIES
 from poolsieve.images.optout import SIGNALS
@@ -33,7 +34,7 @@ COMMON_ERRORS = [
 @dg.asset(
     partitions_def=SHARDS,
     deps=[url_dedup],
-    code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1-optout1",
+    code_version=PROJECT.code_version(DOWNLOAD_MODELS) + "-i2d1-optout1-takedown1",
     group_name="images",
     kinds={"img2dataset", "webdataset"},
     check_specs=[
@@ -45,15 +46,18 @@ def shard_images(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
     downloader: DownloaderResource,
+    curation: CurationResource,
 ):
-    """img2dataset over the rows url_dedup kept (DataComp's settings): one status row per uid."""
-    return download_asset(context, lake, downloader, "shard_images")
+    """img2dataset over the rows url_dedup kept (DataComp's settings): one status row per uid.
+    Rows the takedown lists name are refused before any request (``removed``)."""
+    return download_asset(context, lake, downloader, curation, "shard_images")
 
 
 def download_asset(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
     downloader: DownloaderResource,
+    curation: CurationResource,
     asset: str,
     uids: set[str] | None = None,
 ) -> dg.MaterializeResult:
@@ -62,7 +66,10 @@ def download_asset(
     selected_images, which declare the same two checks."""
     shard = context.partition_key
     report = throttled(context.log.info)
-    with failing_clearly(FileNotFoundError):
+    with failing_clearly(FileNotFoundError, ListError):
+        blocks = download_blocks(
+            lake.store, shard, curation.takedown_lists, curation.takedown_phash_distance
+        )
         result, rows = download_kept(
             lake.store,
             shard,
@@ -72,6 +79,7 @@ def download_asset(
             log=context.log.debug,  # img2dataset's own progress lines: the run log, not the console
             uids=uids,
             asset=asset,
+            blocks=blocks,
         )
     context.log.info(
         f"{shard}: {result.success}/{result.total} images in {result.seconds:.1f} s; "

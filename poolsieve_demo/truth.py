@@ -41,8 +41,9 @@ from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
 
 #: the format number of world_truth.json (recorded in it as ``version``); 3 adds the
 #: ``near_duplicate_image`` kind and ``image_near_duplicates``; 4 adds ``takedown``; 5 adds the
-#: ``optout_*`` kinds (download outcome ``opted_out``) and ``optouts``; 6 adds ``aging``
-TRUTH_FORMAT = 6
+#: ``optout_*`` kinds (download outcome ``opted_out``) and ``optouts``; 6 adds ``aging``; 7
+#: counts the takedown targets matched by uid, URL or sha256 as download outcome ``removed``
+TRUTH_FORMAT = 7
 #: the aging kinds (aging.py), in record order
 AGING_KINDS: tuple[str, ...] = ("dead", "reencoded", "replaced")
 
@@ -57,14 +58,26 @@ def aging_of(truth: dict) -> dict:
     return truth.get("aging") or no_aging()
 
 
-def download_expectation(pool_truth: dict, problems: list[dict]) -> dict:
-    """Expected download outcome counts over the kept rows, total and per shard."""
+#: takedown entry kinds the downloader applies before any request (a pHash entry can only match
+#: an image already downloaded): their rows' download outcome is ``removed``
+REMOVED_BEFORE_DOWNLOAD = ("uid", "url", "sha256")
+EXPECTED_OUTCOMES = (*DOWNLOAD_OUTCOMES, "removed")
+
+
+def download_expectation(pool_truth: dict, problems: list[dict], takedown: dict) -> dict:
+    """Expected download outcome counts over the kept rows, total and per shard: each planted
+    problem's outcome, ``removed`` for the takedown targets matched before the download, and
+    success for the rest."""
+    entries = takedown.get("entries", [])
     per_shard = {}
     for shard, want in pool_truth["expected"]["per_shard"].items():
         outcomes = Counter(OUTCOMES[p["kind"]] for p in problems if p["shard"] == shard)
+        outcomes["removed"] = sum(
+            1 for e in entries if e["shard"] == shard and e["kind"] in REMOVED_BEFORE_DOWNLOAD
+        )
         outcomes["success"] += want["keep"] - sum(outcomes.values())
-        per_shard[shard] = {o: outcomes[o] for o in DOWNLOAD_OUTCOMES}
-    total = {o: sum(c[o] for c in per_shard.values()) for o in DOWNLOAD_OUTCOMES}
+        per_shard[shard] = {o: outcomes[o] for o in EXPECTED_OUTCOMES}
+    total = {o: sum(c[o] for c in per_shard.values()) for o in EXPECTED_OUTCOMES}
     return {"expected": total, "per_shard": per_shard}
 
 
@@ -92,7 +105,7 @@ def world_truth(pool_truth: dict, problems: list[dict], extras: dict, takedown: 
         "problems": problems,
         "problem_counts": totals,
         "problem_counts_per_shard": per_shard,
-        "download": download_expectation(pool_truth, problems),
+        "download": download_expectation(pool_truth, problems, takedown),
         "eval_near_duplicates": _copies(
             problems, "eval_near_duplicate", ("eval_split", "eval_key")
         ),

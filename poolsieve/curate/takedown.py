@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -36,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from poolsieve.duck import DuckSettings, connect
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
 from poolsieve.images.hashes import HASHES_FILE, PHASH_BITS, phash_block_params
 from poolsieve.lake import Lake, literal_path, upstream_file, write_parquet_if_changed
@@ -494,3 +496,37 @@ def _subset_lines(doc: dict) -> list[str]:
             f"evaluation[{strategy}] were built on them until train_shards is materialized again"
         )
     return lines
+
+
+@dataclass(frozen=True)
+class DownloadBlocks:
+    """What the takedown lists keep a shard's download from fetching or keeping: rows matched
+    by uid, URL or the pool's sha256 (refused before any request, with the entry named), and
+    the listed sha256 values (the guard refuses a served body with one of them)."""
+
+    rows: dict[str, str]  # uid -> "removed: takedown list 'x' entry 3 (matched on uid)"
+    sha256: frozenset[str]
+
+
+NO_BLOCKS = DownloadBlocks({}, frozenset())
+
+
+def download_blocks(lake: Lake, shard: str, lists: str, phash_max_distance: int) -> DownloadBlocks:
+    """The lists in ``lists`` (a folder or file; "" for none) applied to ``shard``'s rows before
+    its download; a pHash entry can only match images already downloaded (``removals`` applies
+    it after the download)."""
+    if not lists:
+        return NO_BLOCKS
+    table = load_lists(lists)
+    with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
+        matches = match_removals(conn, lake, table, [shard], phash_max_distance).to_pylist()
+    rows: dict[str, str] = {}
+    for m in matches:  # ordered by list, entry: the first entry that matched names the row
+        rows.setdefault(
+            m["uid"],
+            f"removed: takedown list {m['list']!r} entry {m['entry']} (matched on "
+            f"{m['matched_on']})",
+        )
+    kinds, values = table.column("kind").to_pylist(), table.column("value").to_pylist()
+    sha256 = frozenset(v.lower() for k, v in zip(kinds, values, strict=True) if k == "sha256")
+    return DownloadBlocks(rows, sha256)

@@ -15,6 +15,7 @@ OpenCV's own pixel limit is set apart, from the environment: see
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 
@@ -44,6 +45,14 @@ def vet_image(body: bytes, content_type: str, policy: FetchPolicy) -> None:
         )
 
 
+def refuse_listed(body: bytes, policy: FetchPolicy) -> None:
+    """Refuse a body whose sha256 a takedown or hash list names: it is never kept."""
+    if policy.blocked_sha256:
+        digest = hashlib.sha256(body).hexdigest()
+        if digest in policy.blocked_sha256:
+            raise GuardRefusal(f"removed: the served bytes' sha256 {digest} is on a hash list")
+
+
 class CappedResponse(http.client.HTTPResponse):
     """An HTTP response read under the attempt's deadline, that refuses bodies over the byte cap
     and vets 2xx image bodies. A refusal is kept on the attempt (see GuardedOpener)."""
@@ -68,6 +77,7 @@ class CappedResponse(http.client.HTTPResponse):
             raise GuardRefusal(f"too_large: Content-Length {self.length} exceeds {cap} bytes")
         body = self._read_capped(cap)
         if 200 <= self.status < 300:
+            refuse_listed(body, self._policy)
             vet_image(body, self.headers.get_content_type(), self._policy)
         return body
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from poolsieve.curate.takedown import NO_BLOCKS, DownloadBlocks
 from poolsieve.duck import DuckSettings, connect
 from poolsieve.images.address import Allowlist, check_url
 from poolsieve.images.img2dataset_run import Log, Progress, run_img2dataset
@@ -63,9 +64,11 @@ def download_shard(
     progress: Progress | None = None,
     log: Log | None = None,
     hosts: HostCache | None = None,
+    removed: dict[str, str] | None = None,
 ) -> DownloadResult:
     """Download the images of ``rows`` (uid, url, text[, face_bboxes, sha256]) into ``out_dir``.
-    ``hosts``: where the hosts' opt-out files are cached (None: fetched, kept nowhere).
+    ``hosts``: where the hosts' opt-out files are cached (None: fetched, kept nowhere);
+    ``removed``: uid -> the takedown entry that refuses it before any request.
 
     Must run in the main thread (img2dataset installs a signal handler). ``progress(done,
     total)`` is called from a background thread while img2dataset runs, and once at the end;
@@ -76,7 +79,7 @@ def download_shard(
     work = tmp_path_for(out_dir)
     try:
         hosts = hosts or HostCache(None, out_dir.name)
-        images = _download_into(work, table, settings, progress, log, hosts)
+        images = _download_into(work, table, settings, progress, log, hosts, removed or {})
         replace_dir(images, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -110,13 +113,16 @@ def _without(table: pa.Table, uids: dict[str, str]) -> pa.Table:
     return table.filter(pa.array(keep, pa.bool_()))  # typed: an empty list has no type
 
 
-def _download_into(work: Path, table: pa.Table, settings, progress, log, hosts) -> Path:
+def _download_into(work: Path, table, settings, progress, log, hosts, removed) -> Path:
     """Fill ``work/images`` with img2dataset's output, the rows' opt-out signal answers and,
-    last, ``download_status.parquet``. Rows refused by their URL alone are not even checked
-    against their host's opt-out files; rows those opt out are never fetched."""
+    last, ``download_status.parquet``. Rows a takedown list removes or refused by their URL
+    alone are not even checked against their host's opt-out files; rows those opt out are never
+    fetched."""
     work.mkdir()
     images = work / "images"
-    refused = refuse_bad_urls(table, settings)
+    uids = set(table.column("uid").to_pylist())
+    refused = {u: m for u, m in removed.items() if u in uids}
+    refused |= {u: m for u, m in refuse_bad_urls(table, settings).items() if u not in refused}
     opted_out, answers = host_optouts(_without(table, refused), settings, hosts)
     refused |= opted_out
     todo = _without(table, refused)
@@ -197,9 +203,11 @@ def download_kept(
     log: Log | None = None,
     uids: set[str] | None = None,
     asset: str = "shard_images",
+    blocks: DownloadBlocks = NO_BLOCKS,
 ) -> tuple[DownloadResult, pa.Table]:
     """Download the kept rows of ``shard`` into ``asset``'s lake folder; returns the result and
-    the rows. ``uids``: only the kept rows with these uids (metadata mode's selection)."""
+    the rows. ``uids``: only the kept rows with these uids (metadata mode's selection);
+    ``blocks``: what the takedown lists refuse (rows before any request, sha256 in the guard)."""
     with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
         rows = kept_rows(conn, lake, shard, project or SqlProject())
     if uids is not None:
@@ -208,7 +216,8 @@ def download_kept(
     hosts = HostCache(
         lake.root / HOSTS_FOLDER, shard, tuple(lake.glob(f"{HOSTS_FOLDER}/*.parquet"))
     )
-    result = download_shard(rows, out_dir, settings, progress, log, hosts)
+    settings = dataclasses.replace(settings, blocked_sha256=blocks.sha256)
+    result = download_shard(rows, out_dir, settings, progress, log, hosts, blocks.rows)
     return result, rows
 
 

@@ -24,6 +24,7 @@ GUARD_CATEGORIES = (
     "not_image",
     "deadline",  # the whole fetch (connect, redirects, body) outlasted DownloadSettings.deadline
     "opted_out",  # an opt-out signal (poolsieve.images.optout): "opted_out: <signal>: <answer>"
+    "removed",  # a takedown or hash list entry (poolsieve.curate.takedown.download_blocks)
 )
 # Rows img2dataset never reported on (its shard crashed): failed, never lost.
 MISSING = "missing"

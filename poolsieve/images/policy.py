@@ -33,3 +33,5 @@ class FetchPolicy:
     honour_optouts: bool = True
     optout_agents: tuple[str, ...] = DEFAULT_USER_AGENTS
     optout_directives: tuple[str, ...] = DEFAULT_DIRECTIVES
+    # the takedown/hash lists' sha256 values: a body with one of them is refused as ``removed``
+    blocked_sha256: frozenset[str] = frozenset()

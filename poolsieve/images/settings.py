@@ -56,6 +56,8 @@ class DownloadSettings:
     optout_directives: tuple[str, ...] = DEFAULT_DIRECTIVES
     optout_max_age_h: float = 24.0
     robots_unreachable: str = "disallow"
+    # set per shard from the takedown lists (poolsieve.curate.takedown.download_blocks)
+    blocked_sha256: frozenset[str] = frozenset()
 
     def __post_init__(self):
         object.__setattr__(self, "allowlist", tuple(self.allowlist))
@@ -85,6 +87,7 @@ class DownloadSettings:
             honour_optouts=self.honour_optouts,
             optout_agents=self.optout_agents,
             optout_directives=self.optout_directives,
+            blocked_sha256=self.blocked_sha256,
         )
 
 

@@ -47,14 +47,14 @@ import pytest
 from poolsieve_demo import write_demo_world
 from poolsieve_demo.resources import world_dir
 from poolsieve_demo.server import free_port, health
-from tests.image_world import CONFIG
+from tests.image_world import TINY_CONFIG
 from tests.integration.faults import digests, kill_when, runs_program, temporaries
 
 POOLSIEVE = str(Path(sys.executable).parent / "poolsieve")
 # a few slow images (the downloader times out after 5 s): a download that lasts long enough to
 # be killed in the middle, and that a surviving img2dataset worker would finish after the kill
 WORLD = dict(seed=11, n_shards=1, rows_per_shard=60)
-RATES = {**CONFIG.rates, "slow_response": 0.05}
+RATES = {**TINY_CONFIG.rates, "slow_response": 0.05}  # a 60-row world: TINY_CONFIG
 DEMO = ["--scorer-samples", "256", "--train-samples", "64"]
 SHARD = "shard_00000.parquet"
 #: compared otherwise than byte for byte (see the module doc); everything else must be identical
@@ -66,6 +66,15 @@ NOT_BYTES = (
     "scorer/scorer.json",
     "scorer/trained/out.log",
 )
+#: parquet files that record when something was seen: compared without those columns
+TIMED = {
+    f"host_signals/{SHARD}.parquet": "fetched_at",
+    f"shard_images/{SHARD}/optout_signals.parquet": "seen_at",
+    f"pool_health/{SHARD}/checks.parquet": "checked_at",
+    "subset_health/subset_health.parquet": "checked_at",
+}
+#: pool health's history: one row per check, and a re-run demo checks again
+HISTORY = f"pool_health/{SHARD}/history.parquet"
 #: what the strategies' CLIPs make: compared once their train shards are identical
 TRAINED = ("clip_model/", "evaluation/", "leaderboard/")
 
@@ -123,7 +132,7 @@ def test_sigkill_during_training_download_and_embedding_then_rerun_gives_the_cle
     world = write_demo_world(
         world_dir(clean),
         base_url=f"http://127.0.0.1:{free_port()}",  # both lakes: the same URLs and uids
-        config=dataclasses.replace(CONFIG, rates=RATES, slow_seconds=10.0),
+        config=dataclasses.replace(TINY_CONFIG, rates=RATES, slow_seconds=10.0),
         **WORLD,
     )
     shutil.copytree(world.root, world_dir(faulted))
@@ -173,7 +182,8 @@ def _assert_same_outputs(clean: Path, faulted: Path) -> None:
     trained = [n for n in first if n.startswith(TRAINED)]
     train_tars = [n for n in first if n.startswith("train_shards/") and n.endswith(".tar")]
     records = [n for n in first if n.startswith("pool_features/") and n.endswith(".json")]
-    exact = [n for n in first if n not in (*NOT_BYTES, *trained, *train_tars, *records)]
+    other = (*NOT_BYTES, *TIMED, HISTORY, *trained, *train_tars, *records)
+    exact = [n for n in first if n not in other]
     differ = [n for n in exact if first[n] != second[n]]
     images = f"shard_images/{SHARD}/00000000"
     unordered = {
@@ -184,6 +194,8 @@ def _assert_same_outputs(clean: Path, faulted: Path) -> None:
         "scorer/scorer.json": _untimed("scorer/scorer.json"),
         **{n: _members_of(n) for n in train_tars},
         **{n: _record_without_mtimes(n) for n in records},
+        **{n: _without_column(n, column) for n, column in TIMED.items()},
+        HISTORY: _last_checks,
     }
     differ += [name for name, read in unordered.items() if read(clean) != read(faulted)]
     if all(
@@ -236,6 +248,16 @@ def _rows(path: Path) -> list:
 def _stats(path: Path) -> dict:
     doc = json.loads(path.read_text())
     return {k: v for k, v in doc.items() if k not in ("duration", "start_time", "end_time")}
+
+
+def _without_column(name: str, column: str):
+    """A reader of parquet file ``name`` of a lake without ``column`` (a time)."""
+    return lambda lake: pq.read_table(lake / name).drop_columns([column]).to_pylist()
+
+
+def _last_checks(lake: Path) -> list:
+    """Pool health's last two checks (the demo's, before and after aging) without their time."""
+    return pq.read_table(lake / HISTORY).drop_columns(["checked_at"]).to_pylist()[-2:]
 
 
 def _untimed(name: str):

@@ -176,3 +176,33 @@ def test_unreachable_robots_can_be_read_as_allow_and_optouts_turned_off(hosts, t
     assert off.success == 5
     assert pq.read_table(off.out_dir / SIGNALS_FILE).num_rows == 0
     assert pq.read_table(tmp_path / "b" / STATUS_FILE).column("optout_signal").null_count == 5
+
+
+def test_takedown_rows_are_never_requested_and_listed_bytes_never_kept(hosts, tmp_path):
+    """download_blocks' two halves: rows refused before any request, a listed sha256 refused
+    by the guard on the served bytes (once: not retried)."""
+    import hashlib
+    import tarfile
+
+    base, requests = hosts["open"]
+    rows = pa.table(
+        {
+            "uid": ["a" * 32, "b" * 32],
+            "url": [f"{base}/listed-uid.jpg", f"{base}/listed-bytes.jpg"],
+            "text": ["x", "y"],
+        }
+    )
+    removed = {"a" * 32: "removed: takedown list 'req' entry 1 (matched on uid)"}
+    blocked = frozenset({hashlib.sha256(SMALL).hexdigest()})
+    settings = _settings(hosts, blocked_sha256=blocked)
+    result = download_shard(rows, tmp_path / "images", settings, removed=removed)
+    status = {r["uid"]: r for r in pq.read_table(result.status_path).to_pylist()}
+    assert status["a" * 32]["error_category"] == "removed"
+    assert status["a" * 32]["error_message"] == removed["a" * 32]
+    assert status["b" * 32]["error_category"] == "removed"
+    assert "is on a hash list" in status["b" * 32]["error_message"]
+    assert (requests["/listed-uid.jpg"], requests["/listed-bytes.jpg"]) == (0, 1)
+    assert result.success == 0
+    for tar in result.tars:  # img2dataset may write an empty tar: no image in it
+        with tarfile.open(tar) as members:
+            assert not [m for m in members.getnames() if m.endswith(".jpg")]

@@ -50,7 +50,7 @@ from poolsieve.lake import Lake, commit, tmp_path_for
 from poolsieve_demo import write_demo_world
 from poolsieve_demo.resources import world_dir
 from poolsieve_demo.server import free_port
-from tests.image_world import CONFIG, make_resources
+from tests.image_world import TINY_CONFIG, make_resources
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -156,7 +156,7 @@ def reference(tmp_path_factory):
         base_url=f"http://127.0.0.1:{free_port()}",
         n_shards=SHARDS_N,
         rows_per_shard=ROWS,
-        config=CONFIG,
+        config=TINY_CONFIG,
     )
     with _env(DAGSTER_HOME=str(lake.parent / "home"), POOLSIEVE_RAY_ADDRESS=None):
         _run_to_subsets(_resources(lake))

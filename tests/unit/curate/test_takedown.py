@@ -356,3 +356,24 @@ def test_the_report_reads_as_text(conn, lake, tmp_path, pool):
     assert "image sha256 and pHash not compared) for: b" in text
     assert "shard a row 0: list u entry 1 by uid [dmca]" in text
     assert "basic: keeps 1" in text and "built on it: nothing yet" in text
+
+
+def test_download_blocks_name_the_entry_of_every_row_refused_before_the_download(
+    lake, tmp_path, pool
+):
+    folder = _write_lists(
+        tmp_path / "lists",
+        {
+            "req.csv": f"uid,url\n{uid(8)},\n,HTTP://img.example.com/1.jpg\n",
+            "hashes.csv": f"sha256\n{SHA_META.upper()}\n{'ab' * 32}\n",
+        },
+    )
+    blocks = takedown.download_blocks(lake, "b", str(folder), 4)
+    assert blocks.rows == {
+        uid(8): "removed: takedown list 'req' entry 1 (matched on uid)",
+        uid(9): "removed: takedown list 'hashes' entry 1 (matched on sha256_metadata)",
+    }
+    assert blocks.sha256 == {SHA_META.lower(), "ab" * 32}  # the guard refuses served bytes
+    assert takedown.download_blocks(lake, "b", "", 4) == takedown.NO_BLOCKS
+    with pytest.raises(FileNotFoundError, match="no such takedown list"):
+        takedown.download_blocks(lake, "b", str(tmp_path / "none"), 4)

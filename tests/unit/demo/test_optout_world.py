@@ -87,7 +87,7 @@ def _reserved(text: str) -> dict[str, int]:
 
 
 def test_every_kind_and_detail_is_planted_with_its_outcome(world, planted):
-    assert world.truth["version"] == 6
+    assert world.truth["version"] == 7
     for kind in OPTOUT_KINDS:
         assert {p["detail"] for p in planted[kind]} == set(DETAILS[kind]), kind
         for p in planted[kind]:

@@ -85,7 +85,7 @@ def test_rewrite_replaces_the_world(tmp_path):
 
 def test_layout(world):
     truth = json.loads(world.truth_path.read_text())
-    assert truth == world.truth and truth["version"] == 6 and truth["seed"] == 3
+    assert truth == world.truth and truth["version"] == 7 and truth["seed"] == 3
     assert [pq.read_schema(p) for p in world.shard_paths] == [SCHEMA, SCHEMA]
     assert sorted(p.name for p in world.root.iterdir()) == sorted([*PARTS, TRUTH_FILE])
     assert world.takedown_dir == world.root / "takedown"
