@@ -8,12 +8,12 @@ import hashlib
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from poolsieve_demo import DemoImageServer, WorldConfig, age_world, free_port, write_demo_world
 from poolsieve_demo.server import health
+from tests.integration.demo.test_server import _alive
 
 CONFIG = WorldConfig(
     trusted_samples=10, trusted_shard_size=10, eval_per_class=1, retrieval_images=4
@@ -31,15 +31,6 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def _ok_urls(world) -> list[str]:

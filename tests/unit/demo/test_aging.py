@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from poolsieve.images.health import CHECKS_SCHEMA
 from poolsieve_demo import WorldConfig, age_world, current_epoch, write_demo_world
 from poolsieve_demo.aging import AGING_RATES, REENCODE_MAX_BITS, REPLACE_MIN_BITS
 from poolsieve_demo.compare import HEALTH_ASSET, HEALTH_FILE, aging_lines, aging_rates
@@ -98,7 +99,7 @@ def test_a_default_world_gets_at_least_one_of_each_kind_per_shard():
 def test_the_truth_records_the_aging(aged):
     world, _, record = aged
     truth = json.loads(world.truth_path.read_text())
-    assert truth["version"] == TRUTH_FORMAT == 6 and truth["aging"] == record
+    assert truth["version"] == TRUTH_FORMAT == 7 and truth["aging"] == record
     assert record["epoch"] == 2 and record["rates"] == AGING_RATES
     for kind in AGING_KINDS:
         assert record[kind] == [e["uid"] for e in record["rows"] if e["kind"] == kind]
@@ -240,18 +241,6 @@ def test_the_server_follows_the_epoch_file_and_a_rewritten_world(tmp_path):
 
 # -- compare.aging_rates on a hand-made checks.parquet ------------------------------------------
 
-CHECKS_SCHEMA = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("url", pa.string()),
-        ("checked_at", pa.timestamp("us", tz="UTC")),
-        ("outcome", pa.string()),
-        ("error_category", pa.string()),
-        ("sha256_before", pa.string()),
-        ("sha256_after", pa.string()),
-        ("phash_distance", pa.int32()),
-    ]
-)
 AGING = {"dead": ["d1", "d2", "d3"], "reencoded": ["e1", "e2"], "replaced": ["r1"]}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 #: partition -> (uid, outcome, minutes after T0); d1 was alive before it died
