@@ -57,11 +57,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 RAY = str(Path(sys.executable).parent / "ray")
 SHARDS_N, ROWS = 2, 60
 #: what must be byte-identical: per shard, and per strategy (subset.npy, decisions.parquet)
-COMPARED = ["url_dedup", "shard_features", "clip_embeddings", "subset"]
-#: eval_decontamination's max_similarity is a float32 matmul in torch, whose last bits depend on
-#: torch's thread count (Ray gives a step OMP_NUM_THREADS = its CPUs, 1 here; in process torch
-#: takes every core): compared to 1e-6, every other column and the flags exactly
+COMPARED = ["url_dedup", "shard_features", "subset"]
+#: torch's float32 sums have last bits that depend on its thread count (Ray gives a step
+#: OMP_NUM_THREADS = its CPUs, 1 here; in process torch takes every core): eval_decontamination's
+#: max_similarity and clip_embeddings' clip_score (the float32 cosine before the float16
+#: embeddings are stored) are compared to 1e-6, every other column (the float16 embeddings, the
+#: flags) exactly
 DECONTAMINATION = "eval_decontamination"
+EMBEDDINGS = "clip_embeddings"
 KILLED_STEP = "clip_embeddings"
 STATUS = backfill_statuses()
 
@@ -256,26 +259,40 @@ def _assert_identical(reference: Path, lake: Lake) -> None:
     for strategy in STRATEGIES.get_partition_keys():
         assert f"subset/{strategy}/subset.npy" in expected
         assert f"subset/{strategy}/decisions.parquet" in expected
-    assert sum(n.startswith("clip_embeddings/") for n in expected) >= SHARDS_N
     assert got.keys() == expected.keys()
     differ = sorted(name for name in expected if expected[name] != got[name])
     assert not differ, f"files that differ between the in-process and the Ray run: {differ}"
-    _assert_same_decontamination(reference, lake)
+    _assert_close(reference, lake, DECONTAMINATION, "decontamination.parquet", "max_similarity")
+    _assert_close(reference, lake, EMBEDDINGS, "embeddings.parquet", "clip_score")
+    _assert_close_npz(reference, lake)
 
 
-def _assert_same_decontamination(reference: Path, lake: Lake) -> None:
-    files = sorted(
-        p.relative_to(reference)
-        for p in (reference / DECONTAMINATION).rglob("decontamination.parquet")
-    )
+def _assert_close(reference: Path, lake: Lake, asset: str, file: str, column: str) -> None:
+    """Each shard's ``file`` of ``asset``: ``column`` to 1e-6, every other column exactly."""
+    files = sorted(p.relative_to(reference) for p in (reference / asset).rglob(file))
     assert len(files) == SHARDS_N, files
     for name in files:
         expected, got = pq.read_table(reference / name), pq.read_table(lake.path(str(name)))
         assert got.schema == expected.schema, name
-        sims = [np.asarray(t.column("max_similarity").to_numpy()) for t in (expected, got)]
-        assert np.allclose(sims[0], sims[1], rtol=0, atol=1e-6), name
-        others = [t.drop_columns(["max_similarity"]) for t in (expected, got)]
+        values = [np.asarray(t.column(column).to_numpy()) for t in (expected, got)]
+        assert np.allclose(values[0], values[1], rtol=0, atol=1e-6, equal_nan=True), name
+        others = [t.drop_columns([column]) for t in (expected, got)]
         assert others[1].equals(others[0]), name
+
+
+def _assert_close_npz(reference: Path, lake: Lake) -> None:
+    """embeddings.npz: the float16 embeddings exactly, the scores to 1e-6 (NaN where no image)."""
+    files = sorted(p.relative_to(reference) for p in (reference / EMBEDDINGS).rglob("*.npz"))
+    assert len(files) == SHARDS_N, files
+    for name in files:
+        with np.load(reference / name) as expected, np.load(lake.path(str(name))) as got:
+            assert sorted(got.files) == sorted(expected.files), name
+            for key in expected.files:
+                a, b = expected[key], got[key]
+                if key.endswith("_score"):
+                    assert np.allclose(a, b, rtol=0, atol=1e-6, equal_nan=True), (name, key)
+                else:
+                    assert np.array_equal(a, b), (name, key)
 
 
 # --- the tests ------------------------------------------------------------------------------
