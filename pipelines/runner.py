@@ -207,7 +207,7 @@ def run_health(resources: Resources, location: str = LOCATION) -> int:
     """pool_health for every shard with downloaded images (one backfill), then subset_health:
     what a scheduled refresh's checks do, now. Prints the pool's rates and each subset's share;
     returns the exit status."""
-    from poolsieve.images.health import health_lines, latest_counts, subset_health
+    from poolsieve.images.health import health_lines, latest_counts, read_subset_health
 
     execution = Execution.from_env()
     ray = RayRuns(execution, resources) if execution.on_ray else None
@@ -221,7 +221,7 @@ def run_health(resources: Resources, location: str = LOCATION) -> int:
     with resources.downloader.hosts_up():
         failed = session.each("health_job", shards, always=True)
     failed += [] if session.one("subset_health_job", always=True) else ["subset_health"]
-    subsets = subset_health(resources.lake.store)[1].to_pylist()
+    subsets = read_subset_health(resources.lake.store)  # what subset_health_job just wrote
     print("\n".join(health_lines(latest_counts(resources.lake.store), subsets)))
     if failed:
         print(f"poolsieve: health checks failed: {failed}", file=sys.stderr)

@@ -19,8 +19,8 @@ from poolsieve.curate.takedown import ASSET as REMOVALS_ASSET
 from poolsieve.curate.takedown import KINDS as TAKEDOWN_KINDS
 from poolsieve.curate.takedown import REMOVALS_FILE
 from poolsieve.images.decontamination import RESULT_FILE as DECONTAM_FILE
-from poolsieve.images.health import ASSET as HEALTH_ASSET_NAME
-from poolsieve.images.health import CHECKS_FILE
+from poolsieve.images.health import ASSET as HEALTH_ASSET
+from poolsieve.images.health import CHECKS_FILE as HEALTH_FILE
 from poolsieve.images.optout import OPTED_OUT, SIGNALS
 from poolsieve.images.pixel_features import DetectionRates, detection_rates
 from poolsieve.images.status import STATUS_FILE
@@ -300,8 +300,6 @@ def optout_lines(rates: dict | None) -> list[str]:
     return [line]
 
 
-#: pool health's re-fetch checks (poolsieve.images.health): one row per check, per shard
-HEALTH_ASSET, HEALTH_FILE = HEALTH_ASSET_NAME, CHECKS_FILE
 ALIVE = "alive"  # the outcome of a check that got the same bytes; the others: AGING_KINDS
 
 

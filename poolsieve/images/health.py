@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import http.client
-import urllib.error
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,10 +34,10 @@ from poolsieve.clip.encode import decode_image
 from poolsieve.images.errors import categorize
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
 from poolsieve.images.hashes import HASHES_FILE, phash64
-from poolsieve.images.opener import build_opener
+from poolsieve.images.opener import build_opener, fetch_once
 from poolsieve.images.optout import OPTED_OUT
 from poolsieve.images.status import STATUS_FILE
-from poolsieve.lake import Lake, commit, tmp_path_for, upstream_file
+from poolsieve.lake import Lake, atomic_file, upstream_file
 
 ASSET = "pool_health"
 CHECKS_FILE = "checks.parquet"
@@ -120,15 +118,10 @@ def downloaded_rows(lake: Lake, shard: str) -> list[dict]:
 
 
 def fetch(opener, url: str, timeout: float) -> tuple[bytes | None, str | None]:
-    """(body, None) or (None, error category): one guarded fetch, never raising."""
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.read(), None
-    except urllib.error.HTTPError as err:
-        err.close()
-        return None, categorize(str(err))
-    except (OSError, ValueError, http.client.HTTPException) as err:
-        return None, categorize(str(err)) or "other"
+    """(body, None) or (None, error category): one guarded fetch (the body vetted as an image),
+    never raising."""
+    _, body, error = fetch_once(opener, url, timeout, lambda response: response.read())
+    return body, (categorize(error) if error is not None else None)
 
 
 def judge(row: dict, body: bytes | None, error: str | None, settings: HealthSettings) -> dict:
@@ -163,20 +156,27 @@ def recheck(rows: list[dict], download, settings: HealthSettings) -> list[dict]:
         return list(pool.map(one, rows))
 
 
-def summarize(checks: list[dict], downloaded: int, checked_at: dt.datetime) -> dict:
-    """One check's counts and rates: link rot over the rows checked, hash drift and image
-    change over the rows still reachable."""
-    counts = Counter(c["outcome"] for c in checks)
-    reachable = len(checks) - counts["dead"] - counts[OPTED_OUT]
+def rates(counts: Counter) -> dict[str, float]:
+    """Link rot over the rows checked; hash drift and image change over those still reachable."""
+    checked = sum(counts.values())
+    reachable = checked - counts["dead"] - counts[OPTED_OUT]
     drift = counts["reencoded"] + counts["replaced"]
+    return {
+        "link_rot_rate": counts["dead"] / checked if checked else 0.0,
+        "hash_drift_rate": drift / reachable if reachable else 0.0,
+        "image_change_rate": counts["replaced"] / reachable if reachable else 0.0,
+    }
+
+
+def summarize(checks: list[dict], downloaded: int, checked_at: dt.datetime) -> dict:
+    """One check's counts per outcome and :func:`rates`."""
+    counts = Counter(c["outcome"] for c in checks)
     return {
         "checked_at": checked_at,
         "downloaded": downloaded,
         "checked": len(checks),
         **{o: counts[o] for o in OUTCOMES},
-        "link_rot_rate": counts["dead"] / len(checks) if checks else 0.0,
-        "hash_drift_rate": drift / reachable if reachable else 0.0,
-        "image_change_rate": counts["replaced"] / reachable if reachable else 0.0,
+        **rates(counts),
     }
 
 
@@ -200,9 +200,8 @@ def _history(path: Path) -> list[dict]:
 
 
 def _write(path: Path, table: pa.Table) -> None:
-    tmp = tmp_path_for(path)
-    pq.write_table(table, tmp)
-    commit(tmp, path)
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 SUBSET_ASSET = "subset_health"
@@ -248,12 +247,17 @@ def latest_counts(lake: Lake) -> dict[str, int]:
     return {o: counts[o] for o in OUTCOMES} if counts else {}
 
 
+def read_subset_health(lake: Lake) -> list[dict]:
+    """The shares subset_health wrote last ([] before it ran)."""
+    path = lake.path(SUBSET_ASSET, SUBSET_FILE)
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
 def health_lines(counts: dict[str, int], subsets: list[dict]) -> list[str]:
     """What ``poolsieve health`` prints: the pool's latest checks and each subset's share."""
     if not counts:
         return ["pool health: no check yet"]
-    checked = sum(counts.values())
-    summary = summarize([{"outcome": o} for o, n in counts.items() for _ in range(n)], 0, None)
+    checked, summary = sum(counts.values()), rates(Counter(counts))
     lines = [
         f"pool health: {checked} downloaded URLs re-checked: "
         + ", ".join(f"{n} {o}" for o, n in counts.items())

@@ -16,6 +16,7 @@ a request. Timeouts, connection errors and HTTP errors are retried as img2datase
 from __future__ import annotations
 
 import functools
+import http.client
 import threading
 import urllib.error
 import urllib.request
@@ -109,3 +110,19 @@ def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
     ):
         opener.add_handler(handler)
     return opener
+
+
+def fetch_once(
+    opener, url: str, timeout: float, read
+) -> tuple[int | None, bytes | None, str | None]:
+    """One request through ``opener`` outside img2dataset (host opt-out files, health re-checks):
+    (status, ``read(response)``, None), or (status or None, None, error message); never raises
+    for what a server or the guard does."""
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status, read(response), None
+    except urllib.error.HTTPError as err:
+        err.close()
+        return err.code, None, f"HTTP Error {err.code}: {err.reason}"
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        return None, None, f"{type(err).__name__}: {err}"

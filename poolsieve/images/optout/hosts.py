@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import http.client
-import urllib.error
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from urllib.parse import quote, urlsplit
 import pyarrow as pa
 
 from poolsieve.images.errors import GUARD_CATEGORIES, categorize
-from poolsieve.images.opener import build_opener
+from poolsieve.images.opener import build_opener, fetch_once
 from poolsieve.images.optout import (
     ALLOWED,
     DISALLOWED,
@@ -82,16 +80,9 @@ def fetch(opener, origin: str, signal: str, timeout: float) -> dict:
     url = origin + HOST_FILES[signal]
     record = dict.fromkeys(SCHEMA.names) | {"origin": origin, "signal": signal, "url": url}
     record["fetched_at"] = dt.datetime.now(dt.UTC)
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            record["http_status"] = response.status
-            record["body"] = _read_capped(response).decode("utf-8", "replace")
-    except urllib.error.HTTPError as err:
-        record |= {"http_status": err.code, "error": f"HTTP Error {err.code}: {err.reason}"}
-        err.close()
-    except (OSError, ValueError, http.client.HTTPException) as err:
-        record["error"] = f"{type(err).__name__}: {err}"
-    return record
+    status, body, error = fetch_once(opener, url, timeout, _read_capped)
+    body = body.decode("utf-8", "replace") if body is not None else None
+    return record | {"http_status": status, "body": body, "error": error}
 
 
 def _read_capped(response) -> bytes:
