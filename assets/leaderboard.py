@@ -1,19 +1,12 @@
 """leaderboard: every strategy's subset size and metrics, with plots, in the Dagster UI."""
 
-import base64
-
 import dagster as dg
 from poolsieve.assets.evaluation import evaluation
-from poolsieve.assets.metadata import problem_check
+from poolsieve.assets.metadata import png_markdown, problem_check
 from poolsieve.pipelines.partitions import STRATEGIES
 from poolsieve.pipelines.resources import LakeResource
 
 from poolsieve.curate.leaderboard import build_leaderboard
-
-
-def _image(path) -> dg.MetadataValue:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{data})")
 
 
 def _lineage_links(instance, rows) -> str:
@@ -56,7 +49,7 @@ def leaderboard(context: dg.AssetExecutionContext, lake: LakeResource):
         "table": dg.MetadataValue.path(str(board.files["table"])),
     }
     for key in ("accuracy_plot", "drops_plot"):
-        metadata[key] = _image(board.files[key])
+        metadata[key] = png_markdown(board.files[key])
         metadata[f"{key}_path"] = dg.MetadataValue.path(str(board.files[key]))
     ranked = [r["strategy"] for r in board.rows]
     lost = set(STRATEGIES.get_partition_keys()) - set(ranked) - set(board.missing)

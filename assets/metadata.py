@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import time
 
@@ -11,6 +12,12 @@ import dagster as dg
 def reason_counts(prefix: str, counts: dict[str, int], all_reasons: list[str]) -> dict:
     """One metadata entry per reason (zeros included, so the UI can plot them over time)."""
     return {f"{prefix}/{r}": dg.MetadataValue.int(int(counts.get(r, 0))) for r in all_reasons}
+
+
+def png_markdown(path) -> dg.MetadataValue:
+    """A PNG embedded in markdown metadata: the UI shows it inline (no file server needed)."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{data})")
 
 
 def table_schema(columns: list[tuple[str, str]]) -> dg.MetadataValue:

@@ -8,6 +8,7 @@ from poolsieve.assets.metadata import (
     YAML_TESTS,
     conservation_check,
     failing_clearly,
+    png_markdown,
     reason_counts,
     yaml_check,
 )
@@ -16,7 +17,14 @@ from poolsieve.assets.subset import subset
 from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.pipelines.resources import DownloaderResource, LakeResource
 
-from poolsieve.images.health import OUTCOMES, check_shard
+from poolsieve.images.health import (
+    HISTORY_PLOT,
+    OUTCOMES,
+    check_shard,
+    plot_history,
+    plot_pool,
+    read_history,
+)
 from poolsieve.images.health import subset_health as compute_subset_health
 from poolsieve.sqlrunner import SqlProject
 
@@ -30,18 +38,21 @@ HISTORY_ROWS = 12  # the latest checks shown as a table in the UI
     deps=[shard_images, image_hashes],
     code_version="health-v1",
     group_name="health",
-    kinds={"parquet"},
+    kinds={"parquet", "matplotlib"},
     check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="pool_health", blocking=True)],
 )
 def pool_health(
     context: dg.AssetExecutionContext, lake: LakeResource, downloader: DownloaderResource
 ):
     """A sample of the shard's downloaded URLs fetched again: alive, dead, opted out, re-encoded
-    (other bytes, same pHash) or replaced. Its rates over time: the asset's Plots tab."""
+    (other bytes, same pHash) or replaced. Its rates over time: ``history_plot`` and ``history``."""
     shard = context.partition_key
     with failing_clearly(FileNotFoundError):
         result = check_shard(lake.store, shard, downloader.settings, downloader.health)
     s = result.summary
+    history = read_history(result.history_path)
+    plot = result.history_path.parent / HISTORY_PLOT
+    plot_history({shard: history}, plot, f"pool health of {shard} over time")
     context.log.info(
         f"{shard}: checked {s['checked']} of {s['downloaded']} downloaded: link rot "
         f"{s['link_rot_rate']:.1%}, hash drift {s['hash_drift_rate']:.1%}"
@@ -52,7 +63,8 @@ def pool_health(
             "checked": s["checked"],
             **reason_counts("outcome", {o: s[o] for o in OUTCOMES}, list(OUTCOMES)),
             **{rate: dg.MetadataValue.float(round(s[rate], 4)) for rate in RATES},
-            "history": dg.MetadataValue.md(history_table(result.history_path)),
+            **_plot_metadata("history_plot", plot),
+            "history": dg.MetadataValue.md(history_table(history)),
             "checks_path": dg.MetadataValue.path(str(result.checks_path)),
         },
         check_results=[
@@ -61,11 +73,9 @@ def pool_health(
     )
 
 
-def history_table(path) -> str:
+def history_table(history: list[dict]) -> str:
     """The shard's latest checks as a markdown table (the newest last)."""
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(path).to_pylist()[-HISTORY_ROWS:]
+    rows = history[-HISTORY_ROWS:]
     lines = ["| checked at | checked | dead | re-encoded | replaced | link rot | hash drift |"]
     lines.append("|---|---|---|---|---|---|---|")
     lines += [
@@ -80,13 +90,14 @@ def history_table(path) -> str:
     deps=[pool_health, subset],
     code_version=PROJECT.code_version(["subset_health"]),
     group_name="health",
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "parquet", "matplotlib"},
     check_specs=[dg.AssetCheckSpec(YAML_TESTS, asset="subset_health", blocking=True)],
 )
 def subset_health(context: dg.AssetExecutionContext, lake: LakeResource):
     """Each strategy's share of its kept rows still downloadable, on the rows the latest
     pool_health checks re-fetched."""
     path, table, failures = compute_subset_health(lake.store, PROJECT)
+    plot = plot_pool(lake.store)
     rows = table.to_pylist()
     for r in rows:
         context.log.info(
@@ -103,6 +114,11 @@ def subset_health(context: dg.AssetExecutionContext, lake: LakeResource):
             },
             "strategies": len(rows),
             "path": dg.MetadataValue.path(str(path)),
+            **(_plot_metadata("health_per_shard", plot) if plot else {}),
         },
         check_results=[yaml_check(YAML_TESTS, failures)],
     )
+
+
+def _plot_metadata(key: str, path) -> dict:
+    return {key: png_markdown(path), f"{key}_path": dg.MetadataValue.path(str(path))}

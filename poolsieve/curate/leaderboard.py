@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from poolsieve.lake import Lake, atomic_file, write_bytes_atomic
+from poolsieve.plots import pyplot, save_png
 
 HEADLINE = [
     "classification/top1",
@@ -70,11 +71,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in (r for r in rows if r["classification/top1"] is not None):
         ax.scatter(r["subset_size"], r["classification/top1"], label=r["strategy"])
@@ -82,11 +79,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     ax.set_xlabel("subset size (samples)")
     ax.set_ylabel("zero-shot top-1")
     ax.set_title("accuracy vs subset size (same samples seen)")
-    accuracy = folder / "accuracy_vs_size.png"
-    fig.tight_layout()
-    with atomic_file(accuracy) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    accuracy = save_png(fig, folder / "accuracy_vs_size.png")
     reasons = sorted({k for r in rows for k in r["dropped"]})
     fig, ax = plt.subplots(figsize=(7, 4))
     bottom = [0] * len(rows)
@@ -97,11 +90,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     ax.set_ylabel("rows dropped")
     ax.legend(fontsize=6)
     ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-    drops = folder / "drops_per_reason.png"
-    fig.tight_layout()
-    with atomic_file(drops) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    drops = save_png(fig, folder / "drops_per_reason.png")
     return {"accuracy_plot": accuracy, "drops_plot": drops}
 
 

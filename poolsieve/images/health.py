@@ -15,7 +15,8 @@ rows through the download guard and compares each with what was downloaded:
 Grain: one row per sampled uid per check. The sample is fixed per uid (a hash of the uid and
 ``salt`` below ``rate``), so successive checks follow the same rows and their rates compare over
 time. ``pool_health/<shard>/checks.parquet`` holds the latest check; ``history.parquet`` one
-summary row per check (the rates over time; the asset's metadata plots them in the UI).
+summary row per check (the rates over time), and ``history.png`` plots them (the asset's
+metadata shows it in the UI); ``subset_health/health_per_shard.png`` plots every shard's.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ from poolsieve.lake import Lake, atomic_file, upstream_file
 ASSET = "pool_health"
 CHECKS_FILE = "checks.parquet"
 HISTORY_FILE = "history.parquet"
+HISTORY_PLOT = "history.png"
+POOL_PLOT = "health_per_shard.png"
+PLOTTED_CHECKS = 100  # the latest checks of a shard drawn in its plots
+LEGEND_SHARDS = 10  # more shards: thin lines, no legend
+PLOT_DPI = 80  # ~30 KB: the PNG rides in every check's materialization event
+PLOTTED_RATES = {
+    "link_rot_rate": "link rot (% of checked)",
+    "hash_drift_rate": "hash drift (% of reachable)",
+}
 OUTCOMES = ("alive", "dead", OPTED_OUT, "reencoded", "replaced")
 CHECKS_SCHEMA = pa.schema(
     [
@@ -195,8 +205,51 @@ def check_shard(lake: Lake, shard: str, download, settings: HealthSettings) -> H
     return HealthResult(folder / CHECKS_FILE, folder / HISTORY_FILE, summary, len(chosen))
 
 
+def read_history(path: Path) -> list[dict]:
+    """A shard's checks, one summary row each, the oldest first."""
+    return pq.read_table(path).to_pylist()
+
+
+def plot_history(histories: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """Link rot and hash drift (%) over time, one line per shard (its latest PLOTTED_CHECKS
+    checks), as a PNG at ``path``."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    from poolsieve.plots import pyplot, save_png
+
+    fig, axes = pyplot().subplots(1, len(PLOTTED_RATES), figsize=(8, 3), sharex=True)
+    many = len(histories) > LEGEND_SHARDS
+    style = {"linewidth": 0.6, "alpha": 0.4, "marker": "."} if many else {"marker": "o"}
+    for shard, rows in sorted(histories.items()):
+        rows = rows[-PLOTTED_CHECKS:]
+        times = [r["checked_at"] for r in rows]
+        for ax, rate in zip(axes, PLOTTED_RATES, strict=True):
+            ax.plot(times, [100 * r[rate] for r in rows], label=shard, **style)
+    for ax, label in zip(axes, PLOTTED_RATES.values(), strict=True):
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_ylim(bottom=0, top=max(1.0, ax.get_ylim()[1]))
+        ax.grid(alpha=0.3)
+    if not many:
+        axes[-1].legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return save_png(fig, path, dpi=PLOT_DPI)
+
+
+def plot_pool(lake: Lake) -> Path | None:
+    """Every shard's rates over time in one plot (None before any check)."""
+    files = lake.glob(f"{ASSET}/*/{HISTORY_FILE}")
+    if not files:
+        return None
+    histories = {f.parent.name: read_history(f) for f in files}
+    title = f"pool health of {len(histories)} shards over time"
+    return plot_history(histories, lake.path(SUBSET_ASSET, POOL_PLOT), title)
+
+
 def _history(path: Path) -> list[dict]:
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    return read_history(path) if path.exists() else []
 
 
 def _write(path: Path, table: pa.Table) -> None:

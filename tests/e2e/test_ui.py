@@ -4,8 +4,8 @@ A small demo world is materialized into a temporary DAGSTER_HOME first (the scor
 pool_features, one strategy and the leaderboard). Then `dagster dev` serves the demo's code
 location (as `make dev` does) on 127.0.0.1, the test waits for it, launches a partition
 materialization over GraphQL (subset of a strategy never built before) and waits for its success,
-and checks in the pages that the asset graph, the partition status and the leaderboard's plot
-appear. The server (started through `poolsieve.pipelines.dev`, as `make dev` starts it) is stopped by
+and checks in the pages that the asset graph, the partition status, the leaderboard's plot and
+pool health's plots (one shard checked before and after the world aged) appear. The server (started through `poolsieve.pipelines.dev`, as `make dev` starts it) is stopped by
 PID with SIGTERM, and nothing it started may outlive the test.
 
 POOLSIEVE_SCREENSHOTS=DIR keeps the pages it checked as PNGs (the README's come from the full demo:
@@ -22,6 +22,7 @@ import dagster as dg
 import pytest
 
 from poolsieve.curate.strategies import strategy_names
+from poolsieve_demo.aging import age_world
 from poolsieve_demo.server import free_port
 from tests.dagster_ui import (
     FLAGS,
@@ -36,6 +37,7 @@ from tests.repo import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 BUILT, LAUNCHED = "no_filter", "laion"
+HEALTH_SHARD = "shard_00000.parquet"
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,6 +56,7 @@ def ui(tmp_path_factory):
         state = run_world(root / "lake", instance, rows_per_shard=100, training={"samples": 128})
         state["runs"][BUILT] = run_job(state["defs"], instance, "strategy_job", BUILT)
         state["runs"]["leaderboard"] = run_job(state["defs"], instance, "leaderboard_job")
+        state["runs"] |= _check_twice(state, instance)
     assert all(r.success for r in state["runs"].values()), state["runs"]
     env = {"POOLSIEVE_LAKE": str(root / "lake"), "NO_ALBUMENTATIONS_UPDATE": "1"}
     dev = DagsterDev(home, free_port(), env, root / "dagster_dev.log")
@@ -64,6 +67,17 @@ def ui(tmp_path_factory):
         yield {"dev": dev, "run_status": dev.wait_run(run_id), "shots": _shots_dir(root)}
     finally:
         dev.stop()
+
+
+def _check_twice(state: dict, instance) -> dict:
+    """pool_health of one shard before and after the world ages (two points on its plot), and
+    subset_health after."""
+    defs, world = state["defs"], state["world"]
+    runs = {"health/1": run_job(defs, instance, "health_job", HEALTH_SHARD)}
+    age_world(world.root)
+    runs["health/2"] = run_job(defs, instance, "health_job", HEALTH_SHARD)
+    runs["subset_health"] = run_job(defs, instance, "subset_health_job")
+    return runs
 
 
 def _shots_dir(root: Path) -> Path:
@@ -127,6 +141,19 @@ def test_the_leaderboard_shows_its_table_and_plot(ui, page):
     plot = show_markdown(page, "accuracy_plot")  # the PNG embedded in the metadata
     assert plot.evaluate("img => img.complete && img.naturalWidth > 100")
     page.screenshot(path=str(ui["shots"] / "leaderboard.png"))
+
+
+def test_pool_health_shows_a_shards_rates_over_time(ui, page):
+    _open(page, ui, f"/assets/pool_health?view=partitions&partition={HEALTH_SHARD}", "history")
+    body = page.inner_text("body")
+    assert "link_rot_rate" in body and "hash_drift_rate" in body, body[:2000]
+    plot = show_markdown(page, "history_plot")  # the shard's checks over time, as a PNG
+    assert plot.evaluate("img => img.complete && img.naturalWidth > 300")
+    page.screenshot(path=str(ui["shots"] / "pool_health.png"))
+    page.keyboard.press("Escape")
+    _open(page, ui, "/assets/subset_health", "health_per_shard")
+    plot = show_markdown(page, "health_per_shard")  # every shard's, in one plot
+    assert plot.evaluate("img => img.complete && img.naturalWidth > 300")
 
 
 def test_stopping_the_server_leaves_nothing_running(ui, page):

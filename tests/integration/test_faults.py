@@ -75,6 +75,8 @@ TIMED = {
 }
 #: pool health's history: one row per check, and a re-run demo checks again
 HISTORY = f"pool_health/{SHARD}/history.parquet"
+#: its plots draw the checks' times: present in both lakes (the keys), not compared
+PLOTS = (f"pool_health/{SHARD}/history.png", "subset_health/health_per_shard.png")
 #: what the strategies' CLIPs make: compared once their train shards are identical
 TRAINED = ("clip_model/", "evaluation/", "leaderboard/")
 
@@ -182,7 +184,7 @@ def _assert_same_outputs(clean: Path, faulted: Path) -> None:
     trained = [n for n in first if n.startswith(TRAINED)]
     train_tars = [n for n in first if n.startswith("train_shards/") and n.endswith(".tar")]
     records = [n for n in first if n.startswith("pool_features/") and n.endswith(".json")]
-    other = (*NOT_BYTES, *TIMED, HISTORY, *trained, *train_tars, *records)
+    other = (*NOT_BYTES, *TIMED, HISTORY, *PLOTS, *trained, *train_tars, *records)
     exact = [n for n in first if n not in other]
     differ = [n for n in exact if first[n] != second[n]]
     images = f"shard_images/{SHARD}/00000000"

@@ -9,7 +9,14 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from poolsieve.images.health import ASSET, CHECKS_FILE, HISTORY_FILE, SUBSET_ASSET, SUBSET_FILE
+from poolsieve.images.health import (
+    ASSET,
+    CHECKS_FILE,
+    HISTORY_FILE,
+    HISTORY_PLOT,
+    SUBSET_ASSET,
+    SUBSET_FILE,
+)
 from poolsieve_demo.aging import age_world
 from poolsieve_demo.compare import aging_rates
 from tests.image_world import run_job, run_subsets, run_world
@@ -84,6 +91,8 @@ def test_rates_over_time_are_metadata_and_history(health):
     assert history.column("link_rot_rate").to_pylist()[0] == 0.0
     assert history.num_rows == 2 and history.column("dead").to_pylist()[1] == dead
     assert "| checked at |" in meta["history"]
+    assert meta["history_plot"].startswith("![history](data:image/png;base64,")
+    assert meta["history_plot_path"] == str(history_plot(health["lake"], shard))
 
 
 def test_each_subset_share_still_downloadable_follows_its_kept_rows(health):
@@ -106,3 +115,8 @@ def test_each_subset_share_still_downloadable_follows_its_kept_rows(health):
     assert min(r["downloadable_share"] for r in shares.values()) < 1.0
     meta = _metadata(health["after"][-1], "subset_health")
     assert meta["strategies"] == len(shares)
+    assert meta["health_per_shard"].startswith("![health_per_shard](data:image/png;base64,")
+
+
+def history_plot(lake, shard: str):
+    return lake.partition_dir(ASSET, shard) / HISTORY_PLOT

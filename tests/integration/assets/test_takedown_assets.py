@@ -16,7 +16,7 @@ from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.audit.dagster_private import STALE, stale_status_resolver
 from poolsieve.audit.why import explain_uid, format_explanation
 from poolsieve.curate.takedown import affected
-from poolsieve.lake import Lake
+from poolsieve.lake import Lake, file_sha256
 from tests.image_world import make_resources, run_job, run_world
 
 STRATEGY = "no_filter"
@@ -100,3 +100,54 @@ def test_a_takedown_list_removes_its_rows_and_why_and_affected_say_so(world, tmp
         for r in pq.read_table(lake.asset_files("removals", "removals.parquet")).to_pylist()
     }
     assert {"uid", "url", "sha256_image", "phash"} <= matched
+
+
+OTHER = "clip_score_top30"  # keeps fewer rows: the targets are rows it drops
+
+
+def _build(defs, instance, strategy: str, assets: tuple[str, ...]) -> dict[str, dict]:
+    """``assets`` of one strategy materialized; its decisions per uid."""
+    job = defs.resolve_job_def("strategy_job")
+    selection = [dg.AssetKey(a) for a in assets]
+    result = job.execute_in_process(
+        partition_key=strategy, instance=instance, asset_selection=selection
+    )
+    assert result.success
+    path = Lake(defs_lake(defs)).partition_dir("subset", strategy) / "decisions.parquet"
+    return {r["uid"]: r for r in pq.read_table(path).to_pylist()}
+
+
+def _kept_sha(lake: Lake, strategy: str) -> str:
+    (npy,) = lake.partition_dir("subset", strategy).glob("*.npy")
+    return file_sha256(npy)
+
+
+def test_a_removal_restales_the_training_data_of_the_subsets_that_held_it_only(world, tmp_path):
+    """Every subset re-runs its SQL after a removal (pool_features changed), but a subset whose
+    kept set is unchanged keeps its data version, so its train shards (and the CLIP and
+    evaluation after them) stay fresh; the subset that held a removed uid's are stale."""
+    lake_dir = tmp_path / "lake"
+    shutil.copytree(world["lake"].root, lake_dir, ignore=shutil.ignore_patterns("locks"))
+    lake, lists = Lake(lake_dir), tmp_path / "lists"
+    lists.mkdir()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SHARDS.name, world["world"].truth["shards"])
+        defs = build_defs(make_resources(lake_dir, curation={"takedown_lists": str(lists)}))
+        assert run_job(defs, instance, "features_job").success
+        built = ("filter_sql", "subset", "train_shards")
+        kept = {
+            s: {u for u, r in _build(defs, instance, s, built).items() if r["keep"]}
+            for s in (STRATEGY, OTHER)
+        }
+        shas = {s: _kept_sha(lake, s) for s in kept}
+        targets = _targets(lake, sorted(kept[STRATEGY] - kept[OTHER]))
+        _write_list(lists / "requests.csv", [{"uid": u, **r} for u, r in targets.items()])
+        assert run_job(defs, instance, "features_job").success
+        after = {s: _build(defs, instance, s, ("filter_sql", "subset")) for s in kept}
+        status = stale_status_resolver(instance, defs.resolve_asset_graph()).get_status
+        train = dg.AssetKey("train_shards")
+        removed = {u for u, r in after[STRATEGY].items() if r["reason"] == "removed"}
+        assert set(targets) <= removed and not removed & kept[OTHER]
+        assert _kept_sha(lake, STRATEGY) != shas[STRATEGY] and status(train, STRATEGY) == STALE
+        assert _kept_sha(lake, OTHER) == shas[OTHER] and status(train, OTHER) != STALE
+        assert {u for u, r in after[OTHER].items() if r["keep"]} == kept[OTHER]

@@ -10,7 +10,16 @@ import pytest
 from PIL import Image, ImageDraw
 
 from poolsieve.images.hashes import phash64
-from poolsieve.images.health import HealthSettings, judge, sample, summarize
+from poolsieve.images.health import (
+    LEGEND_SHARDS,
+    HealthSettings,
+    judge,
+    plot_history,
+    plot_pool,
+    sample,
+    summarize,
+)
+from poolsieve.lake import Lake
 
 
 def _picture(seed: int) -> Image.Image:
@@ -81,3 +90,31 @@ def test_rates_count_rot_over_all_checked_and_drift_over_the_reachable():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="rate in"):
         HealthSettings(rate=1.5)
+
+
+def _history(rot: list[float]) -> list[dict]:
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    return [
+        {"checked_at": start + dt.timedelta(days=i), "link_rot_rate": r, "hash_drift_rate": r / 2}
+        for i, r in enumerate(rot)
+    ]
+
+
+def test_the_history_plot_is_a_png_that_follows_the_rates(tmp_path):
+    flat = plot_history({"s0": _history([0.0, 0.0, 0.0])}, tmp_path / "flat.png", "s0")
+    rising = plot_history({"s0": _history([0.0, 0.2, 0.4])}, tmp_path / "rising.png", "s0")
+    with Image.open(flat) as a, Image.open(rising) as b:
+        assert a.format == b.format == "PNG" and a.size == b.size and a.width > 300
+        assert a.tobytes() != b.tobytes()  # the lines follow the rates
+    assert not list(tmp_path.glob(".*"))  # written atomically: no temporary left
+
+
+def test_many_shards_and_a_single_check_still_plot(tmp_path):
+    histories = {f"s{i:02d}": _history([i / 100]) for i in range(LEGEND_SHARDS + 5)}
+    path = plot_history(histories, tmp_path / "pool.png", "pool")
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+
+
+def test_no_pool_plot_before_any_check(tmp_path):
+    assert plot_pool(Lake(tmp_path)) is None
