@@ -12,6 +12,7 @@ from poolsieve.assets.metadata import (
     reason_counts,
     yaml_check,
 )
+from poolsieve.assets.selected_images import selected_images
 from poolsieve.assets.shard_images import shard_images
 from poolsieve.assets.subset import subset
 from poolsieve.pipelines.partitions import SHARDS
@@ -35,7 +36,7 @@ HISTORY_ROWS = 12  # the latest checks shown as a table in the UI
 
 @dg.asset(
     partitions_def=SHARDS,
-    deps=[shard_images, image_hashes],
+    deps=[shard_images, image_hashes, selected_images],
     code_version="health-v1",
     group_name="health",
     kinds={"parquet", "matplotlib"},

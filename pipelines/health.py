@@ -2,7 +2,8 @@
 (pool_health), and subset_health follows once checks have landed.
 
 pool_health_schedule fires on the refresh's cron (POOLSIEVE_REFRESH_CRON) and requests one
-health_job run per shard that has images (shard_images materialized), keyed by the tick, so a
+health_job run per shard that has images (shard_images or selected_images materialized), keyed
+by the tick, so a
 tick's checks run once. subset_health_sensor requests subset_health_job when a pool_health
 materialization is newer than the one its last request saw (at most every 5 minutes, so a
 tick's shards are mostly in before the share is computed; a late shard triggers another).
@@ -15,12 +16,17 @@ from poolsieve.pipelines.jobs import health_job, subset_health_job
 from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.pipelines.refresh import REFRESH_CRON
 
+from poolsieve.images.health import IMAGE_ASSETS
+
 POOL_HEALTH = dg.AssetKey("pool_health")
 
 
 def downloaded_shards(instance: dg.DagsterInstance) -> list[str]:
-    """The registered shards, in pool order, whose images were downloaded."""
-    done = set(instance.get_materialized_partitions(dg.AssetKey("shard_images")))
+    """The registered shards, in pool order, whose images were downloaded (shard_images, or
+    metadata mode's selected_images)."""
+    done = set().union(
+        *(instance.get_materialized_partitions(dg.AssetKey(a)) for a in IMAGE_ASSETS)
+    )
     return [s for s in instance.get_dynamic_partitions(SHARDS.name) if s in done]
 
 

@@ -122,10 +122,11 @@ class Session:
             failed += self.each(phase, [k for k in keys if k not in failed], tags)
         return failed
 
-    def shards_with(self, asset: str) -> list[str]:
-        """The registered shards, in pool order, that ``asset`` has a folder for in the lake."""
+    def shards_with(self, *assets: str) -> list[str]:
+        """The registered shards, in pool order, that one of ``assets`` has a folder for in the
+        lake."""
         shards = self.instance.get_dynamic_partitions(SHARDS.name)
-        return [s for s in shards if self.store.has_partition(asset, s)]
+        return [s for s in shards if any(self.store.has_partition(a, s) for a in assets)]
 
     def one(self, name: str, always: bool = False) -> bool:
         """Run the unpartitioned job ``name`` unless it is up to date; whether it succeeded."""
@@ -207,13 +208,18 @@ def run_health(resources: Resources, location: str = LOCATION) -> int:
     """pool_health for every shard with downloaded images (one backfill), then subset_health:
     what a scheduled refresh's checks do, now. Prints the pool's rates and each subset's share;
     returns the exit status."""
-    from poolsieve.images.health import health_lines, latest_counts, read_subset_health
+    from poolsieve.images.health import (
+        IMAGE_ASSETS,
+        health_lines,
+        latest_counts,
+        read_subset_health,
+    )
 
     execution = Execution.from_env()
     ray = RayRuns(execution, resources) if execution.on_ray else None
     defs, instance = build_defs(resources, execution), get_instance()
     session = Session(defs, instance, resources.lake.store, None, ray=ray, location=location)
-    shards = session.shards_with("shard_images")
+    shards = session.shards_with(*IMAGE_ASSETS)
     if not shards:
         print("poolsieve: no shard has downloaded images to re-check", file=sys.stderr)
         return 1

@@ -3,7 +3,8 @@
 Links rot and images drift after a pool is built (DataComp users saw 6-9% of downloads fail
 soon after release and over a third of URLs invalid a year later; DataComp #67: 14% of
 DataComp-1B's sha256 no longer match). Each check re-fetches a sample of the shard's downloaded
-rows through the download guard and compares each with what was downloaded:
+rows (shard_images', or in metadata mode selected_images') through the download guard and
+compares each with what was downloaded:
 
 - ``alive``: the same bytes (sha256 of the served bytes, image_hashes' ``sha256``);
 - ``dead``: the fetch failed (``error_category`` as download_status names it: http_404, ...);
@@ -31,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from poolsieve.clip.encode import decode_image
+from poolsieve.clip.encode import decode_image, index_tar, sample_bytes
 from poolsieve.images.errors import categorize
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
 from poolsieve.images.hashes import HASHES_FILE, phash64
@@ -41,6 +42,8 @@ from poolsieve.images.status import STATUS_FILE
 from poolsieve.lake import Lake, atomic_file, upstream_file
 
 ASSET = "pool_health"
+#: where a shard's downloaded images are, the whole shard's first (metadata mode: selected_images)
+IMAGE_ASSETS = ("shard_images", "selected_images")
 CHECKS_FILE = "checks.parquet"
 HISTORY_FILE = "history.parquet"
 HISTORY_PLOT = "history.png"
@@ -115,16 +118,58 @@ def sample(downloaded: list[dict], settings: HealthSettings) -> list[dict]:
     return ranked[: max(len(chosen), min(settings.minimum, len(ranked)))]
 
 
+def images_asset(lake: Lake, shard: str) -> str:
+    """The download asset holding the shard's images: shard_images (the whole shard) or, in
+    metadata mode, selected_images (the rows the chosen subsets keep)."""
+    for asset in IMAGE_ASSETS:
+        if lake.partition_file(asset, shard, STATUS_FILE).exists():
+            return asset
+    raise FileNotFoundError(
+        f"shard {shard!r} has no downloaded images (no {' or '.join(IMAGE_ASSETS)} output): "
+        "download it first"
+    )
+
+
+def _urls(lake: Lake, asset: str, shard: str) -> dict[str, str]:
+    status = pq.read_table(lake.partition_file(asset, shard, STATUS_FILE), columns=["uid", "url"])
+    return dict(zip(*(status.column(c).to_pylist() for c in ("uid", "url")), strict=True))
+
+
 def downloaded_rows(lake: Lake, shard: str) -> list[dict]:
-    """uid, url, sha256 (served) and phash of every image the shard downloaded."""
-    status = pq.read_table(upstream_file(lake, "shard_images", shard, STATUS_FILE))
+    """uid, url, sha256 (served) and phash of every image the shard downloaded (metadata mode:
+    phash None and the tar ``sample`` to hash, so only the sampled rows are decoded)."""
+    asset = images_asset(lake, shard)
+    urls = _urls(lake, asset, shard)
+    if asset == "selected_images":
+        return [
+            {"uid": s.uid, "url": urls[s.uid], "sha256": s.served_sha256 or None, "sample": s}
+            for tar in lake.glob(f"{asset}/{shard}/*.tar")
+            for s in index_tar(tar, {})
+            if s.uid in urls
+        ]
     hashes = pq.read_table(upstream_file(lake, HASHES_ASSET, shard, HASHES_FILE))
-    urls = dict(zip(*(status.column(c).to_pylist() for c in ("uid", "url")), strict=True))
     return [
         {"uid": h["uid"], "url": urls[h["uid"]], "sha256": h["sha256"], "phash": h["phash"]}
         for h in hashes.select(["uid", "sha256", "phash"]).to_pylist()
         if h["uid"] in urls
     ]
+
+
+def with_phash(rows: list[dict]) -> list[dict]:
+    """``rows`` with the phash of each one that carries its tar ``sample`` instead."""
+    pending = [r["sample"] for r in rows if "sample" in r]
+    phashes = {s.uid: _phash(data) for s, data in sample_bytes(pending)}
+    return [
+        {k: v for k, v in r.items() if k != "sample"} | {"phash": phashes[r["uid"]]}
+        if "sample" in r
+        else r
+        for r in rows
+    ]
+
+
+def _phash(data: bytes) -> int | None:
+    image, _ = decode_image(data)
+    return phash64(image) if image is not None else None
 
 
 def fetch(opener, url: str, timeout: float) -> tuple[bytes | None, str | None]:
@@ -193,7 +238,7 @@ def summarize(checks: list[dict], downloaded: int, checked_at: dt.datetime) -> d
 def check_shard(lake: Lake, shard: str, download, settings: HealthSettings) -> HealthResult:
     """Re-check ``shard``'s sample; write the check and append its summary to the history."""
     rows = downloaded_rows(lake, shard)
-    chosen = sample(rows, settings)
+    chosen = with_phash(sample(rows, settings))
     checks = recheck(chosen, download, settings)
     folder = lake.partition_dir(ASSET, shard)
     folder.mkdir(parents=True, exist_ok=True)

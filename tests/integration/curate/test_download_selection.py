@@ -23,7 +23,7 @@ import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from poolsieve.pipelines.definitions import build_defs
 from poolsieve.pipelines.partitions import STRATEGIES, register_shards
 from poolsieve.pipelines.resources import resources_from_env
@@ -52,9 +52,16 @@ ENGLISH = [
 ]
 
 
-def _png(n: int) -> bytes:
+def _png(n: int, aged: str | None = None) -> bytes:
+    """Image ``n`` (a disc on a ground); aged ``reencoded``: the same picture as a JPEG,
+    ``replaced``: the picture turned upside down (another pHash: ~32 bits apart)."""
+    color = (n * 37 % 256, n * 91 % 256, 120)
+    image = Image.new("RGB", (64, 48), color)
+    ImageDraw.Draw(image).ellipse((4, 4, 36, 40), fill=tuple(255 - c for c in color))
+    if aged == "replaced":
+        image = image.transpose(Image.Transpose.ROTATE_180)
     buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (n * 37 % 256, n * 91 % 256, 120)).save(buffer, "PNG")
+    image.save(buffer, "JPEG" if aged == "reencoded" else "PNG", quality=90)
     return buffer.getvalue()
 
 
@@ -64,10 +71,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requested.append(self.path)
-        if not self.path.startswith("/img/"):
+        aged = self.server.aged.get(self.path)
+        if not self.path.startswith("/img/") or aged == "dead":
             self.send_error(404)
             return
-        body = _png(int(self.path.rsplit("/", 1)[1].split(".")[0]))
+        body = _png(int(self.path.rsplit("/", 1)[1].split(".")[0]), aged)
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
         self.send_header("Content-Length", str(len(body)))
@@ -78,7 +86,7 @@ class Handler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def serving():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads, server.requested = True, []
+    server.daemon_threads, server.requested, server.aged = True, [], {}
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -164,6 +172,8 @@ def curated(tmp_path_factory):
         selection = resources.curation.selection(STRATEGIES.get_partition_keys())
         failed = _curate(Session(defs, instance, resources.lake.store), True, selection)
         yield {
+            "server": server,
+            "defs": defs,
             "failed": failed,
             "lake": resources.lake.store,
             "paths": paths,
@@ -249,3 +259,30 @@ def test_train_shards_warns_about_the_failed_downloads_and_training_runs(curated
     assert basic["missing/http_404"] == len(PLANTED_404)
     assert latest_record(instance, "train_shards", "laion") is None  # not chosen: not trained
     assert latest_record(instance, "leaderboard", None) is not None
+
+
+def test_pool_health_rechecks_the_selected_downloads_in_metadata_mode(curated):
+    """The selected images of a shard (no shard_images in metadata mode) re-fetched after three
+    of them aged: one dead, one re-encoded, one replaced; every other one alive."""
+    lake, server = curated["lake"], curated["server"]
+    downloaded = [u for u, r in _status(lake).items() if r["status"] == "success"]
+    in_shard = set(
+        pq.read_table(lake.partition_dir("selected_images", SHARDS[0]) / STATUS_FILE)[
+            "uid"
+        ].to_pylist()
+    )
+    aged = dict(
+        zip(sorted(set(downloaded) & in_shard)[:3], ("dead", "reencoded", "replaced"), strict=True)
+    )
+    server.aged = {curated["paths"][u]: kind for u, kind in aged.items()}
+    try:
+        job = curated["defs"].resolve_job_def("health_job")
+        run = job.execute_in_process(partition_key=SHARDS[0], instance=curated["instance"])
+    finally:
+        server.aged = {}
+    assert run.success
+    checks = pq.read_table(lake.partition_dir("pool_health", SHARDS[0]) / "checks.parquet")
+    outcomes = {r["uid"]: r["outcome"] for r in checks.to_pylist()}
+    assert set(outcomes) == set(downloaded) & in_shard  # the minimum (20) covers them all
+    assert {u: outcomes[u] for u in aged} == {u: kind for u, kind in aged.items()}
+    assert {outcomes[u] for u in set(outcomes) - set(aged)} == {"alive"}

@@ -43,7 +43,7 @@ def test_definitions_hold_the_graph():
     assert parents["eval_decontamination"] == {"shard_images"}
     assert parents["shard_features"] == {"pool_shard"}
     assert parents["image_hashes"] == {"shard_images"}
-    assert parents["pool_health"] == {"shard_images", "image_hashes"}
+    assert parents["pool_health"] == {"shard_images", "image_hashes", "selected_images"}
     assert parents["subset_health"] == {"pool_health", "subset"}
     assert parents["near_duplicates"] == {"image_hashes", "shard_clusters"}
     assert parents["removals"] == {"takedown_lists", "pool_shard", "image_hashes"}
@@ -189,6 +189,11 @@ def test_pool_health_runs_on_the_refresh_clock_for_every_downloaded_shard():
         requests = health_requests(instance, "t1")
         assert [r.partition_key for r in requests] == ["a", "c"]  # pool order, downloaded only
         assert {r.run_key for r in requests} == {"health-a-t1", "health-c-t1"}
+        instance.add_dynamic_partitions(SHARDS.name, ["d"])  # metadata mode: its selection only
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("selected_images", partition="d")
+        )
+        assert [r.partition_key for r in health_requests(instance, "t2")] == ["a", "c", "d"]
         skip, cursor = subset_health_request(instance, None)
         assert isinstance(skip, dg.SkipReason) and cursor is None
         instance.report_runless_asset_event(dg.AssetMaterialization("pool_health", partition="a"))
