@@ -25,7 +25,9 @@ set; other columns are refused, so a misspelled column never silently matches no
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,6 +107,31 @@ def load_lists(path: str | Path) -> pa.Table:
         rows += _file_entries(file)
     _check_urls(rows)
     return pa.Table.from_pylist(rows, schema=LISTS_SCHEMA)
+
+
+PARSED_FOLDER = "takedown_lists"
+
+
+def parsed_lists(lake: Lake, path: str | Path) -> pa.Table:
+    """:func:`load_lists`, parsed and checked once per content of the lists: the table is kept
+    as ``<lake>/takedown_lists/parsed-<digest>.parquet`` (the digest of every list file's name
+    and bytes), so each shard's download reads it back instead of parsing a multi-million-entry
+    hash list again; older versions are removed."""
+    digest = hashlib.sha256()
+    for file in list_files(path):
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    cached = lake.path(PARSED_FOLDER, f"parsed-{digest.hexdigest()[:32]}.parquet")
+    with contextlib.suppress(FileNotFoundError):  # absent, or replaced by newer lists meanwhile
+        return pq.read_table(cached, schema=LISTS_SCHEMA)
+    table = load_lists(path)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet_if_changed(cached, table)
+    for old in cached.parent.glob("parsed-*.parquet"):
+        if old != cached:
+            old.unlink(missing_ok=True)
+    return table
 
 
 def list_files(path: str | Path) -> list[Path]:
@@ -517,7 +544,7 @@ def download_blocks(lake: Lake, shard: str, lists: str, phash_max_distance: int)
     it after the download)."""
     if not lists:
         return NO_BLOCKS
-    table = load_lists(lists)
+    table = parsed_lists(lake, lists)
     with connect(":memory:", DuckSettings(memory_limit="1GB")) as conn:
         matches = match_removals(conn, lake, table, [shard], phash_max_distance).to_pylist()
     rows: dict[str, str] = {}

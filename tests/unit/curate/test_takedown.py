@@ -377,3 +377,24 @@ def test_download_blocks_name_the_entry_of_every_row_refused_before_the_download
     assert takedown.download_blocks(lake, "b", "", 4) == takedown.NO_BLOCKS
     with pytest.raises(FileNotFoundError, match="no such takedown list"):
         takedown.download_blocks(lake, "b", str(tmp_path / "none"), 4)
+
+
+def test_lists_are_parsed_once_per_content_and_kept_in_the_lake(lake, tmp_path, monkeypatch):
+    folder = _write_lists(tmp_path / "lists", {"req.csv": f"uid\n{uid(8)}\n"})
+    first = takedown.parsed_lists(lake, folder)
+    (cached,) = (lake.root / takedown.PARSED_FOLDER).glob("parsed-*.parquet")
+
+    def not_again(path):
+        raise AssertionError(f"parsed again: {path}")
+
+    monkeypatch.setattr(takedown, "load_lists", not_again)
+    assert takedown.parsed_lists(lake, folder).equals(first)  # read back, not parsed
+    monkeypatch.undo()
+    (folder / "req.csv").write_text(f"uid\n{uid(9)}\n")  # an edited list: parsed again
+    edited = takedown.parsed_lists(lake, folder)
+    assert edited.column("value").to_pylist() == [uid(9)]
+    (now,) = (lake.root / takedown.PARSED_FOLDER).glob("parsed-*.parquet")
+    assert now != cached  # the old version removed
+    (folder / "bad.csv").write_text("uid\nnot-a-uid\n")
+    with pytest.raises(takedown.ListError, match="bad.csv"):  # a bad list is never cached
+        takedown.parsed_lists(lake, folder)
