@@ -12,9 +12,12 @@ applies them; see server.py)::
     file              a host file (robots.txt...): the file with the route's ``type``
 
 A route may carry ``headers`` ({name: value}) the server adds to its answer: an opt-out row's
-X-Robots-Tag / tdm-reservation (optout.py). ``host_files`` ({URL path: route of kind ``file``:
-serve the file with the route's Content-Type}) holds the host's own files, in every world:
-``/robots.txt``, ``/.well-known/tdmrep.json``, ``/ai.txt``, naming the opt-out rows' paths.
+X-Robots-Tag / tdm-reservation (optout.py). ``host_files`` ({host name: {URL path: route of
+kind ``file``: serve the file with the route's Content-Type}}) holds each origin's own files, in
+every world, one set per host name of the world's URLs (``127.0.0.1``, ``localhost``), written
+under ``hosts/<host name>/``: ``/robots.txt``, ``/.well-known/tdmrep.json``, ``/ai.txt``, each
+naming the paths of the opt-out rows on that origin only (optout.listed_by_host). The image
+routes are shared by every host name; the server picks the host files by the Host header.
 A route may carry ``epochs`` ({"N": route}): what the path answers from epoch N on, once the
 world is aged (aging.py writes them; the server follows the world's ``epoch.json``).
 
@@ -35,8 +38,11 @@ from poolsieve_demo.problems import PRIVATE_TARGETS
 from poolsieve_demo.render import FORMATS, encode, render
 from poolsieve_demo.rows import Asset
 
-#: 2 adds route ``headers`` and ``host_files``; 3 adds a route's ``epochs`` overrides (aging.py)
-ROUTES_VERSION = 3
+#: 2 adds route ``headers`` and ``host_files``; 3 adds a route's ``epochs`` overrides (aging.py);
+#: 4 keys ``host_files`` by host name (before: one {URL path: route} every host name served)
+ROUTES_VERSION = 4
+#: the docroot folder of the host files, one subfolder per host name
+HOSTS_FOLDER = "hosts"
 HTML_TYPE = "text/html; charset=utf-8"
 HTML_PAGES = {
     "html_page": "<!doctype html><html><head><title>Gallery</title></head>"
@@ -88,20 +94,37 @@ def route(asset: Asset, slow_seconds: float) -> dict:
     return entry
 
 
-def write_host_files(root: Path, assets: dict[str, Asset]) -> dict[str, dict]:
-    """Write the host files under ``root/images`` (their URL paths); returns their routes."""
-    planted = [(a.optout, a.detail, path) for path, a in assets.items() if a.optout is not None]
-    routes = {}
-    for path, data in host_files(planted).items():
-        target = root / "images" / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        routes[path] = {"kind": "file", "file": path.lstrip("/"), "type": HOST_FILE_TYPES[path]}
+def write_host_files(root: Path, listed: dict[str, list[tuple[str, str, str]]]) -> dict:
+    """Write each host name's host files under ``root/images/hosts/<host name>``; ``listed``:
+    host name -> (kind, detail, URL path) of the rows they name. Returns {host name: {URL
+    path: route}}."""
+    routes: dict[str, dict] = {}
+    for host, planted in listed.items():
+        routes[host] = {}
+        for path, data in host_files(planted).items():
+            file = f"{HOSTS_FOLDER}/{_host_folder(host)}/{path.lstrip('/')}"
+            target = root / "images" / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            routes[host][path] = {"kind": "file", "file": file, "type": HOST_FILE_TYPES[path]}
     return routes
 
 
-def write_docroot(root: Path, assets: dict[str, Asset], slow_seconds: float) -> dict[str, str]:
-    """Write ``root/images/...`` and ``root/routes.json``; returns {path: sha256 of served image}."""
+def _host_folder(host: str) -> str:
+    """``host`` as a folder name: refused unless it is one plain path segment."""
+    if host in ("", ".", "..") or "/" in host or "\\" in host:
+        raise ValueError(f"host name {host!r} cannot name a host files folder")
+    return host
+
+
+def write_docroot(
+    root: Path,
+    assets: dict[str, Asset],
+    slow_seconds: float,
+    listed: dict[str, list[tuple[str, str, str]]],
+) -> dict[str, str]:
+    """Write ``root/images/...`` and ``root/routes.json``; returns {path: sha256 of served image}.
+    ``listed``: host name -> the rows its host files name (optout.listed_by_host)."""
     routes, served = {}, {}
     for path, asset in assets.items():
         data = body(asset)
@@ -116,7 +139,7 @@ def write_docroot(root: Path, assets: dict[str, Asset], slow_seconds: float) -> 
         "version": ROUTES_VERSION,
         "slow_seconds": slow_seconds,
         "routes": routes,
-        "host_files": write_host_files(root, assets),
+        "host_files": write_host_files(root, listed),
     }
     (root / "routes.json").write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     return served

@@ -2,9 +2,10 @@
 
 Grain: one planted row -> one signal on its own URL path. URLs never change when a problem is
 planted (rows.py), so the header signals ride on the row's image response and the host signals
-name the row's exact path in the host's files (one file of each per world: every host name of the
-demo server serves the same ones, and every world has all three, with no rule that opts anything
-out when nothing is planted):
+name the row's exact path in the host files of the row's own origin. The world's URLs sit on two
+origins of one server (its base host and ``WorldConfig.alt_host``); each origin serves its own
+host files (routes.json ``host_files``, keyed by host name), naming only the rows on that origin,
+and every origin has all three, with no rule that opts anything out when nothing is planted:
 
 * ``optout_x_robots_tag`` / ``optout_tdm_reservation``: the image is served (route ``ok``) with an
   ``X-Robots-Tag`` / TDMRep ``tdm-reservation: 1`` header;
@@ -16,13 +17,19 @@ out when nothing is planted):
 * ``optout_ai_txt``: ``/ai.txt`` (Spawning's robots.txt-like format) disallows it for ``*``;
 * ``optout_control``: a signal that must NOT opt the row out under the downloader's defaults
   (poolsieve.images.optout: user agents img2dataset and CCBot, directives noai and noimageai).
+  ``robots_other_origin``: the path is disallowed for img2dataset in the robots.txt of the
+  world's OTHER origin only; a downloader that reads the wrong origin's files opts it out.
+
+The truth records, for a host-file row, ``host_file_origin``: the origin whose files name it.
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from poolsieve.images.optout import DEFAULT_DIRECTIVES, DEFAULT_USER_AGENTS, HOST_FILES
+from poolsieve.images.optout.hosts import origin_of
 
 #: opt-out kind -> the signal the downloader must name for it (optout_signal)
 SIGNAL_OF: dict[str, str] = {
@@ -48,10 +55,13 @@ DETAILS: dict[str, tuple[str, ...]] = {
         "x_robots_tag_noindex",
         "x_robots_tag_other_agent",
         "robots_other_agent",
+        "robots_other_origin",  # 4th: the 4 controls of a 2 x 150-row test world plant it
         "tdmrep_zero",
         "tdm_header_zero",
     ),
 }
+#: the control whose path only the other origin's robots.txt names (for img2dataset)
+OTHER_ORIGIN = "robots_other_origin"
 #: a control detail -> the signal it imitates
 CONTROL_SIGNAL: dict[str, str] = {
     "x_robots_tag_noindex": "x_robots_tag",
@@ -59,6 +69,7 @@ CONTROL_SIGNAL: dict[str, str] = {
     "robots_other_agent": "robots_txt",
     "tdmrep_zero": "tdmrep_json",
     "tdm_header_zero": "tdm_reservation",
+    OTHER_ORIGIN: "robots_txt",
 }
 #: (kind, detail) -> the extra headers of the row's image response
 HEADERS: dict[tuple[str, str], dict[str, str]] = {
@@ -77,6 +88,11 @@ HEADERS: dict[tuple[str, str], dict[str, str]] = {
 #: robots.txt detail -> the user agent whose group disallows the path
 ROBOTS_AGENT = {"img2dataset": "img2dataset", "ccbot": "CCBot", "any_agent": "*"}
 OTHER_AGENT = "OtherBot"
+#: robots.txt's named groups -> the (kind, detail) rows each disallows beyond the ``*`` ones
+NAMED_GROUPS: dict[str, set[tuple[str, str]]] = {
+    "img2dataset": {("optout_robots_txt", "img2dataset"), (CONTROL, OTHER_ORIGIN)},
+    "CCBot": {("optout_robots_txt", "ccbot")},
+}
 TEXT_TYPE = "text/plain; charset=utf-8"
 JSON_TYPE = "application/json"
 #: host file path -> its Content-Type
@@ -87,9 +103,10 @@ HOST_FILE_TYPES = {
 }
 
 
-def detail_for(kind: str, planted_before: int) -> str:
-    """The detail of the ``planted_before + 1``-th row of ``kind`` (details in turn)."""
-    details = DETAILS[kind]
+def detail_for(kind: str, planted_before: int, other_origin: bool = True) -> str:
+    """The detail of the ``planted_before + 1``-th row of ``kind`` (details in turn). Without
+    ``other_origin`` (the world's URLs share one host name) OTHER_ORIGIN is left out."""
+    details = [d for d in DETAILS[kind] if other_origin or d != OTHER_ORIGIN]
     return details[planted_before % len(details)]
 
 
@@ -109,27 +126,63 @@ def host_file_of(kind: str, detail: str) -> str | None:
     return HOST_FILES.get(signal)
 
 
-def truth_facts(kind: str, detail: str) -> dict:
+def truth_facts(kind: str, detail: str, own: str, other: str | None = None) -> dict:
     """What the truth records of one opt-out row beyond kind and detail: its signal, and its
-    headers or host file (+ the robots.txt user agent, the tdmrep.json reservation)."""
+    headers or host file + the origin whose host file names it (+ the robots.txt user agent,
+    the tdmrep.json reservation). ``own``: the row's origin; ``other``: the world's other one."""
     facts: dict = {"signal": signal_of(kind, detail)}
     headers = response_headers(kind, detail)
     if headers:
         facts["headers"] = headers
     else:
         facts["host_file"] = host_file_of(kind, detail)
+        facts["host_file_origin"] = listing_origin(detail, own, other)
     if kind == "optout_robots_txt":
         facts["user_agent"] = ROBOTS_AGENT[detail]
     if detail == "robots_other_agent":
         facts["user_agent"] = OTHER_AGENT
+    if detail == OTHER_ORIGIN:
+        facts["user_agent"] = ROBOTS_AGENT["img2dataset"]
     if facts["signal"] == "tdmrep_json":
         facts["tdm_reservation"] = 0 if kind == CONTROL else 1
     return facts
 
 
+def host_name(origin: str) -> str:
+    """The lower-cased host name of an origin or URL (``http://LocalHost:8808`` -> localhost)."""
+    return urlsplit(origin).hostname or ""
+
+
+def listing_origin(detail: str, own: str, other: str | None) -> str:
+    """The origin whose host files name a host-file row: its own, or (OTHER_ORIGIN) the other
+    one, which must have another host name."""
+    if detail != OTHER_ORIGIN:
+        return origin_of(own)
+    if other is None or host_name(other) == host_name(own):
+        raise ValueError(f"{OTHER_ORIGIN} needs a second origin; the row's is {own}, other {other}")
+    return origin_of(other)
+
+
+def listed_by_host(
+    problems: list[dict], origins: list[str]
+) -> dict[str, list[tuple[str, str, str]]]:
+    """host name -> (kind, detail, URL path) of the planted rows its host files name (truth
+    ``host_file_origin``), in pool order, for the host name of each of ``origins`` (the
+    world's: one with no such row gets an empty list)."""
+    listed: dict[str, list] = {host_name(o): [] for o in origins}
+    for p in problems:
+        if "host_file_origin" not in p:
+            continue
+        host = host_name(p["host_file_origin"])
+        if host not in listed:
+            raise ValueError(f"problem {p['uid']}: host_file_origin {host!r} is no world origin")
+        listed[host].append((p["kind"], p["detail"], urlsplit(p["url"]).path))
+    return listed
+
+
 def host_files(planted: list[tuple[str, str, str]]) -> dict[str, bytes]:
-    """{host file path: bytes} of the three host files; ``planted``: (kind, detail, URL path) of
-    every opt-out row, in pool order."""
+    """{host file path: bytes} of one origin's three host files; ``planted``: (kind, detail,
+    URL path) of the opt-out rows they name (listed_by_host), in pool order."""
     return {
         HOST_FILES["robots_txt"]: robots_txt(planted).encode(),
         HOST_FILES["tdmrep_json"]: tdmrep_json(planted).encode(),
@@ -143,11 +196,11 @@ def _paths(planted: list[tuple[str, str, str]], kind: str, details: tuple[str, .
 
 def robots_txt(planted: list[tuple[str, str, str]]) -> str:
     """robots.txt: comments, a ``*`` group (Disallow lines, then ``Allow: /``), an OtherBot
-    group, a group per checked agent with a planted row, and a Sitemap line."""
+    group, a group per checked agent with a row to disallow (NAMED_GROUPS), a Sitemap line."""
     any_agent = _paths(planted, "optout_robots_txt", ("any_agent",))
     lines = [
         "# robots.txt for the poolsieve demo image host",
-        "# (generated: rows planted with optout_robots_txt are disallowed below)",
+        "# (generated: rows planted with optout_robots_txt on this origin are disallowed below)",
         "",
         "User-agent: *",
         "Disallow: /private/",
@@ -158,10 +211,10 @@ def robots_txt(planted: list[tuple[str, str, str]]) -> str:
         "Disallow: /private/",
         *(f"Disallow: {p}" for p in _paths(planted, CONTROL, ("robots_other_agent",))),
     ]
-    for detail in ("img2dataset", "ccbot"):
-        named = _paths(planted, "optout_robots_txt", (detail,))
+    for agent, rows in NAMED_GROUPS.items():
+        named = [path for k, d, path in planted if (k, d) in rows]
         if named:  # the group replaces ``*`` for that agent: it repeats the ``*`` rules
-            lines += ["", f"User-agent: {ROBOTS_AGENT[detail]}", "Disallow: /private/"]
+            lines += ["", f"User-agent: {agent}", "Disallow: /private/"]
             lines += [f"Disallow: {p}" for p in [*named, *any_agent]]
             lines.append("Allow: /")
     lines += ["", "Sitemap: https://demo.poolsieve.invalid/sitemap.xml", ""]

@@ -2,9 +2,10 @@
 
 Grain: one truth entry per planted row (shard, row, uid, url, kind, detail, expected download
 outcome, the row's true concept and image size, plus kind-specific facts: an opt-out row's
-signal and its headers or host file, optout.truth_facts). Only "base" rows
-(every one of them is kept by ingest and URL dedup) are planted, each at most once, and each shard
-gets exactly ``problem_count(rate, rows_per_shard)`` rows of each kind.
+signal and its headers or host file + the origin whose file names it, optout.truth_facts;
+the ``robots_other_origin`` control only where the world has a second host name). Only "base"
+rows (every one of them is kept by ingest and URL dedup) are planted, each at most once, and each
+shard gets exactly ``problem_count(rate, rows_per_shard)`` rows of each kind.
 
 A ``near_duplicate_image`` row copies the image of a *clean* row (a base row with no content
 problem that no metadata duplicate copies either) EARLIER in pool order ((shard, row) order),
@@ -30,7 +31,7 @@ from poolsieve_demo.captions import (
     mismatched_caption,
 )
 from poolsieve_demo.evalsets import EvalImage
-from poolsieve_demo.optout import OPTOUT_KINDS, detail_for, truth_facts
+from poolsieve_demo.optout import OPTOUT_KINDS, detail_for, host_name, truth_facts
 from poolsieve_demo.perturb import PERTURBATIONS
 from poolsieve_demo.problems import (
     OUTCOMES,
@@ -212,11 +213,21 @@ def _route_planter(kind: str) -> Callable:
 def _optout_planter(kind: str) -> Callable:
     def plant(b: PoolBuilder, at, row: dict, asset: Asset, sources: Copyable) -> dict:
         """The row's image is served as before, with an opt-out signal (optout.py) on it."""
-        asset.optout, asset.detail = kind, detail_for(kind, sources.optouts[kind])
+        own, other = _origins(b, row["url"])
+        detail = detail_for(kind, sources.optouts[kind], other_origin=other is not None)
+        asset.optout, asset.detail = kind, detail
         sources.optouts[kind] += 1
-        return {"detail": asset.detail, **truth_facts(kind, asset.detail)}
+        return {"detail": detail, **truth_facts(kind, detail, own, other)}
 
     return plant
+
+
+def _origins(b: PoolBuilder, url: str) -> tuple[str, str | None]:
+    """The row's origin (the base or the alt URL it starts with) and the world's other one
+    (None when both share one host name: then there is no other origin's host files)."""
+    on_alt = url.startswith(b.alt_url + "/")
+    own, other = (b.alt_url, b.base_url) if on_alt else (b.base_url, b.alt_url)
+    return own, (other if host_name(other) != host_name(own) else None)
 
 
 PLANTERS: dict[str, Callable] = {

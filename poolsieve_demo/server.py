@@ -2,8 +2,12 @@
 
 Grain: one request -> one answer chosen by the URL path's route (docroot.py lists them; query
 strings and trailing slashes are ignored; unknown paths are 404; ``/_health`` answers with the
-server's pid, its world and the epoch it serves; a route's ``headers`` are added to its answer;
-the host files (``host_files``: robots.txt, tdmrep.json, ai.txt) are served like any route).
+server's pid, its world and the epoch it serves; a route's ``headers`` are added to its answer).
+The image routes are the same for every Host; the host files (``host_files``: robots.txt,
+tdmrep.json, ai.txt) are per origin: the request's Host header's host name (port dropped,
+case-insensitive) picks that host name's set, and a Host the world has none for (or no Host)
+gets 404 for them. An older world's ``host_files`` (routes.json format < 4: one set keyed by URL
+path) is served to every Host, as it was.
 
 Epochs (aging.py): the world's current epoch is ``<root>/epoch.json`` (``{"epoch": N}``; absent:
 1), and a route may carry ``epochs`` ({"N": route}): from epoch N on, that route answers instead.
@@ -54,6 +58,9 @@ MAX_ROUTE_HEADERS = 16
 #: the world's current epoch (written atomically by aging.age_world; absent: epoch 1)
 EPOCH_FILE = "epoch.json"
 MAX_EPOCH = 1000  # an epoch file naming more is refused (a bounded, checked number)
+#: the host_files key of an older world's single set of host files, served to every Host
+ANY_HOST = "*"
+MAX_HOST_NAME = 253
 
 
 def check_route_headers(path: str, headers: object) -> dict[str, str]:
@@ -73,16 +80,63 @@ def _is_token(name: str) -> bool:
     return bool(name) and all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name)
 
 
-def load_routes(root: Path) -> tuple[dict[str, dict], float]:
-    """The routes of ``root/routes.json`` (the host files' among them, headers and epoch
-    overrides checked) and its ``slow_seconds``."""
+def load_routes(root: Path) -> tuple[dict[str, dict], dict[str, dict[str, dict]], float]:
+    """The routes of ``root/routes.json`` (headers and epoch overrides checked), its host files
+    by host name (check_host_files) and its ``slow_seconds``."""
     document = json.loads((root / "routes.json").read_text())
-    routes = {**document.get("host_files", {}), **document["routes"]}
+    routes = document["routes"]
+    _check_routes(routes)
+    host_files = check_host_files(document.get("host_files", {}))
+    for host, files in host_files.items():
+        _check_routes(files, f" (host {host})")
+    return routes, host_files, float(document.get("slow_seconds", 3.0))
+
+
+def _check_routes(routes: object, where: str = "") -> None:
+    if not isinstance(routes, dict):
+        raise ValueError(f"routes.json{where}: routes must be a dict of URL path -> route")
     for path, entry in routes.items():
-        _check_route(path, entry)
-        for key, override in check_route_epochs(path, entry.get("epochs", {})).items():
-            _check_route(f"{path} (epoch {key})", override)
-    return routes, float(document.get("slow_seconds", 3.0))
+        name = f"{path}{where}"
+        _check_route(name, entry)
+        for key, override in check_route_epochs(name, entry.get("epochs", {})).items():
+            _check_route(f"{name} (epoch {key})", override)
+
+
+def check_host_files(host_files: object) -> dict[str, dict]:
+    """routes.json ``host_files``, checked: {host name: {URL path: route}} with lower-case host
+    names; an older world's single set ({URL path: route}) becomes {ANY_HOST: that set}."""
+    if not isinstance(host_files, dict):
+        raise ValueError("routes.json host_files: must be a dict of host name -> host files")
+    if host_files and all(isinstance(k, str) and k.startswith("/") for k in host_files):
+        return {ANY_HOST: host_files}
+    for host in host_files:
+        if not _is_host_name(host):
+            raise ValueError(f"routes.json host_files: {host!r} is not a lower-case host name")
+    return host_files
+
+
+def _is_host_name(host: object) -> bool:
+    allowed = "abcdefghijklmnopqrstuvwxyz0123456789.-:_"
+    ok_length = isinstance(host, str) and 0 < len(host) <= MAX_HOST_NAME
+    return ok_length and all(c in allowed for c in host)
+
+
+def host_name(header: str | None) -> str | None:
+    """The host name of a Host header, lower-cased, without its port (``LocalHost:8808`` ->
+    ``localhost``, ``[::1]:80`` -> ``::1``); None when absent or not a plain host[:port]."""
+    if not header or any(c in header for c in "/?#@\\ "):
+        return None
+    try:
+        return urlsplit("//" + header).hostname
+    except ValueError:
+        return None
+
+
+def host_route(host_files: dict[str, dict], header: str | None, path: str) -> dict | None:
+    """The host-file route of ``path`` for a request with Host ``header`` (None: there is none
+    for that host name; an older world's single set answers every Host)."""
+    files = host_files.get(host_name(header) or "", host_files.get(ANY_HOST, {}))
+    return files.get(path)
 
 
 def _check_route(path: str, entry: object) -> None:
@@ -149,6 +203,7 @@ class _Served:
 
     signature: tuple
     routes: dict[str, dict]
+    host_files: dict[str, dict[str, dict]]
     slow_seconds: float
     epoch: int
 
@@ -262,7 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
             }
             return self._send(200, "application/json", json.dumps(health).encode(), send_body)
         self.server.last_request = time.monotonic()
-        entry = route_at(served.routes.get(path, {"kind": "404"}), served.epoch)
+        entry = served.routes.get(path) or host_route(
+            served.host_files, self.headers.get("Host"), path
+        )
+        entry = route_at(entry or {"kind": "404"}, served.epoch)
         kind = entry["kind"]
         if kind == "slow":
             time.sleep(min(float(entry.get("delay", served.slow_seconds)), MAX_DELAY_S))

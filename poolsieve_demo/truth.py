@@ -6,8 +6,8 @@ rows. Then:
 
 * ``problems``: one entry per planted content problem (shard, row, uid, url, kind, detail,
   expect_download, concept, size, and caption_concept / eval_split + eval_key / location /
-  duplicate_of + source_shard + source_row / an opt-out row's signal + headers or host_file
-  (+ user_agent, tdm_reservation));
+  duplicate_of + source_shard + source_row / an opt-out row's signal + headers or host_file and
+  host_file_origin, the origin whose host file names the row (+ user_agent, tdm_reservation));
 * ``problem_counts`` (all shards) and ``problem_counts_per_shard``;
 * ``download``: expected outcome counts over the rows dedup keeps (clean rows -> success), total
   and per shard; ``timeout`` assumes a downloader timeout below ``slow_seconds``;
@@ -19,7 +19,8 @@ rows. Then:
   target's uid, shard and row, and the entry's reference (takedown.py);
 * ``optouts``: ``signals`` {signal: uids the downloader must opt out naming that signal},
   ``controls`` {detail: uids it must download: look-alike signals}, ``control_signals``
-  {detail: the signal it imitates}, ``host_files`` {signal: URL path} and ``assumes`` (the
+  {detail: the signal it imitates}, ``host_files`` {signal: URL path, on every origin: each
+  origin's files name only its own rows, robots_other_origin's aside} and ``assumes`` (the
   downloader's default user_agents and directives the controls hold under; optout.py);
 * ``aging``: how the world has aged since it was written (aging.py): ``epoch`` (1: never aged),
   ``rates``, the aged uids per kind (``dead``, ``reencoded``, ``replaced``) and ``rows``, one per
@@ -42,8 +43,10 @@ from poolsieve_demo.problems import DOWNLOAD_OUTCOMES, OUTCOMES, PROBLEM_KINDS
 #: the format number of world_truth.json (recorded in it as ``version``); 3 adds the
 #: ``near_duplicate_image`` kind and ``image_near_duplicates``; 4 adds ``takedown``; 5 adds the
 #: ``optout_*`` kinds (download outcome ``opted_out``) and ``optouts``; 6 adds ``aging``; 7
-#: counts the takedown targets matched by uid, URL or sha256 as download outcome ``removed``
-TRUTH_FORMAT = 7
+#: counts the takedown targets matched by uid, URL or sha256 as download outcome ``removed``; 8
+#: gives each host-file opt-out row its ``host_file_origin`` (every origin has its own host
+#: files) and adds the ``robots_other_origin`` control
+TRUTH_FORMAT = 8
 #: the aging kinds (aging.py), in record order
 AGING_KINDS: tuple[str, ...] = ("dead", "reencoded", "replaced")
 

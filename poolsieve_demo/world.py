@@ -4,7 +4,8 @@
 
     root/source/shard_00000.parquet ...   the pool (DataComp schema), URLs on the demo server
     root/images/img/0000001.jpg ...       the server's docroot
-    root/images/robots.txt, ai.txt, .well-known/tdmrep.json   the host's opt-out files (optout.py)
+    root/images/hosts/<host>/robots.txt, ai.txt, .well-known/tdmrep.json   each origin's own
+                                          opt-out files, one set per host name (optout.py)
     root/routes.json                      how the server answers each URL path (docroot.py)
     root/trusted/trusted-00000.tar ...    clean pairs for the scorer (+ sizes.json)
     root/eval/classification/, retrieval/ held-out eval sets (evalsets.py)
@@ -34,6 +35,7 @@ from poolsieve_demo.config import WorldConfig
 from poolsieve_demo.docroot import write_docroot
 from poolsieve_demo.evalsets import draw_eval_images, write_eval_sets
 from poolsieve_demo.metadata_problems import QUARANTINE_REASONS, resolve_counts
+from poolsieve_demo.optout import listed_by_host
 from poolsieve_demo.plant import plant_problems
 from poolsieve_demo.rows import PoolBuilder, shard_name, truth_params, write_shards
 from poolsieve_demo.server import DEFAULT_PORT, EPOCH_FILE, DemoImageServer
@@ -143,7 +145,8 @@ def _stage_and_publish(
     staging = root / f".world-staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
-        served = write_docroot(staging, builder.assets, config.slow_seconds)
+        listed = listed_by_host(problems, [builder.base_url, builder.alt_url])
+        served = write_docroot(staging, builder.assets, config.slow_seconds, listed)
         _sync_metadata(builder, served)
         write_shards(staging / "source", builder.shards)
         sizes = {

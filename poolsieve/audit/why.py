@@ -157,6 +157,14 @@ def decided_by(instance, strategy: str, shards: list[str]) -> dict:
     return {"subset": _plain(subset), "read": read}
 
 
+def _download_error(o: dict) -> str:
+    """`` (category: message)``, the category said once (the guard's messages start with it)."""
+    error, message = o["download_error"], o["download_message"] or ""
+    if not error:
+        return ""
+    return f" ({error}: {message.removeprefix(f'{error}: ')})"
+
+
 def _occurrence_lines(o: dict) -> list[str]:
     lines = [f"  row {o['row_idx']} of {o['shard']}: {o['url']}"]
     if o["quarantine_reason"]:
@@ -167,8 +175,7 @@ def _occurrence_lines(o: dict) -> list[str]:
         return [*lines, dropped, *_removal_lines(o)]
     lines.append("    kept by URL dedup")
     status = o["download_status"] or "not downloaded yet"
-    error = f" ({o['download_error']}: {o['download_message']})" if o["download_error"] else ""
-    lines.append(f"    download: {status}{error}")
+    lines.append(f"    download: {status}{_download_error(o)}")
     if o["clip_score"] is not None:
         lines.append(f"    CLIP score {o['clip_score']:.4f}; caption language {o['language']}")
     if o["eval_near_duplicate"] is not None:

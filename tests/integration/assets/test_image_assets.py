@@ -348,7 +348,7 @@ def test_every_planted_opt_out_is_ineligible_by_its_own_signal_and_why_shows_it(
     uid = optouts["signals"]["robots_txt"][0]
     doc = explain_uid(lake, uid)
     text = format_explanation(doc)
-    assert "(opted_out: opted_out: robots_txt: Disallow: " in text
+    assert "(opted_out: robots_txt: Disallow: " in text  # the category said once
     answers = {s["signal"]: s["answer"] for s in doc["optout_signals"]}
     assert answers == {"robots_txt": "disallowed", "tdmrep_json": "allowed", "ai_txt": "allowed"}
     assert "    robots_txt: OPTED OUT: Disallow: " in text

@@ -135,6 +135,33 @@ def test_second_host_spelling_reaches_the_same_server(world, server, urls):
     assert _get(alt)[:1] == (200,)
 
 
+def _get_as(url: str, host: str):
+    """(status, body) of a GET of ``url`` sent with the Host header ``host``."""
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with OPENER.open(request, timeout=2.0) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_each_host_name_gets_its_own_host_files(world, server, urls):
+    """Host picks the host files (port dropped, case ignored); an unknown Host gets none, but
+    the image routes answer every Host."""
+    files = json.loads(world.routes_path.read_text())["host_files"]
+    robots = {
+        h: (world.images_dir / f["/robots.txt"]["file"]).read_bytes() for h, f in files.items()
+    }
+    assert sorted(robots) == ["127.0.0.1", "localhost"] and len(set(robots.values())) == 2
+    robots_url = world.base_url + "/robots.txt"
+    assert _get_as(robots_url, f"localhost:{world.port}") == (200, robots["localhost"])
+    assert _get_as(robots_url, f"LOCALHOST:{world.port}") == (200, robots["localhost"])
+    assert _get_as(robots_url, f"127.0.0.1:{world.port}") == (200, robots["127.0.0.1"])
+    assert _get(f"{world.truth['alt_base_url']}/robots.txt")[2] == robots["localhost"]
+    assert _get_as(robots_url, f"example.org:{world.port}")[0] == 404
+    assert _get_as(urls["clean"], f"example.org:{world.port}")[0] == 200
+
+
 def test_health_reports_the_child_pid(server):
     assert health_pid(server.url) == server.pid != os.getpid()
 

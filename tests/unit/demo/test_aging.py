@@ -99,7 +99,7 @@ def test_a_default_world_gets_at_least_one_of_each_kind_per_shard():
 def test_the_truth_records_the_aging(aged):
     world, _, record = aged
     truth = json.loads(world.truth_path.read_text())
-    assert truth["version"] == TRUTH_FORMAT == 7 and truth["aging"] == record
+    assert truth["version"] == TRUTH_FORMAT == 8 and truth["aging"] == record
     assert record["epoch"] == 2 and record["rates"] == AGING_RATES
     for kind in AGING_KINDS:
         assert record[kind] == [e["uid"] for e in record["rows"] if e["kind"] == kind]
@@ -108,7 +108,7 @@ def test_the_truth_records_the_aging(aged):
     assert record["rows"] == sorted(record["rows"], key=lambda e: (e["shard"], e["row"]))
     assert json.loads((world.root / EPOCH_FILE).read_text()) == {"epoch": 2}
     assert current_epoch(world.root) == 2 and world.truth["aging"]["epoch"] == 1
-    assert json.loads(world.routes_path.read_text())["version"] == 3
+    assert json.loads(world.routes_path.read_text())["version"] == 4
 
 
 def test_older_truths_read_as_never_aged():

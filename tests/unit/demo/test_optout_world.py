@@ -1,5 +1,6 @@
-"""Planted opt-out signals: the world's routes, headers and host files say what its truth says,
-the demo server sends them, and compare.optout_rates counts a download_status against them."""
+"""Planted opt-out signals: the world's routes, headers and per-origin host files say what its
+truth says, the demo server sends them (each origin its own host files), and
+compare.optout_rates counts a download_status against them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from poolsieve.images.optout import (
     OPTED_OUT,
     SIGNALS,
 )
+from poolsieve.images.optout.hosts import origin_of
 from poolsieve.images.optout.rules import RobotsRules, TdmRep, header_optout
 from poolsieve.images.status import STATUS_FILE, STATUS_SCHEMA
 from poolsieve_demo import WorldConfig, write_demo_world
@@ -29,15 +31,17 @@ from poolsieve_demo.optout import (
     CONTROL_SIGNAL,
     DETAILS,
     OPTOUT_KINDS,
+    OTHER_ORIGIN,
     SIGNAL_OF,
     host_files,
+    host_name,
 )
 from poolsieve_demo.problems import DEFAULT_RATES, OUTCOMES, problem_count
 from poolsieve_demo.server import DemoHTTPServer, check_route_headers
 
-#: 5 rows of each opt-out kind in 100 rows: every detail of every kind is planted once at least
+#: 5 rows of each opt-out kind (6 controls) in 100 rows: every detail of every kind is planted
 CONFIG = WorldConfig(
-    rates={kind: 0.05 for kind in OPTOUT_KINDS},
+    rates={kind: 0.06 if kind == CONTROL else 0.05 for kind in OPTOUT_KINDS},
     trusted_samples=10,
     trusted_shard_size=10,
     eval_per_class=1,
@@ -45,6 +49,7 @@ CONFIG = WorldConfig(
     slow_seconds=1.0,
 )
 AGENTS = ("img2dataset", "CCBot")
+HOSTS = ("127.0.0.1", "localhost")
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +73,15 @@ def _path(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-def _host_file(world, signal: str) -> str:
-    return (world.images_dir / HOST_FILES[signal].lstrip("/")).read_text()
+def _host_file(world, signal: str, host: str) -> str:
+    """The text of ``host``'s host file of ``signal``, as routes.json routes it."""
+    document = json.loads(world.routes_path.read_text())
+    return (world.images_dir / document["host_files"][host][HOST_FILES[signal]]["file"]).read_text()
+
+
+def _on(rows: list[dict], host: str) -> list[dict]:
+    """The rows whose URL is on ``host``."""
+    return [p for p in rows if host_name(p["url"]) == host]
 
 
 def _robots(text: str) -> urllib.robotparser.RobotFileParser:
@@ -87,7 +99,7 @@ def _reserved(text: str) -> dict[str, int]:
 
 
 def test_every_kind_and_detail_is_planted_with_its_outcome(world, planted):
-    assert world.truth["version"] == 7
+    assert world.truth["version"] == 8
     for kind in OPTOUT_KINDS:
         assert {p["detail"] for p in planted[kind]} == set(DETAILS[kind]), kind
         for p in planted[kind]:
@@ -137,16 +149,23 @@ def test_routes_carry_the_headers_the_truth_names(world, planted, routes):
     assert len(with_headers) == sum(1 for ps in planted.values() for p in ps if "headers" in p)
 
 
-def test_robots_txt_disallows_exactly_the_planted_paths(world, planted):
-    text = _host_file(world, "robots_txt")
+@pytest.mark.parametrize("host", HOSTS)
+def test_robots_txt_disallows_exactly_the_planted_paths_of_its_origin(world, planted, host):
+    """Of the rows on ``host``, its robots.txt disallows exactly its robots_txt rows; beyond
+    them it names only the other origin's robots_other_origin controls (for img2dataset)."""
+    text = _host_file(world, "robots_txt", host)
     assert text.startswith("#") and "Sitemap: " in text and "User-agent: OtherBot" in text
     robots = _robots(text)
     disallowed = {p: [a for a in AGENTS if not robots.can_fetch(a, p)] for p in _all_paths(world)}
     by_detail = {"img2dataset": ["img2dataset"], "ccbot": ["CCBot"], "any_agent": list(AGENTS)}
-    want = {_path(p["url"]): by_detail[p["detail"]] for p in planted["optout_robots_txt"]}
+    want = {
+        _path(p["url"]): by_detail[p["detail"]] for p in _on(planted["optout_robots_txt"], host)
+    }
+    elsewhere = [p for p in planted[CONTROL] if p["detail"] == OTHER_ORIGIN]
+    want |= {_path(p["url"]): ["img2dataset"] for p in elsewhere if host_name(p["url"]) != host}
     assert {p: a for p, a in disallowed.items() if a} == want
-    other = [p for p in planted[CONTROL] if p["detail"] == "robots_other_agent"]
-    assert other and all(not robots.can_fetch("OtherBot", _path(p["url"])) for p in other)
+    other = _on([p for p in planted[CONTROL] if p["detail"] == "robots_other_agent"], host)
+    assert all(not robots.can_fetch("OtherBot", _path(p["url"])) for p in other)
     assert all(p["user_agent"] == "OtherBot" for p in other)
 
 
@@ -154,35 +173,80 @@ def _all_paths(world) -> list[str]:
     return [_path(p["url"]) for p in world.truth["problems"]] + ["/img/0000001.jpg"]
 
 
-def test_tdmrep_and_ai_txt_name_exactly_the_planted_paths(world, planted):
-    reserved = _reserved(_host_file(world, "tdmrep_json"))
-    want = {_path(p["url"]): 1 for p in planted["optout_tdmrep_json"]}
-    want |= {_path(p["url"]): 0 for p in planted[CONTROL] if p["detail"] == "tdmrep_zero"}
+@pytest.mark.parametrize("host", HOSTS)
+def test_tdmrep_and_ai_txt_name_exactly_the_planted_paths_of_their_origin(world, planted, host):
+    reserved = _reserved(_host_file(world, "tdmrep_json", host))
+    want = {_path(p["url"]): 1 for p in _on(planted["optout_tdmrep_json"], host)}
+    zero = _on([p for p in planted[CONTROL] if p["detail"] == "tdmrep_zero"], host)
+    want |= {_path(p["url"]): 0 for p in zero}
     assert {loc: r for loc, r in reserved.items() if loc.startswith("/img/")} == want
-    assert all(
-        p["tdm_reservation"] == want[_path(p["url"])]
-        for p in planted[CONTROL]
-        if p["detail"] == "tdmrep_zero"
-    )
-    ai = _host_file(world, "ai_txt")
+    assert all(p["tdm_reservation"] == want[_path(p["url"])] for p in zero)
+    ai = _host_file(world, "ai_txt", host)
     assert ai.startswith("# Spawning AI") and "User-Agent: *" in ai
-    assert _ai_txt_paths(ai) == [_path(p["url"]) for p in planted["optout_ai_txt"]]
+    assert _ai_txt_paths(ai) == [_path(p["url"]) for p in _on(planted["optout_ai_txt"], host)]
     for p in planted["optout_ai_txt"] + planted["optout_tdmrep_json"]:
         assert p["host_file"] == HOST_FILES[p["signal"]]
+        assert p["host_file_origin"] == origin_of(p["url"])
+
+
+def test_each_origin_has_its_own_files_naming_only_its_own_rows(world, planted):
+    """Both origins have planted host-file rows, their files differ, and every planted path a
+    host file names is a row on that origin (robots_other_origin: on the other one)."""
+    rows = [p for k in OPTOUT_KINDS for p in planted[k] if "host_file_origin" in p]
+    assert {host_name(p["url"]) for p in rows} == set(HOSTS)
+    for signal in ("robots_txt", "tdmrep_json", "ai_txt"):
+        assert _host_file(world, signal, HOSTS[0]) != _host_file(world, signal, HOSTS[1])
+    for host in HOSTS:
+        text = "".join(_host_file(world, s, host) for s in ("robots_txt", "tdmrep_json", "ai_txt"))
+        named = {p for p in _all_paths(world) if p in text}
+        assert named == {_path(p["url"]) for p in rows if host_name(p["host_file_origin"]) == host}
+
+
+def test_the_other_origin_control_is_planted_and_recorded(world, planted):
+    """robots_other_origin: its row is on one origin, the truth names the other one's robots.txt
+    (for img2dataset), which disallows its path while its own origin's allows it."""
+    controls = [p for p in planted[CONTROL] if p["detail"] == OTHER_ORIGIN]
+    assert controls and world.truth["optouts"]["controls"][OTHER_ORIGIN] == [
+        p["uid"] for p in controls
+    ]
+    assert world.truth["optouts"]["control_signals"][OTHER_ORIGIN] == "robots_txt"
+    origins = {world.base_url, world.truth["alt_base_url"]}
+    for p in controls:
+        own = origin_of(p["url"])
+        assert p["expect_download"] == "success" and p["signal"] == "robots_txt"
+        assert p["host_file"] == "/robots.txt" and p["user_agent"] == "img2dataset"
+        assert p["host_file_origin"] in origins - {own}
+        listing = _robots(_host_file(world, "robots_txt", host_name(p["host_file_origin"])))
+        assert not listing.can_fetch("img2dataset", _path(p["url"]))
+        assert _robots(_host_file(world, "robots_txt", host_name(own))).can_fetch(
+            "img2dataset", _path(p["url"])
+        )
+
+
+def _rules(world, host: str) -> dict:
+    """The downloader's parsed rules of ``host``'s three host files."""
+    return {
+        "robots_txt": RobotsRules.parse(_host_file(world, "robots_txt", host)),
+        "ai_txt": RobotsRules.parse(_host_file(world, "ai_txt", host), "ai.txt"),
+        "tdmrep_json": TdmRep.parse(_host_file(world, "tdmrep_json", host)),
+    }
 
 
 def test_the_downloaders_rules_opt_out_exactly_the_planted_rows(world, planted):
     """poolsieve.images.optout.rules (RFC 9309 longest match, TDMRep first match, the header
-    rules) with its defaults: each planted row by its own signal only, no control, no other
-    row (robotparser above reads robots.txt by first match: both agree)."""
-    robots = RobotsRules.parse(_host_file(world, "robots_txt"))
-    ai = RobotsRules.parse(_host_file(world, "ai_txt"), "ai.txt")
-    tdm = TdmRep.parse(_host_file(world, "tdmrep_json"))
-    for p in world.truth["problems"] + [{"url": world.base_url + "/img/0000001.jpg"}]:
+    rules) with its defaults, each row against its own origin's host files: each planted row by
+    its own signal only, no control (robots_other_origin included), no other row (robotparser
+    above reads robots.txt by first match: both agree)."""
+    rules = {host: _rules(world, host) for host in HOSTS}
+    clean = [
+        {"url": base + "/img/0000001.jpg"} for base in (world.base_url, world.truth["alt_base_url"])
+    ]
+    for p in world.truth["problems"] + clean:
+        own = rules[host_name(p["url"])]
         found = {
-            "robots_txt": robots.disallowing_any(p["url"], DEFAULT_USER_AGENTS),
-            "ai_txt": ai.disallowing_any(p["url"], DEFAULT_USER_AGENTS),
-            "tdmrep_json": tdm.reserving(p["url"]),
+            "robots_txt": own["robots_txt"].disallowing_any(p["url"], DEFAULT_USER_AGENTS),
+            "ai_txt": own["ai_txt"].disallowing_any(p["url"], DEFAULT_USER_AGENTS),
+            "tdmrep_json": own["tdmrep_json"].reserving(p["url"]),
         }
         header = header_optout(p.get("headers", {}), DEFAULT_USER_AGENTS, DEFAULT_DIRECTIVES)
         found |= dict([header] if header else [])
@@ -229,13 +293,69 @@ def test_the_server_sends_the_headers_and_the_host_files(world, planted, server)
         assert {k: headers[k] for k in p.get("headers", {})} == p.get("headers", {})
     status, headers, _ = _ask(server, _path(planted["optout_robots_txt"][0]["url"]))
     assert status == 200 and "X-Robots-Tag" not in headers and "tdm-reservation" not in headers
+    assert _ask(server, "/humans.txt")[0] == 404
+
+
+@pytest.mark.parametrize("spelling", ["{host}", "{host}:8899", "{upper}:8899"])
+def test_the_server_sends_each_host_its_own_host_files(world, server, spelling):
+    """The Host header's host name (port dropped, case ignored) picks the host files."""
     types = {"robots_txt": "text/plain", "tdmrep_json": "application/json", "ai_txt": "text/plain"}
     for signal, kind in types.items():
-        for host in ("127.0.0.1", "localhost"):
-            status, headers, body = _ask(server, HOST_FILES[signal] + "?x=1", host)
+        for host in HOSTS:
+            header = spelling.format(host=host, upper=host.upper())
+            status, headers, body = _ask(server, HOST_FILES[signal] + "?x=1", header)
             assert status == 200 and headers["Content-Type"].startswith(kind)
-            assert body.decode() == _host_file(world, signal)
-    assert _ask(server, "/humans.txt")[0] == 404
+            assert body.decode() == _host_file(world, signal, host)
+
+
+@pytest.mark.parametrize("header", ["example.org", "127.0.0.2:8899", "", "a@localhost"])
+def test_an_unknown_host_gets_no_host_files_but_the_images(world, planted, server, header):
+    for path in HOST_FILES.values():
+        assert _ask(server, path, header)[0] == 404
+    assert _ask(server, _path(planted["optout_robots_txt"][0]["url"]), header)[0] == 200
+
+
+def test_an_older_worlds_single_host_files_serve_every_host(world, tmp_path):
+    """routes.json format < 4 ({URL path: route}): every Host gets the same files."""
+    document = json.loads(world.routes_path.read_text())
+    document["host_files"] = document["host_files"]["localhost"]
+    (tmp_path / "routes.json").write_text(json.dumps({**document, "version": 3}))
+    (tmp_path / "images").symlink_to(world.images_dir)
+    old = DemoHTTPServer(tmp_path, "127.0.0.1", 0, bind=False)
+    try:
+        for header in ("127.0.0.1:8899", "localhost", "example.org"):
+            status, _, body = _ask(old, "/robots.txt", header)
+            assert status == 200 and body.decode() == _host_file(world, "robots_txt", "localhost")
+    finally:
+        old.server_close()
+
+
+@pytest.mark.parametrize(
+    "host_files",
+    [
+        {"LocalHost": {}},
+        {"a/b": {}},
+        {"localhost": {"/robots.txt": "file"}},
+        {"localhost": []},
+        ["localhost"],
+    ],
+)
+def test_bad_host_files_are_refused(world, tmp_path, host_files):
+    document = json.loads(world.routes_path.read_text())
+    (tmp_path / "routes.json").write_text(json.dumps({**document, "host_files": host_files}))
+    with pytest.raises(ValueError, match="routes.json"):
+        DemoHTTPServer(tmp_path, "127.0.0.1", 0, bind=False)
+
+
+def test_a_world_on_one_host_name_plants_no_other_origin_control(tmp_path):
+    """alt_host = the base host: one origin, one set of host files, and the control's turn goes
+    to the next detail."""
+    config = WorldConfig(**{**CONFIG.to_json(), "alt_host": "127.0.0.1"})
+    world = write_demo_world(tmp_path, 5, "http://127.0.0.1:8899", 1, 100, config)
+    details = [p["detail"] for p in world.truth["problems"] if p["kind"] == CONTROL]
+    assert len(details) == 6 and OTHER_ORIGIN not in details
+    assert set(details) == set(DETAILS[CONTROL]) - {OTHER_ORIGIN}
+    assert list(json.loads(world.routes_path.read_text())["host_files"]) == ["127.0.0.1"]
 
 
 def test_a_world_with_bad_route_headers_is_refused(world, tmp_path):

@@ -57,7 +57,7 @@ def _served(world, url: str) -> bytes:
 
 def test_the_list_has_the_exact_count_of_each_kind_per_shard(world, lists):
     truth = world.truth["takedown"]
-    assert truth["list"] == "requests" and world.truth["version"] == 7
+    assert truth["list"] == "requests" and world.truth["version"] == 8
     assert [p.name for p in world.takedown_dir.iterdir()] == ["requests.csv"]
     entries = truth["entries"]
     per_shard = Counter((e["shard"], e["kind"]) for e in entries)

@@ -86,11 +86,17 @@ def test_rewrite_replaces_the_world(tmp_path):
 
 def test_layout(world):
     truth = json.loads(world.truth_path.read_text())
-    assert truth == world.truth and truth["version"] == 7 and truth["seed"] == 3
+    assert truth == world.truth and truth["version"] == 8 and truth["seed"] == 3
     assert [pq.read_schema(p) for p in world.shard_paths] == [SCHEMA, SCHEMA]
     assert sorted(p.name for p in world.root.iterdir()) == sorted([*PARTS, TRUTH_FILE])
     assert world.takedown_dir == world.root / "takedown"
     assert truth["allowlist_hosts"] == ["127.0.0.1:8808", "localhost:8808"]
+    host_files = json.loads(world.routes_path.read_text())["host_files"]
+    assert sorted(host_files) == ["127.0.0.1", "localhost"]  # one set per origin's host name
+    for host, files in host_files.items():
+        assert sorted(files) == ["/.well-known/tdmrep.json", "/ai.txt", "/robots.txt"]
+        assert all(e["file"].startswith(f"hosts/{host}/") for e in files.values())
+        assert all((world.images_dir / e["file"]).is_file() for e in files.values())
     sizes = json.loads((world.trusted_dir / "sizes.json").read_text())
     assert sizes == {"trusted-00000.tar": 50, "trusted-00001.tar": 50, "trusted-00002.tar": 20}
     assert truth["trusted"] == {"shards": list(sizes), "num_samples": 120}
