@@ -19,7 +19,7 @@ from poolsieve.images.hashes import hash_shard
 @dg.asset(
     partitions_def=SHARDS,
     deps=[shard_images],
-    code_version="phash-v1",
+    code_version="phash-v1-copy1",
     group_name="images",
     kinds={"parquet"},
     check_specs=[dg.AssetCheckSpec(ROWS_CONSERVED, asset="image_hashes", blocking=True)],

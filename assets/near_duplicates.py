@@ -17,7 +17,7 @@ MODELS = ["image_rows", "phash_duplicates"]
 @dg.asset(
     # shard_clusters by key: its asset lives in assets/shard_clusters.py
     deps=[image_hashes, "shard_clusters"],
-    code_version=PROJECT.code_version(MODELS) + "-semdedup-v1",
+    code_version=PROJECT.code_version(MODELS) + "-semdedup-v2",
     group_name="curation",
     kinds={"duckdb", "faiss", "parquet"},
     check_specs=[dg.AssetCheckSpec(YAML_TESTS, asset="near_duplicates", blocking=True)],
@@ -51,6 +51,8 @@ def near_duplicates(
             ),
             "phash_max_distance": settings.phash_max_distance,
             "semantic_threshold": dg.MetadataValue.float(settings.semantic_threshold),
+            "semantic_features": settings.semantic_features,
+            "semantic_probes": settings.semantic_probes,
             "images_hashed": result.images,
             "images_clustered": result.embedded,
             "clusters": result.clusters,

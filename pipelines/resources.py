@@ -292,7 +292,21 @@ class CurationResource(dg.ConfigurableResource):
         "POOLSIEVE_SEMDEDUP_THRESHOLD",
         "near_duplicates (SemDeDup): two images of one image cluster whose embeddings' cosine "
         "similarity is at least this are near-duplicates; 0 (the default): the rule is off (it "
-        "needs a strong CLIP's embeddings)",
+        "needs a strong CLIP's embeddings, or semantic_features=pixel)",
+    )
+    semantic_features: str = setting(
+        "clip",
+        "POOLSIEVE_SEMDEDUP_FEATURES",
+        "what the semantic rule compares: clip (the cluster_embeddings embeddings) or pixel "
+        "(image_hashes' copy features: re-encoded, re-exposed or few-pixel-shifted copies, "
+        "whatever the CLIP)",
+    )
+    semantic_probes: int = setting(
+        1,
+        "POOLSIEVE_SEMDEDUP_PROBES",
+        "the semantic rule compares each image within its this many nearest image clusters (1: "
+        "its own; more finds copies a weak CLIP puts near a cluster border, at that many times "
+        "the work)",
     )
 
     takedown_lists: str = setting(
@@ -332,7 +346,11 @@ class CurationResource(dg.ConfigurableResource):
     def near_dup_settings(self) -> NearDupSettings:
         """The near_duplicates rules' settings (ValueError names a value out of range)."""
         return NearDupSettings(
-            self.phash_max_distance, self.semantic_threshold, self.cluster_embeddings
+            self.phash_max_distance,
+            self.semantic_threshold,
+            self.cluster_embeddings,
+            self.semantic_features,
+            self.semantic_probes,
         )
 
     def feature_settings(self) -> FeatureSettings:

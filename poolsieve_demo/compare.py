@@ -83,12 +83,28 @@ def image_duplicate_rates(root: Path, truth_path: Path) -> dict | None:
     ).fetchall()
     decoded = _decoded_uids(conn, lake)
     others = len(decoded - planted.keys())
+    sha = _served_sha256(conn, lake)
     found_rules = sorted({rule for _, rule, _ in drops} - set(IMAGE_DUP_RULES))
     rates = {}
     for rule in (*IMAGE_DUP_RULES, *found_rules, "all"):
         chosen = [(u, d) for u, r, d in drops if rule in ("all", r)]
-        rates[rule] = _rule_rates(chosen, planted, others) | {"on": rule in _rules_on(lake)}
+        same = {
+            u for u, d in chosen if u not in planted and sha.get(u) and sha.get(u) == sha.get(d)
+        }
+        rates[rule] = _rule_rates(chosen, planted, others) | {
+            "on": rule in _rules_on(lake),
+            "other_drops_same_bytes": len(same),
+        }
     return rates
+
+
+def _served_sha256(conn, lake: Lake) -> dict[str, str]:
+    """uid -> sha256 of the bytes it was served (image_hashes)."""
+    files = lake.asset_files("image_hashes", "hashes.parquet")
+    if not files:
+        return {}
+    rows = conn.execute("SELECT uid, sha256 FROM read_parquet($p)", {"p": files}).fetchall()
+    return dict(rows)
 
 
 def _rules_on(lake: Lake) -> set[str]:
@@ -139,9 +155,11 @@ def image_duplicate_lines(rates: dict) -> list[str]:
                 f"{r['recall']:.1%} of {r['planted']} planted dropped "
                 f"({named:.1%} naming their source)"
             )
+        same = r.get("other_drops_same_bytes", 0)
         lines.append(
             f"image near-duplicates ({'any rule' if rule == 'all' else rule}): {found}, "
             f"{r['false_drop_rate']:.2%} of {r['others']} others dropped"
+            + (f" ({same} of them the same bytes as the image they name)" if same else "")
         )
     return lines
 

@@ -27,6 +27,11 @@ from poolsieve_demo.world import TRUTH_FILE, load_demo_world
 
 #: the filters' parameter profile for the world's tiny scorer and small images
 PARAM_PROFILE = "tiny-cpu"
+#: the demo's near-duplicate settings: the tiny scorer's embeddings cannot tell copies from other
+#: images, so the semantic rule compares image_hashes' copy features (pixel_features), in each
+#: image's 3 nearest clusters (the weak embeddings put some copies across a cluster border);
+#: how 0.94 and 3 were chosen: docs/decisions.md
+SEMANTIC_DEDUP = {"semantic_threshold": 0.94, "semantic_features": "pixel", "semantic_probes": 3}
 
 
 def world_dir(lake_dir: str | Path, cache: str | Path | None = None) -> Path:
@@ -94,7 +99,11 @@ def demo_resources(
         },
         "scorer": {"trusted_dir": str(world / "trusted")},
         "eval_sets": {"eval_dir": str(world / "eval")},
-        "curation": {"param_profile": PARAM_PROFILE, "takedown_lists": takedown_dir(world)},
+        "curation": {
+            "param_profile": PARAM_PROFILE,
+            "takedown_lists": takedown_dir(world),
+            **SEMANTIC_DEDUP,
+        },
     }
     for key, fields in overrides.items():
         values[key] = {**values.get(key, {}), **fields}

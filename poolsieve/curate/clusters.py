@@ -292,14 +292,22 @@ def nearest_centroid(
 ) -> np.ndarray:
     """Index of each row's nearest centroid (largest inner product), searched ``batch`` rows at
     a time; (n,) int64."""
+    return nearest_centroids(emb, centroids, 1, batch)[:, 0]
+
+
+def nearest_centroids(
+    emb: np.ndarray, centroids: np.ndarray, k: int, batch: int = ASSIGN_BATCH
+) -> np.ndarray:
+    """Indexes of each row's ``k`` nearest centroids, the nearest first; (n, k) int64."""
     import faiss
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    out = np.zeros(len(emb), np.int64)
+    k = min(k, len(centroids))
+    out = np.zeros((len(emb), k), np.int64)
     for start in range(0, len(emb), batch):
-        _, found = index.search(unit(emb[start : start + batch]), 1)
-        out[start : start + batch] = found[:, 0]
+        _, found = index.search(unit(emb[start : start + batch]), k)
+        out[start : start + batch] = found
     return out
 
 

@@ -61,6 +61,8 @@ SCHEMA = pa.schema(
     ]
 )
 QUERY_BATCH = 4096  # rows per faiss range search: bounds its result lists
+SEMANTIC_FEATURES = ("clip", "pixel")
+MAX_PROBES = 16
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,12 @@ class NearDupSettings:
     phash_max_distance: int = 2
     semantic_threshold: float = 0.0
     source: str = "scorer"
+    #: what the semantic rule compares: "clip" (the ``source`` embeddings) or "pixel"
+    #: (image_hashes' copy features: re-encoded, re-exposed, few-pixel-shifted copies)
+    semantic_features: str = "clip"
+    #: clusters each image is compared in: its ``semantic_probes`` nearest centroids (1: its
+    #: shard_clusters cluster); more find copies a weak CLIP puts near a cluster border
+    semantic_probes: int = 1
 
     def rules_on(self) -> list[str]:
         return [r for r, on in zip(RULES, self.on(), strict=True) if on]
@@ -88,6 +96,12 @@ class NearDupSettings:
             )
         if not 0 <= self.semantic_threshold <= 1:
             raise ValueError(f"semantic_threshold {self.semantic_threshold} is not in [0, 1]")
+        if self.semantic_features not in SEMANTIC_FEATURES:
+            raise ValueError(
+                f"semantic_features {self.semantic_features!r} is not one of {SEMANTIC_FEATURES}"
+            )
+        if not 1 <= self.semantic_probes <= MAX_PROBES:
+            raise ValueError(f"semantic_probes {self.semantic_probes} is not in 1..{MAX_PROBES}")
 
 
 @dataclass
@@ -173,39 +187,96 @@ def _semantic_duplicates(lake, order, shards, settings, result) -> pa.Table:
     scratch = Path(tempfile.mkdtemp(prefix="semdedup-", dir=lake.root / "duckdb_tmp"))
     try:
         spill = ClusterSpill(scratch)
+        centroids = _probe_centroids(lake, settings)
         for shard in shards:
-            if not _spill_shard(lake, shard, order[shard], settings.source, spill):
+            if not _spill_shard(lake, shard, order[shard], settings, spill, centroids):
                 result.without_clusters.append(shard)
         rows = []
         for cluster in spill.clusters():
             members = spill.load(cluster)
             result.largest_cluster = max(result.largest_cluster, len(members.uids))
             rows += cluster_duplicates(members, settings.semantic_threshold)
-        result.clusters, result.embedded = len(spill.counts), sum(spill.counts.values())
+        result.clusters = len(spill.counts)
+        result.embedded = sum(spill.counts.values()) // settings.semantic_probes
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+    return pa.Table.from_pylist(earliest_per_uid(rows), schema=SCHEMA)
 
 
-def _spill_shard(lake: Lake, shard: str, shard_seq: int, source: str, spill) -> bool:
-    """Add the shard's clustered embeddings to ``spill``; False when it has no clusters yet."""
+def earliest_per_uid(rows: list[dict]) -> list[dict]:
+    """One row per dropped uid: the one naming the earliest image in pool order (an image
+    compared in several clusters may match in more than one); without the order key."""
+    best: dict[str, dict] = {}
+    for row in rows:
+        if row["uid"] not in best or row["duplicate_key"] < best[row["uid"]]["duplicate_key"]:
+            best[row["uid"]] = row
+    return [{k: v for k, v in r.items() if k != "duplicate_key"} for r in best.values()]
+
+
+def _probe_centroids(lake: Lake, settings: NearDupSettings) -> np.ndarray | None:
+    """The centroids to find each image's nearest ``semantic_probes`` in (None: 1 probe, the
+    shard_clusters cluster)."""
+    if settings.semantic_probes == 1:
+        return None
+    from poolsieve.curate.clusters import read_centroids
+
+    return read_centroids(lake, settings.source)[0]
+
+
+def _spill_shard(lake: Lake, shard: str, seq: int, settings, spill, centroids) -> bool:
+    """Add the shard's clustered features to ``spill``, each row to each of its clusters;
+    False when the shard has no clusters yet."""
     clusters_path = lake.partition_file("shard_clusters", shard, CLUSTERS_FILE)
     if not clusters_path.exists():
         return False
     clusters = pq.read_table(clusters_path, columns=["uid", "image_cluster"]).to_pydict()
-    cluster_of = dict(zip(clusters["uid"], clusters["image_cluster"], strict=True))
+    clustered = {
+        u for u, c in zip(clusters["uid"], clusters["image_cluster"], strict=True) if c is not None
+    }
     rows_path = upstream_file(lake, "pool_shard", shard, "rows.parquet")
     rows = pq.read_table(rows_path, columns=["uid", "row_idx"])
     row_of = dict(zip(rows["uid"].to_pylist(), rows["row_idx"].to_pylist(), strict=True))
-    uids, emb = shard_embeddings(lake, shard, source)
+    uids, clusters_of = _clusters_of(lake, shard, settings, centroids, clusters)
+    features = _features(lake, shard, settings, uids)
     members: dict[int, list[int]] = {}
     for i, uid in enumerate(uids):
-        if cluster_of.get(uid) is not None:
-            members.setdefault(cluster_of[uid], []).append(i)
+        if uid in clustered and features[i] is not None:
+            for cluster in clusters_of[i]:
+                members.setdefault(int(cluster), []).append(i)
     for cluster, take in sorted(members.items()):
-        keys = [(shard_seq << 40) + row_of[uids[i]] for i in take]
-        spill.add(cluster, [uids[i] for i in take], shard, keys, emb[take])
+        keys = [(seq << 40) + row_of[uids[i]] for i in take]
+        spill.add(
+            cluster, [uids[i] for i in take], shard, keys, np.stack([features[i] for i in take])
+        )
     return True
+
+
+def _clusters_of(lake, shard, settings, centroids, clusters) -> tuple[list[str], list]:
+    """The shard's embedded uids and each one's clusters: its shard_clusters cluster, or its
+    nearest ``semantic_probes`` centroids."""
+    if centroids is None:
+        return clusters["uid"], [[c] if c is not None else [] for c in clusters["image_cluster"]]
+    from poolsieve.curate.clusters import nearest_centroids
+
+    uids, emb = shard_embeddings(lake, shard, settings.source)
+    return uids, list(nearest_centroids(emb, centroids, settings.semantic_probes))
+
+
+def _features(lake, shard, settings, uids: list[str]) -> list:
+    """Each uid's unit feature row (float32) for the semantic rule; None where it has none."""
+    if settings.semantic_features == "pixel":
+        from poolsieve.images.hashes import read_copy_features
+
+        have, feats = read_copy_features(lake, shard)
+    else:
+        have, feats = shard_embeddings(lake, shard, settings.source)
+    row_of = {u: i for i, u in enumerate(have)}
+    out = []
+    for uid in uids:
+        i = row_of.get(uid)
+        row = None if i is None else np.asarray(feats[i], np.float32)
+        out.append(row / np.linalg.norm(row) if row is not None and row.any() else None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -271,6 +342,7 @@ def cluster_duplicates(members: Members, threshold: float) -> list[dict]:
                     "rule": "semantic",
                     "duplicate_of": members.uids[dup],
                     "distance": max(0.0, 1.0 - sim),
+                    "duplicate_key": int(members.keys[dup]),
                 }
             )
     return rows

@@ -5,7 +5,9 @@ sha256, stored_sha256, phash, error), in key order. ``sha256`` is of the bytes a
 sent them (the downloader's, img2dataset's ``compute_hash``: what a takedown list or a later
 re-check compares); ``stored_sha256`` is of the image in the tar, which the downloader may have
 re-encoded. A sample whose image does not decode keeps both and gets a NULL phash with ``error``
-set, so every downloaded row is accounted for.
+set, so every downloaded row is accounted for. ``copy_features.npy`` holds each row's copy
+feature (pixel_features.copy_embedding, float16, zeros when undecodable), row-aligned with
+hashes.parquet: what near_duplicates' semantic rule compares with ``semantic_features=pixel``.
 
 ``phash`` is imagehash's DCT perceptual hash (``imagehash.phash``, 8x8: 64 bits), stored as a
 signed 64-bit integer (the same bits; parquet has no unsigned 64-bit type DuckDB reads back as
@@ -27,10 +29,12 @@ import pyarrow.parquet as pq
 
 from poolsieve.clip.embedding import shard_tars
 from poolsieve.clip.encode import decode_image, index_tar, sample_bytes
-from poolsieve.lake import Lake, commit, tmp_path_for
+from poolsieve.images.pixel_features import COPY_DIM, copy_embedding
+from poolsieve.lake import Lake, atomic_file
 
 ASSET = "image_hashes"
 HASHES_FILE = "hashes.parquet"
+COPY_FEATURES_FILE = "copy_features.npy"
 PHASH_BITS = 64
 SCHEMA = pa.schema(
     [
@@ -68,10 +72,11 @@ def phash64(image) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def hash_row(sample, data: bytes) -> dict:
-    """One sample's row: sha256 always, phash when the bytes decode."""
+def hash_row(sample, data: bytes) -> tuple[dict, np.ndarray]:
+    """One sample's row (sha256 always, phash when the bytes decode) and its copy feature
+    (pixel_features.copy_embedding; zeros when the bytes do not decode)."""
     image, error = decode_image(data)
-    return {
+    row = {
         "uid": sample.uid,
         "key": sample.key,
         "sha256": sample.served_sha256 or None,
@@ -79,20 +84,40 @@ def hash_row(sample, data: bytes) -> dict:
         "phash": phash64(image) if image is not None else None,
         "error": error or None,
     }
+    feature = copy_embedding([image])[0] if image is not None else np.zeros(COPY_DIM, np.float32)
+    return row, feature
 
 
 def hash_shard(lake: Lake, shard: str, progress=None) -> HashResult:
-    """Hash every downloaded image of ``shard`` and write its hashes.parquet."""
+    """Hash every downloaded image of ``shard``; write its hashes.parquet and the row-aligned
+    copy features (COPY_FEATURES_FILE, float16)."""
     skipped: dict[str, str] = {}
     samples = [s for tar in shard_tars(lake, shard) for s in index_tar(tar, skipped)]
-    rows = []
+    rows, features = [], []
     for sample, data in sample_bytes(samples):
-        rows.append(hash_row(sample, data))
+        row, feature = hash_row(sample, data)
+        rows.append(row)
+        features.append(feature)
         if progress is not None and len(rows) % 256 == 0:
             progress(len(rows), len(samples))
-    path = lake.partition_dir(ASSET, shard) / HASHES_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
-    commit(tmp, path)
+    folder = lake.partition_dir(ASSET, shard)
+    folder.mkdir(parents=True, exist_ok=True)
+    stacked = np.stack(features) if features else np.zeros((0, COPY_DIM), np.float32)
+    with atomic_file(folder / COPY_FEATURES_FILE) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, stacked.astype(np.float16))
+    path = folder / HASHES_FILE
+    with atomic_file(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
     return HashResult(path, len(rows), sum(r["error"] is not None for r in rows))
+
+
+def read_copy_features(lake: Lake, shard: str) -> tuple[list[str], np.ndarray]:
+    """The shard's uids (hashes.parquet order) and their copy features (float16 rows)."""
+    uids = pq.read_table(lake.partition_file(ASSET, shard, HASHES_FILE), columns=["uid"])
+    features = np.load(lake.partition_file(ASSET, shard, COPY_FEATURES_FILE))
+    if len(features) != uids.num_rows:
+        raise ValueError(
+            f"{ASSET}/{shard}: {COPY_FEATURES_FILE} has {len(features)} rows for "
+            f"{uids.num_rows} hashes: materialize image_hashes for it again"
+        )
+    return uids.column("uid").to_pylist(), features

@@ -25,7 +25,17 @@ from PIL import Image, ImageFilter
 PIXEL_THRESHOLD = 0.94  # pixel_embedding cosine; how it was chosen: docs/decisions.md
 LAYOUT_SIZE, FFT_SIZE, ASPECT_SCALE = 24, 128, 4.0
 PIXEL_WEIGHTS = (1.0, 2.0, 1.0)  # layout, texture spectrum, aspect
-PIXEL_DIM = 3 * LAYOUT_SIZE**2 + FFT_SIZE * (FFT_SIZE // 2 + 1) + 2
+#: copy_embedding's smaller grids: kept for every pool image (image_hashes), so 1,314 dims
+#: (2.6 KB as float16) instead of 10,050; what it costs in separation: docs/decisions.md
+COPY_LAYOUT_SIZE, COPY_FFT_SIZE = 16, 32
+
+
+def feature_dim(layout_size: int, fft_size: int) -> int:
+    return 3 * layout_size**2 + fft_size * (fft_size // 2 + 1) + 2
+
+
+PIXEL_DIM = feature_dim(LAYOUT_SIZE, FFT_SIZE)
+COPY_DIM = feature_dim(COPY_LAYOUT_SIZE, COPY_FFT_SIZE)
 
 
 def _unit_rows(block: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -113,16 +123,19 @@ def detection_rates(flags: np.ndarray, is_near_duplicate: np.ndarray) -> Detecti
     return DetectionRates(recall, false_rate, dups, clean)
 
 
-def _layout(image: Image.Image) -> np.ndarray:
-    """Where things are and in which color: a blurred 24x24 RGB thumbnail, channels centered."""
-    thumb = image.convert("RGB").resize((LAYOUT_SIZE, LAYOUT_SIZE), Image.BOX)
-    pixels = np.asarray(thumb.filter(ImageFilter.GaussianBlur(1.0)), np.float32).reshape(-1, 3)
+def _layout(image: Image.Image, size: int) -> np.ndarray:
+    """Where things are and in which color: a blurred size x size RGB thumbnail (blur radius
+    1 px at 24 px), channels centered."""
+    thumb = image.convert("RGB").resize((size, size), Image.BOX)
+    blurred = thumb.filter(ImageFilter.GaussianBlur(size / LAYOUT_SIZE))
+    pixels = np.asarray(blurred, np.float32).reshape(-1, 3)
     return _unit(pixels - pixels.mean(axis=0))
 
 
-def _spectrum(image: Image.Image) -> np.ndarray:
-    """Which textures: |FFT| of a 128x128 grey thumbnail, blind to shifts (phase is dropped)."""
-    grey = np.asarray(image.convert("L").resize((FFT_SIZE, FFT_SIZE), Image.BOX), np.float32)
+def _spectrum(image: Image.Image, size: int) -> np.ndarray:
+    """Which textures: |FFT| of a size x size grey thumbnail, blind to shifts (phase is
+    dropped)."""
+    grey = np.asarray(image.convert("L").resize((size, size), Image.BOX), np.float32)
     return _unit(np.sqrt(np.abs(np.fft.rfft2(grey - grey.mean()))))
 
 
@@ -137,14 +150,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / max(float(np.linalg.norm(x)), 1e-6)
 
 
-def _pixel_feature(image: Image.Image) -> np.ndarray:
-    parts = (_layout(image), _spectrum(image), _aspect(image))
+def _pixel_feature(image: Image.Image, layout_size: int, fft_size: int) -> np.ndarray:
+    parts = (_layout(image, layout_size), _spectrum(image, fft_size), _aspect(image))
     return np.concatenate(
         [np.sqrt(w / sum(PIXEL_WEIGHTS)) * p for w, p in zip(PIXEL_WEIGHTS, parts, strict=True)]
     )
 
 
-def pixel_embedding(images: Iterable[Image.Image]) -> np.ndarray:
+def pixel_embedding(
+    images: Iterable[Image.Image], layout_size: int = LAYOUT_SIZE, fft_size: int = FFT_SIZE
+) -> np.ndarray:
     """(n, PIXEL_DIM) float32 unit rows; cosine = weighted mean of three similarities.
 
     Layout (blurred color thumbnail, weight 1), texture spectrum (weight 2) and aspect (weight
@@ -152,8 +167,14 @@ def pixel_embedding(images: Iterable[Image.Image]) -> np.ndarray:
     blur and the 24 px grid absorb JPEG noise and few-pixel shifts; the spectrum ignores shifts.
     A flat image has no layout or texture, so it matches only flat images of its aspect.
     """
-    rows = [_pixel_feature(image) for image in images]
+    rows = [_pixel_feature(image, layout_size, fft_size) for image in images]
     if not rows:
-        return np.zeros((0, PIXEL_DIM), np.float32)
+        return np.zeros((0, feature_dim(layout_size, fft_size)), np.float32)
     feats = np.stack(rows).astype(np.float32)
     return feats / np.linalg.norm(feats, axis=1, keepdims=True)
+
+
+def copy_embedding(images: Iterable[Image.Image]) -> np.ndarray:
+    """(n, COPY_DIM) float32 unit rows: pixel_embedding on the smaller grids, the feature
+    near_duplicates' semantic rule compares with ``semantic_features="pixel"``."""
+    return pixel_embedding(images, COPY_LAYOUT_SIZE, COPY_FFT_SIZE)

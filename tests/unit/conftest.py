@@ -16,9 +16,11 @@ MOVE = "belongs in tests/integration (the unit lane runs no {what})"
 
 def pytest_configure(config):
     """matplotlib builds its font cache (running fc-list) on its first import in a fresh
-    environment: done here, before the lane refuses subprocesses, so a unit test that plots does
-    not fail only on a fresh clone."""
+    environment, and the CUDA build of torch looks its libraries up with ``ldconfig -p`` on its
+    first import: both done here, before the lane refuses subprocesses, so a unit test that
+    plots or imports torch does not fail for running first."""
     import matplotlib.font_manager  # noqa: F401
+    import torch  # noqa: F401
 
 
 def _refuse(what: str):

@@ -25,6 +25,7 @@ SHARED_ROOT = {
     "schema",
     "paths",
     "parent_death",
+    "plots",
 }
 PRODUCTION = [PACKAGE, REPO_ROOT / "assets", REPO_ROOT / "pipelines", REPO_ROOT / "dbt_like_sql"]
 

@@ -19,6 +19,7 @@ from poolsieve.curate.near_duplicates import (
 )
 from poolsieve.duck import DuckSettings, connect
 from poolsieve.images.hashes import phash64
+from poolsieve.images.pixel_features import copy_embedding
 from poolsieve.lake import Lake
 from poolsieve.sqlrunner import SqlProject, column_test_failures
 
@@ -113,6 +114,53 @@ def test_settings_refuse_values_that_cannot_mean_near_duplicates():
         NearDupSettings(phash_max_distance=40)
     with pytest.raises(ValueError, match="not in"):
         NearDupSettings(semantic_threshold=1.5)
+    with pytest.raises(ValueError, match="semantic_features 'dino'"):
+        NearDupSettings(semantic_features="dino")
+    with pytest.raises(ValueError, match="semantic_probes 0"):
+        NearDupSettings(semantic_probes=0)
+
+
+def _centroids(lake: Lake, centroids) -> None:
+    folder = lake.root / "image_centroids"
+    folder.mkdir(parents=True)
+    np.save(folder / "centroids.npy", np.asarray(centroids, np.float32))
+    (folder / "exemplar_clusters.json").write_text('{"source": "scorer"}')
+
+
+def _semantic(mem, lake, **settings) -> set[tuple]:
+    settings = NearDupSettings(phash_max_distance=-1, semantic_threshold=0.95, **settings)
+    find_near_duplicates(mem, lake, {"s0": 0}, settings)
+    return {(u, d) for u, _, d in _found(lake, "s0")}
+
+
+def test_more_probes_find_a_copy_across_a_cluster_border_once(lake, mem):
+    """a and its copy b sit either side of the border between clusters 0 and 1 (their CLIP
+    embeddings), c is b's copy too in cluster 1: with 1 probe only c-b match; with 2, b names
+    a (the earliest) in one row although both clusters hold the pair."""
+    emb = [_unit(1, 0.9, 0), _unit(0.9, 1, 0), _unit(0.85, 1, 0), _unit(0, 0, 1)]
+    _shard(lake, "s0", ["a", "b", "c", "d"], [1, 2, 3, 4], emb, [0, 1, 1, 2])
+    _centroids(lake, [_unit(1, 0, 0), _unit(0, 1, 0), _unit(0, 0, 1)])
+    assert _semantic(mem, lake) == {("c", "b")}
+    assert _semantic(mem, lake, semantic_probes=2) == {("b", "a"), ("c", "a")}
+    rows = pq.read_table(lake.root / ASSET / "s0" / RESULT_FILE).to_pylist()
+    assert sorted(r["uid"] for r in rows) == ["b", "c"]  # one row per dropped uid
+
+
+def test_pixel_features_match_copies_the_clip_embeddings_do_not(lake, mem):
+    """The CLIP embeddings of a and its copy b are orthogonal; image_hashes' copy features
+    (pixel_features.copy_embedding of the pictures) match them and no third picture."""
+    rng = np.random.default_rng(1)
+    picture = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    other = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    copy = picture.point(lambda v: min(255, int(v * 1.1)))  # re-exposed
+    emb = [_unit(1, 0, 0), _unit(0, 1, 0), _unit(0, 0, 1)]
+    _shard(lake, "s0", ["a", "b", "c"], [1, 2, 3], emb, [0, 0, 0])
+    np.save(
+        lake.root / "image_hashes" / "s0" / "copy_features.npy",
+        copy_embedding([picture, copy, other]).astype(np.float16),
+    )
+    assert _semantic(mem, lake) == set()
+    assert _semantic(mem, lake, semantic_features="pixel") == {("b", "a")}
 
 
 def test_semdedup_in_one_cluster_batches_and_names_the_earliest(tmp_path, monkeypatch):

@@ -77,12 +77,22 @@ def test_no_table_no_rates(lake, truth_path):
     assert image_duplicate_rates(lake.root, truth_path) is None
 
 
+def _hashes(lake) -> None:
+    """u1, the other image dropped, was served the same bytes as s2, the one it names."""
+    sha = {u: f"{i:064x}" for i, u in enumerate(DECODED)} | {"u1": f"{DECODED.index('s2'):064x}"}
+    rows = [{"uid": u, "sha256": v} for u, v in sha.items()]
+    schema = pa.schema([("uid", pa.string()), ("sha256", pa.string())])
+    _write(lake, "image_hashes", "shard_a", "hashes.parquet", rows, schema)
+
+
 def test_rates_per_rule_and_for_any_rule(lake, truth_path):
     _decontamination(lake)
     _near_duplicates(lake)
+    _hashes(lake)
     rates = image_duplicate_rates(lake.root, truth_path)
     assert list(rates) == ["phash", "semantic", "all"]
     others = {"planted": 4, "others": 6, "on": True}  # s1-s4, u1, u2 (u3 not decoded)
+    same = {"other_drops_same_bytes": 1}  # u1 names s2, whose bytes it was served
     assert rates["phash"] == {
         **others,
         "found": 2,
@@ -90,9 +100,11 @@ def test_rates_per_rule_and_for_any_rule(lake, truth_path):
         "recall": 0.5,
         "other_drops": 1,
         "false_drop_rate": 1 / 6,
+        **same,
     }
     assert rates["semantic"] == {
         **others,
+        "other_drops_same_bytes": 0,
         "found": 2,
         "found_with_right_source": 2,
         "recall": 0.5,
@@ -106,7 +118,11 @@ def test_rates_per_rule_and_for_any_rule(lake, truth_path):
         "recall": 0.75,
         "other_drops": 1,
         "false_drop_rate": 1 / 6,
+        **same,
     }
+    assert image_duplicate_lines(rates)[-1].endswith(
+        "16.67% of 6 others dropped (1 of them the same bytes as the image they name)"
+    )
 
 
 def test_a_world_without_planted_copies_has_no_recall(lake, tmp_path):
