@@ -18,14 +18,7 @@ from poolsieve.assets.subset import subset
 from poolsieve.pipelines.partitions import SHARDS
 from poolsieve.pipelines.resources import DownloaderResource, LakeResource
 
-from poolsieve.images.health import (
-    HISTORY_PLOT,
-    OUTCOMES,
-    check_shard,
-    plot_history,
-    plot_pool,
-    read_history,
-)
+from poolsieve.images.health import OUTCOMES, check_shard, plot_pool
 from poolsieve.images.health import subset_health as compute_subset_health
 from poolsieve.sqlrunner import SqlProject
 
@@ -51,9 +44,6 @@ def pool_health(
     with failing_clearly(FileNotFoundError):
         result = check_shard(lake.store, shard, downloader.settings, downloader.health)
     s = result.summary
-    history = read_history(result.history_path)
-    plot = result.history_path.parent / HISTORY_PLOT
-    plot_history({shard: history}, plot, f"pool health of {shard} over time")
     context.log.info(
         f"{shard}: checked {s['checked']} of {s['downloaded']} downloaded: link rot "
         f"{s['link_rot_rate']:.1%}, hash drift {s['hash_drift_rate']:.1%}"
@@ -64,8 +54,8 @@ def pool_health(
             "checked": s["checked"],
             **reason_counts("outcome", {o: s[o] for o in OUTCOMES}, list(OUTCOMES)),
             **{rate: dg.MetadataValue.float(round(s[rate], 4)) for rate in RATES},
-            **_plot_metadata("history_plot", plot),
-            "history": dg.MetadataValue.md(history_table(history)),
+            **_plot_metadata("history_plot", result.plot_path),
+            "history": dg.MetadataValue.md(history_table(result.history)),
             "checks_path": dg.MetadataValue.path(str(result.checks_path)),
         },
         check_results=[

@@ -38,10 +38,11 @@ class ShardEmbeddings:
     alignment_problems: list[str]
 
 
-def shard_tars(lake: Lake, shard: str) -> list[Path]:
-    """The shard's downloaded webdataset tars (its download must have finished)."""
-    upstream_file(lake, "shard_images", shard, STATUS_FILE)  # the download finished
-    return sorted(lake.partition_dir("shard_images", shard).glob("*.tar"))
+def shard_tars(lake: Lake, shard: str, asset: str = "shard_images") -> list[Path]:
+    """The shard's downloaded webdataset tars in ``asset`` (shard_images, or metadata mode's
+    selected_images); its download must have finished."""
+    upstream_file(lake, asset, shard, STATUS_FILE)  # the download finished
+    return sorted(lake.partition_dir(asset, shard).glob("*.tar"))
 
 
 def embed_shard(

@@ -189,15 +189,17 @@ def _semantic_duplicates(lake, order, shards, settings, result) -> pa.Table:
         spill = ClusterSpill(scratch)
         centroids = _probe_centroids(lake, settings)
         for shard in shards:
-            if not _spill_shard(lake, shard, order[shard], settings, spill, centroids):
+            spilled = _spill_shard(lake, shard, order[shard], settings, spill, centroids)
+            if spilled is None:
                 result.without_clusters.append(shard)
+            else:
+                result.embedded += spilled
         rows = []
         for cluster in spill.clusters():
             members = spill.load(cluster)
             result.largest_cluster = max(result.largest_cluster, len(members.uids))
             rows += cluster_duplicates(members, settings.semantic_threshold)
         result.clusters = len(spill.counts)
-        result.embedded = sum(spill.counts.values()) // settings.semantic_probes
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return pa.Table.from_pylist(earliest_per_uid(rows), schema=SCHEMA)
@@ -223,60 +225,63 @@ def _probe_centroids(lake: Lake, settings: NearDupSettings) -> np.ndarray | None
     return read_centroids(lake, settings.source)[0]
 
 
-def _spill_shard(lake: Lake, shard: str, seq: int, settings, spill, centroids) -> bool:
-    """Add the shard's clustered features to ``spill``, each row to each of its clusters;
-    False when the shard has no clusters yet."""
+def _spill_shard(lake: Lake, shard: str, seq: int, settings, spill, centroids) -> int | None:
+    """Add the shard's clustered images' features to ``spill``, each row to each of its
+    clusters; how many images that was (None when the shard has no clusters yet)."""
     clusters_path = lake.partition_file("shard_clusters", shard, CLUSTERS_FILE)
     if not clusters_path.exists():
-        return False
+        return None
     clusters = pq.read_table(clusters_path, columns=["uid", "image_cluster"]).to_pydict()
-    clustered = {
-        u for u, c in zip(clusters["uid"], clusters["image_cluster"], strict=True) if c is not None
-    }
     rows_path = upstream_file(lake, "pool_shard", shard, "rows.parquet")
     rows = pq.read_table(rows_path, columns=["uid", "row_idx"])
     row_of = dict(zip(rows["uid"].to_pylist(), rows["row_idx"].to_pylist(), strict=True))
-    uids, clusters_of = _clusters_of(lake, shard, settings, centroids, clusters)
-    features = _features(lake, shard, settings, uids)
+    uids, feats = _features(lake, shard, settings)
+    clusters_of = _clusters_of(lake, shard, settings, centroids, clusters, (uids, feats))
     members: dict[int, list[int]] = {}
     for i, uid in enumerate(uids):
-        if uid in clustered and features[i] is not None:
-            for cluster in clusters_of[i]:
+        if feats[i].any():  # a zero row: no image to compare
+            for cluster in clusters_of.get(uid, ()):
                 members.setdefault(int(cluster), []).append(i)
     for cluster, take in sorted(members.items()):
         keys = [(seq << 40) + row_of[uids[i]] for i in take]
-        spill.add(
-            cluster, [uids[i] for i in take], shard, keys, np.stack([features[i] for i in take])
-        )
-    return True
+        spill.add(cluster, [uids[i] for i in take], shard, keys, feats[take])
+    return len({i for take in members.values() for i in take})
 
 
-def _clusters_of(lake, shard, settings, centroids, clusters) -> tuple[list[str], list]:
-    """The shard's embedded uids and each one's clusters: its shard_clusters cluster, or its
-    nearest ``semantic_probes`` centroids."""
+def _features(lake: Lake, shard: str, settings) -> tuple[list[str], np.ndarray]:
+    """The shard's uids and their unit float32 feature rows for the semantic rule (zero rows
+    where an image has none): the ``source`` embeddings, or image_hashes' copy features."""
+    if settings.semantic_features != "pixel":
+        return shard_embeddings(lake, shard, settings.source)
+    from poolsieve.images.hashes import read_copy_features
+
+    uids, feats = read_copy_features(lake, shard)
+    feats = feats.astype(np.float32)
+    norms = np.linalg.norm(feats, axis=1, keepdims=True)
+    return uids, np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
+
+
+def _clusters_of(lake, shard, settings, centroids, clusters, features) -> dict[str, list]:
+    """uid -> its clusters: its shard_clusters cluster, or its nearest ``semantic_probes``
+    centroids (of the ``source`` embeddings: ``features`` already when they are those)."""
+    clustered = [
+        (u, c)
+        for u, c in zip(clusters["uid"], clusters["image_cluster"], strict=True)
+        if c is not None
+    ]
     if centroids is None:
-        return clusters["uid"], [[c] if c is not None else [] for c in clusters["image_cluster"]]
+        return {u: [c] for u, c in clustered}
     from poolsieve.curate.clusters import nearest_centroids
 
-    uids, emb = shard_embeddings(lake, shard, settings.source)
-    return uids, list(nearest_centroids(emb, centroids, settings.semantic_probes))
-
-
-def _features(lake, shard, settings, uids: list[str]) -> list:
-    """Each uid's unit feature row (float32) for the semantic rule; None where it has none."""
-    if settings.semantic_features == "pixel":
-        from poolsieve.images.hashes import read_copy_features
-
-        have, feats = read_copy_features(lake, shard)
-    else:
-        have, feats = shard_embeddings(lake, shard, settings.source)
-    row_of = {u: i for i, u in enumerate(have)}
-    out = []
-    for uid in uids:
-        i = row_of.get(uid)
-        row = None if i is None else np.asarray(feats[i], np.float32)
-        out.append(row / np.linalg.norm(row) if row is not None and row.any() else None)
-    return out
+    uids, emb = (
+        features
+        if settings.semantic_features != "pixel"
+        else shard_embeddings(lake, shard, settings.source)
+    )
+    nearest = dict(
+        zip(uids, nearest_centroids(emb, centroids, settings.semantic_probes), strict=True)
+    )
+    return {u: list(nearest[u]) for u, _ in clustered if u in nearest}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from poolsieve.clip.embedding import shard_tars
 from poolsieve.clip.encode import decode_image, index_tar, sample_bytes
 from poolsieve.images.errors import categorize
 from poolsieve.images.hashes import ASSET as HASHES_ASSET
@@ -103,6 +104,8 @@ class HealthResult:
     history_path: Path
     summary: dict  # this check's HISTORY_SCHEMA row
     sampled: int  # rows the sample chose (each must have one check)
+    history: list[dict]  # every check's summary row, the oldest first (this one last)
+    plot_path: Path  # history.png: the history's rates over time
 
 
 def _draw(uid: str, salt: str) -> float:
@@ -143,7 +146,7 @@ def downloaded_rows(lake: Lake, shard: str) -> list[dict]:
     if asset == "selected_images":
         return [
             {"uid": s.uid, "url": urls[s.uid], "sha256": s.served_sha256 or None, "sample": s}
-            for tar in lake.glob(f"{asset}/{shard}/*.tar")
+            for tar in shard_tars(lake, shard, asset)
             for s in index_tar(tar, {})
             if s.uid in urls
         ]
@@ -236,7 +239,8 @@ def summarize(checks: list[dict], downloaded: int, checked_at: dt.datetime) -> d
 
 
 def check_shard(lake: Lake, shard: str, download, settings: HealthSettings) -> HealthResult:
-    """Re-check ``shard``'s sample; write the check and append its summary to the history."""
+    """Re-check ``shard``'s sample; write the check, append its summary to the history and
+    plot the history."""
     rows = downloaded_rows(lake, shard)
     chosen = with_phash(sample(rows, settings))
     checks = recheck(chosen, download, settings)
@@ -247,7 +251,11 @@ def check_shard(lake: Lake, shard: str, download, settings: HealthSettings) -> H
     history = _history(folder / HISTORY_FILE) + [summary]
     _write(folder / CHECKS_FILE, pa.Table.from_pylist(checks, schema=CHECKS_SCHEMA))
     _write(folder / HISTORY_FILE, pa.Table.from_pylist(history, schema=HISTORY_SCHEMA))
-    return HealthResult(folder / CHECKS_FILE, folder / HISTORY_FILE, summary, len(chosen))
+    plot = plot_history(
+        {shard: history}, folder / HISTORY_PLOT, f"pool health of {shard} over time"
+    )
+    paths = (folder / CHECKS_FILE, folder / HISTORY_FILE)
+    return HealthResult(*paths, summary, len(chosen), history, plot)
 
 
 def read_history(path: Path) -> list[dict]:
