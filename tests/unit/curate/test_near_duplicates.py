@@ -18,7 +18,7 @@ from poolsieve.curate.near_duplicates import (
     find_near_duplicates,
 )
 from poolsieve.duck import DuckSettings, connect
-from poolsieve.images.hashes import phash64
+from poolsieve.images.hashes import phash64, read_copy_features
 from poolsieve.images.pixel_features import copy_embedding
 from poolsieve.lake import Lake
 from poolsieve.sqlrunner import SqlProject, column_test_failures
@@ -187,3 +187,11 @@ def test_phash_matches_a_resized_copy_and_not_another_picture():
     h, copy, far = phash64(picture), phash64(picture.resize((200, 200))), phash64(other)
     assert bin((h ^ copy) & (2**64 - 1)).count("1") <= 2
     assert bin((h ^ far) & (2**64 - 1)).count("1") > 16
+
+
+def test_copy_features_out_of_step_with_the_hashes_are_refused_naming_the_shard(lake):
+    _shard(lake, "s0", ["a", "b"], [1, 2], [_unit(1, 0), _unit(0, 1)], [0, 0])
+    folder = lake.root / "image_hashes" / "s0"
+    np.save(folder / "copy_features.npy", np.zeros((1, 4), np.float16))  # one row for two
+    with pytest.raises(ValueError, match="image_hashes/s0: copy_features.npy has 1 rows for 2"):
+        read_copy_features(lake, "s0")
